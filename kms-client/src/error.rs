@@ -1,0 +1,87 @@
+//! The one error type of this crate.
+
+use tonic::Code;
+use tonic_types::StatusExt;
+
+/// Why a call to kmsd failed.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The endpoint string could not be understood.
+    #[error("invalid kmsd endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// No connection could be made.
+    #[error("cannot connect to kmsd at {endpoint}: {source}")]
+    Connect {
+        /// The endpoint that was dialled.
+        endpoint: String,
+        /// The transport error.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// kmsd answered with an error status.
+    #[error("kmsd refused the call ({code:?}{}): {message}", reason.as_deref().map(|r| format!(", {r}")).unwrap_or_default())]
+    Rpc {
+        /// The gRPC status code.
+        code: Code,
+        /// The machine-readable reason from the status details, such as
+        /// `KEY_NOT_FOUND` or `INVALID_CIPHERTEXT` (see docs/api.md).
+        reason: Option<String>,
+        /// kmsd's message; it never contains a secret.
+        message: String,
+    },
+    /// kmsd answered with something this client cannot use.
+    #[error("unexpected response from kmsd: {0}")]
+    Protocol(&'static str),
+}
+
+impl Error {
+    /// The gRPC code, if kmsd answered with an error status.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Error::Rpc { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The machine-readable reason, if kmsd gave one.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Error::Rpc { reason, .. } => reason.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again later may succeed: the daemon or its backend
+    /// was unreachable or overloaded. Bad input, missing keys, disabled keys
+    /// and ciphertexts that do not authenticate are never transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Connect { .. } => true,
+            Error::Rpc { code, .. } => matches!(
+                code,
+                Code::Unavailable
+                    | Code::ResourceExhausted
+                    | Code::DeadlineExceeded
+                    | Code::Aborted
+            ),
+            Error::InvalidEndpoint { .. } | Error::Protocol(_) => false,
+        }
+    }
+}
+
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        let reason = status.get_details_error_info().map(|info| info.reason);
+        Error::Rpc {
+            code: status.code(),
+            reason,
+            message: status.message().to_owned(),
+        }
+    }
+}

@@ -1,0 +1,655 @@
+//! The local backend: master keys in files under `key_dir`, one per key.
+//!
+//! For development, CI and single nodes. Keys are held in memory after
+//! startup; every change is written to disk (atomically and durably) before
+//! it becomes visible, so a client never sees a key that a crash could lose.
+
+mod file;
+mod sealing;
+
+use std::{
+    collections::BTreeMap,
+    fs, io,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use arc_swap::ArcSwap;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+pub use self::sealing::SealingSecret;
+use self::{
+    file::{KEY_FILE_FORMAT, KEY_FILE_SUFFIX, KeyFile, PlainMaterial, VersionFile},
+    sealing::Sealer,
+};
+use super::{
+    GeneratedKey, KeyBackend, KeyMetadata, KeyState, NewKey, Opened, Sealed, StateChange,
+    VersionInfo,
+};
+use crate::{
+    blob::{self, BackendKind, BlobHeader, LocalPayload, ParsedBlob},
+    clock::Clock,
+    context::EncryptionContext,
+    crypto::{self, CryptoError, KEY_LEN, SEED_LEN, TAG_LEN, WrappingKey},
+    error::KmsError,
+    key_id::KeyId,
+};
+
+/// HKDF domain of sealed blobs made by this backend.
+const BLOB_DOMAIN: &[u8] = b"kmsd/v1/local-blob";
+/// Held (flock) while a kmsd process uses the directory.
+const LOCK_FILE: &str = ".kmsd.lock";
+
+/// Why the key directory cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// A file-system call failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// What.
+        #[source]
+        source: io::Error,
+    },
+    /// Group or others may access a key file or the directory.
+    #[error(
+        "{path} is accessible by group or others; kmsd refuses to use it (fix: chmod go-rwx {path})"
+    )]
+    LoosePermissions {
+        /// The file or directory.
+        path: PathBuf,
+    },
+    /// Another process holds the directory's lock.
+    #[error("key directory {0} is in use by another kmsd process")]
+    Locked(PathBuf),
+    /// The directory is sealed but no secret was configured.
+    #[error(
+        "key directory {0} is sealed: configure its passphrase or key file ([backend.sealing] in the config)"
+    )]
+    SealedWithoutSecret(PathBuf),
+    /// Sealing was configured for a directory holding unsealed keys.
+    #[error(
+        "key directory {0} holds unsealed key files; sealing can only be turned on for a new, empty key directory"
+    )]
+    UnsealedKeysPresent(PathBuf),
+    /// The passphrase or key file does not open the directory.
+    #[error("wrong passphrase or key file for the sealed key directory {0}")]
+    WrongSealingSecret(PathBuf),
+    /// A passphrase was given for a key-file-sealed directory or the reverse.
+    #[error("{path} says the directory was sealed with {sealed_with}; configure that instead")]
+    SealingSecretKindMismatch {
+        /// The sealing file.
+        path: PathBuf,
+        /// What it was sealed with.
+        sealed_with: &'static str,
+    },
+    /// The sealing file is damaged.
+    #[error("{path}: {reason}")]
+    BadSealingFile {
+        /// The sealing file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A cryptographic primitive failed.
+    #[error("{0}")]
+    Crypto(#[from] CryptoError),
+    /// Serialisation failed.
+    #[error("cannot encode the sealing file: {0}")]
+    Encode(String),
+}
+
+/// Where the keys are and how they are protected at rest.
+#[derive(Debug)]
+pub struct LocalConfig {
+    /// The key directory.
+    pub key_dir: PathBuf,
+    /// Seal key files under a KEK from this secret.
+    pub sealing: Option<SealingSecret>,
+}
+
+/// The local backend.
+pub struct LocalBackend {
+    dir: PathBuf,
+    keys: ArcSwap<BTreeMap<KeyId, Entry>>,
+    /// Serialises changes, so each is written before the next is computed.
+    writer: tokio::sync::Mutex<()>,
+    sealer: Option<Sealer>,
+    clock: Arc<dyn Clock>,
+    /// Holds the directory lock for the backend's lifetime.
+    _lock: fs::File,
+}
+
+impl std::fmt::Debug for LocalBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalBackend")
+            .field("dir", &self.dir)
+            .field("sealed", &self.sealer.is_some())
+            .field("keys", &self.keys.load().len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+enum Entry {
+    Ready(Arc<LocalKey>),
+    /// The file exists but could not be read; the reason was logged.
+    Unreadable,
+}
+
+struct LocalKey {
+    meta: KeyMetadata,
+    /// Index `v - 1` holds version `v`.
+    versions: Vec<Arc<LocalVersion>>,
+}
+
+struct LocalVersion {
+    wrapping: WrappingKey,
+    stored: Stored,
+}
+
+enum Stored {
+    Plain(Zeroizing<[u8; KEY_LEN]>),
+    Sealed(Vec<u8>),
+}
+
+impl LocalKey {
+    fn version(&self, version: u32) -> Option<&LocalVersion> {
+        let index = usize::try_from(version).ok()?.checked_sub(1)?;
+        self.versions.get(index).map(Arc::as_ref)
+    }
+
+    fn current(&self) -> Result<&LocalVersion, KmsError> {
+        self.version(self.meta.current_version).ok_or_else(|| {
+            KmsError::Internal(format!("key {} lost its current version", self.meta.key_id))
+        })
+    }
+}
+
+impl LocalBackend {
+    /// Opens (creating if needed) the key directory and loads every key.
+    /// Blocks on file I/O; call it from a blocking context.
+    pub fn open(config: LocalConfig, clock: Arc<dyn Clock>) -> Result<Self, LocalError> {
+        let dir = config.key_dir;
+        let io_at = |path: &Path| {
+            let path = path.to_owned();
+            move |source| LocalError::Io { path, source }
+        };
+        file::ensure_private_dir(&dir).map_err(io_at(&dir))?;
+        if file::loose_mode_bits(&dir).map_err(io_at(&dir))? != 0 {
+            return Err(LocalError::LoosePermissions { path: dir });
+        }
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = fs::OpenOptions::new()
+            .mode(0o600)
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_at(&lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(LocalError::Locked(dir));
+        }
+
+        let mut key_files = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_at(&dir))? {
+            let entry = entry.map_err(io_at(&dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if file::is_temp_file(name) {
+                // Left by a crash before its rename: never a committed key.
+                tracing::info!(path = %entry.path().display(), "removing an interrupted write");
+                fs::remove_file(entry.path()).map_err(io_at(&entry.path()))?;
+                continue;
+            }
+            let Some(stem) = name.strip_suffix(KEY_FILE_SUFFIX) else {
+                continue;
+            };
+            match KeyId::parse(stem) {
+                Ok(id) => key_files.push((id, entry.path())),
+                Err(_) => {
+                    tracing::warn!(path = %entry.path().display(), "ignoring a file whose name is not a valid key id");
+                }
+            }
+        }
+
+        let sealer = match (&config.sealing, sealing::is_sealed(&dir)) {
+            (Some(secret), _) => Some(Sealer::open_or_init(&dir, secret, !key_files.is_empty())?),
+            (None, true) => return Err(LocalError::SealedWithoutSecret(dir)),
+            (None, false) => None,
+        };
+
+        let mut keys = BTreeMap::new();
+        for (key_id, path) in key_files {
+            if file::loose_mode_bits(&path).map_err(io_at(&path))? != 0 {
+                return Err(LocalError::LoosePermissions { path });
+            }
+            let entry = match load_key(&path, &key_id, sealer.as_ref()) {
+                Ok(key) => Entry::Ready(Arc::new(key)),
+                Err(reason) => {
+                    tracing::error!(path = %path.display(), %reason, "key file is unreadable; this key is unavailable, the others are served");
+                    Entry::Unreadable
+                }
+            };
+            keys.insert(key_id, entry);
+        }
+        tracing::info!(dir = %dir.display(), keys = keys.len(), sealed = sealer.is_some(), "local key directory loaded");
+        Ok(Self {
+            dir,
+            keys: ArcSwap::from_pointee(keys),
+            writer: tokio::sync::Mutex::new(()),
+            sealer,
+            clock,
+            _lock: lock,
+        })
+    }
+
+    /// The key directory.
+    pub fn key_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether key files are sealed at rest.
+    pub fn is_sealed(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    fn key(&self, key_id: &KeyId) -> Result<Arc<LocalKey>, KmsError> {
+        match self.keys.load().get(key_id) {
+            Some(Entry::Ready(key)) => Ok(Arc::clone(key)),
+            Some(Entry::Unreadable) => Err(KmsError::KeyUnreadable(key_id.clone())),
+            None => Err(KmsError::KeyNotFound(key_id.clone())),
+        }
+    }
+
+    fn new_version(&self, key_id: &KeyId, version: u32) -> Result<Arc<LocalVersion>, KmsError> {
+        let material = Zeroizing::new(crypto::random_array::<KEY_LEN>().map_err(internal)?);
+        let stored = match &self.sealer {
+            Some(sealer) => {
+                Stored::Sealed(sealer.seal(key_id, version, &material).map_err(internal)?)
+            }
+            None => Stored::Plain(material.clone()),
+        };
+        Ok(Arc::new(LocalVersion {
+            wrapping: WrappingKey::new(&material, BLOB_DOMAIN),
+            stored,
+        }))
+    }
+
+    /// Writes the key's file, then makes the new state visible.
+    async fn commit(&self, key: LocalKey) -> Result<KeyMetadata, KmsError> {
+        let json = Zeroizing::new(
+            serde_json::to_vec_pretty(&to_file(&key))
+                .map_err(|e| KmsError::Internal(format!("encoding a key file: {e}")))?,
+        );
+        let dir = self.dir.clone();
+        let name = format!("{}{KEY_FILE_SUFFIX}", key.meta.key_id);
+        tokio::task::spawn_blocking(move || file::write_atomic(&dir, &name, &json))
+            .await
+            .map_err(|e| KmsError::Internal(format!("key writer task failed: {e}")))?
+            .map_err(|e| {
+                KmsError::Internal(format!("writing key file in {}: {e}", self.dir.display()))
+            })?;
+        let meta = key.meta.clone();
+        let key = Arc::new(key);
+        self.keys.rcu(|keys| {
+            let mut keys = BTreeMap::clone(keys);
+            keys.insert(meta.key_id.clone(), Entry::Ready(Arc::clone(&key)));
+            keys
+        });
+        Ok(meta)
+    }
+
+    fn seal(
+        &self,
+        key_id: &KeyId,
+        key: &LocalKey,
+        plaintext: &[u8],
+        seed: &[u8; SEED_LEN],
+        context: &EncryptionContext,
+    ) -> Result<Sealed, KmsError> {
+        let key_version = key.meta.current_version;
+        let header = BlobHeader {
+            backend: BackendKind::Local,
+            key_id: key_id.clone(),
+            key_version,
+        };
+        let mut out = header.encode(SEED_LEN + plaintext.len() + TAG_LEN);
+        let aad = blob::aad(&out, context);
+        out.extend_from_slice(seed);
+        key.current()?
+            .wrapping
+            .seal_append(seed, &aad, plaintext, &mut out)
+            .map_err(internal)?;
+        Ok(Sealed {
+            blob: out,
+            key_id: key_id.clone(),
+            key_version,
+        })
+    }
+}
+
+impl KeyBackend for LocalBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Local
+    }
+
+    async fn generate_data_key(
+        &self,
+        key_id: &KeyId,
+        context: &EncryptionContext,
+    ) -> Result<GeneratedKey, KmsError> {
+        let key = self.key(key_id)?;
+        key.meta.check_usable()?;
+        // One getrandom call gives both the data key and the seal's seed.
+        let mut random = Zeroizing::new([0u8; KEY_LEN + SEED_LEN]);
+        crypto::fill_random(random.as_mut()).map_err(internal)?;
+        let (dek, seed) = random.split_at(KEY_LEN);
+        let dek: [u8; KEY_LEN] = dek.try_into().map_err(internal_len)?;
+        let seed: &[u8; SEED_LEN] = seed.try_into().map_err(internal_len)?;
+        let key_material = kms_client::DataKey::from_bytes(dek);
+        let sealed = self.seal(key_id, &key, key_material.expose_secret(), seed, context)?;
+        Ok(GeneratedKey {
+            key: key_material,
+            sealed,
+        })
+    }
+
+    async fn encrypt(
+        &self,
+        key_id: &KeyId,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Sealed, KmsError> {
+        let key = self.key(key_id)?;
+        key.meta.check_usable()?;
+        let seed = crypto::random_array::<SEED_LEN>().map_err(internal)?;
+        self.seal(key_id, &key, plaintext, &seed, context)
+    }
+
+    async fn decrypt(
+        &self,
+        blob: &ParsedBlob<'_>,
+        context: &EncryptionContext,
+    ) -> Result<Opened, KmsError> {
+        let header = &blob.header;
+        let key = self.key(&header.key_id)?;
+        key.meta.check_usable()?;
+        let version =
+            key.version(header.key_version)
+                .ok_or_else(|| KmsError::KeyVersionNotFound {
+                    key_id: header.key_id.clone(),
+                    version: header.key_version,
+                })?;
+        let payload = LocalPayload::parse(blob.payload)?;
+        let aad = blob::aad(blob.header_bytes, context);
+        let plaintext = version
+            .wrapping
+            .open(payload.seed, &aad, payload.sealed)
+            .map_err(|_| KmsError::InvalidCiphertext)?;
+        Ok(Opened {
+            plaintext,
+            key_id: header.key_id.clone(),
+            key_version: header.key_version,
+        })
+    }
+
+    async fn create_key(&self, new: NewKey) -> Result<KeyMetadata, KmsError> {
+        let _writing = self.writer.lock().await;
+        if self.keys.load().contains_key(&new.key_id) {
+            return Err(KmsError::KeyAlreadyExists(new.key_id));
+        }
+        let now = self.clock.now();
+        let version = self.new_version(&new.key_id, 1)?;
+        let key = LocalKey {
+            meta: KeyMetadata {
+                key_id: new.key_id,
+                state: KeyState::Enabled,
+                description: new.description,
+                created_at: now,
+                deletion_date: None,
+                current_version: 1,
+                versions: vec![VersionInfo {
+                    version: 1,
+                    created_at: now,
+                }],
+                backend: BackendKind::Local,
+                tags: new.tags,
+            },
+            versions: vec![version],
+        };
+        self.commit(key).await
+    }
+
+    async fn describe_key(&self, key_id: &KeyId) -> Result<KeyMetadata, KmsError> {
+        Ok(self.key(key_id)?.meta.clone())
+    }
+
+    async fn list_keys(
+        &self,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Result<Vec<KeyMetadata>, KmsError> {
+        let keys = self.keys.load();
+        let range = match after {
+            Some(after) => keys
+                .range::<KeyId, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => keys.range::<KeyId, _>(..),
+        };
+        Ok(range
+            .filter_map(|(_, entry)| match entry {
+                Entry::Ready(key) => Some(key.meta.clone()),
+                Entry::Unreadable => None,
+            })
+            .take(limit)
+            .collect())
+    }
+
+    async fn rotate_key(&self, key_id: &KeyId) -> Result<KeyMetadata, KmsError> {
+        let _writing = self.writer.lock().await;
+        let old = self.key(key_id)?;
+        if old.meta.state == KeyState::PendingDeletion {
+            return Err(KmsError::InvalidStateTransition {
+                key_id: key_id.clone(),
+                state: old.meta.state.as_str(),
+                action: "rotate",
+            });
+        }
+        let next = old.meta.current_version.checked_add(1).ok_or_else(|| {
+            KmsError::InvalidArgument(format!("key {key_id} has reached its last version"))
+        })?;
+        let mut meta = old.meta.clone();
+        meta.current_version = next;
+        meta.versions.push(VersionInfo {
+            version: next,
+            created_at: self.clock.now(),
+        });
+        let mut versions = old.versions.clone();
+        versions.push(self.new_version(key_id, next)?);
+        self.commit(LocalKey { meta, versions }).await
+    }
+
+    async fn change_state(
+        &self,
+        key_id: &KeyId,
+        change: StateChange,
+    ) -> Result<KeyMetadata, KmsError> {
+        let _writing = self.writer.lock().await;
+        let old = self.key(key_id)?;
+        let (state, deletion_date) = change.apply(key_id, old.meta.state)?;
+        if state == old.meta.state && deletion_date == old.meta.deletion_date {
+            return Ok(old.meta.clone());
+        }
+        let mut meta = old.meta.clone();
+        meta.state = state;
+        meta.deletion_date = deletion_date;
+        self.commit(LocalKey {
+            meta,
+            versions: old.versions.clone(),
+        })
+        .await
+    }
+
+    async fn destroy_due_keys(&self, now: OffsetDateTime) -> Result<Vec<KeyId>, KmsError> {
+        let _writing = self.writer.lock().await;
+        let due: Vec<KeyId> = self
+            .keys
+            .load()
+            .iter()
+            .filter_map(|(id, entry)| match entry {
+                Entry::Ready(key)
+                    if key.meta.state == KeyState::PendingDeletion
+                        && key.meta.deletion_date.is_some_and(|d| d <= now) =>
+                {
+                    Some(id.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for key_id in &due {
+            let dir = self.dir.clone();
+            let path = file::key_path(&self.dir, key_id);
+            tokio::task::spawn_blocking(move || file::remove_durably(&dir, &path))
+                .await
+                .map_err(|e| KmsError::Internal(format!("key remover task failed: {e}")))?
+                .map_err(|e| KmsError::Internal(format!("removing key file of {key_id}: {e}")))?;
+            self.keys.rcu(|keys| {
+                let mut keys = BTreeMap::clone(keys);
+                keys.remove(key_id);
+                keys
+            });
+            tracing::info!(%key_id, "key destroyed: its deletion window has passed");
+        }
+        Ok(due)
+    }
+
+    async fn health(&self) -> Result<(), KmsError> {
+        match fs::metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(KmsError::BackendUnavailable {
+                backend: "local",
+                detail: "the key directory is not a directory".into(),
+            }),
+            Err(e) => Err(KmsError::BackendUnavailable {
+                backend: "local",
+                detail: format!("the key directory is not accessible: {}", e.kind()),
+            }),
+        }
+    }
+}
+
+fn internal(e: CryptoError) -> KmsError {
+    KmsError::Internal(e.to_string())
+}
+
+fn internal_len(_: std::array::TryFromSliceError) -> KmsError {
+    KmsError::Internal("slice length mismatch".into())
+}
+
+fn to_file(key: &LocalKey) -> KeyFile {
+    KeyFile {
+        format: KEY_FILE_FORMAT,
+        key_id: key.meta.key_id.to_string(),
+        state: key.meta.state,
+        description: key.meta.description.clone(),
+        tags: key.meta.tags.clone(),
+        created_at: key.meta.created_at,
+        deletion_date: key.meta.deletion_date,
+        current_version: key.meta.current_version,
+        versions: key
+            .meta
+            .versions
+            .iter()
+            .zip(&key.versions)
+            .map(|(info, version)| VersionFile {
+                version: info.version,
+                created_at: info.created_at,
+                material: match &version.stored {
+                    Stored::Plain(material) => Some(PlainMaterial(material.clone())),
+                    Stored::Sealed(_) => None,
+                },
+                sealed_material: match &version.stored {
+                    Stored::Plain(_) => None,
+                    Stored::Sealed(sealed) => Some(sealed.clone()),
+                },
+            })
+            .collect(),
+    }
+}
+
+/// Reads and checks one key file. The error is a reason for the log.
+fn load_key(path: &Path, key_id: &KeyId, sealer: Option<&Sealer>) -> Result<LocalKey, String> {
+    let bytes = Zeroizing::new(fs::read(path).map_err(|e| format!("cannot read: {e}"))?);
+    let file: KeyFile =
+        serde_json::from_slice(&bytes).map_err(|e| format!("not a valid key file: {e}"))?;
+    if file.format != KEY_FILE_FORMAT {
+        return Err(format!("unknown key-file format {}", file.format));
+    }
+    if file.key_id != key_id.as_str() {
+        return Err(format!(
+            "the file names key {:?}, not {key_id}",
+            file.key_id
+        ));
+    }
+    let expected: Vec<u32> = (1..=file.current_version).collect();
+    let found: Vec<u32> = file.versions.iter().map(|v| v.version).collect();
+    if expected != found || found.is_empty() {
+        return Err(format!(
+            "versions {found:?} do not run from 1 to the current version {}",
+            file.current_version
+        ));
+    }
+    if (file.state == KeyState::PendingDeletion) != file.deletion_date.is_some() {
+        return Err("a deletion date must be set exactly when the key is pending deletion".into());
+    }
+    let mut versions = Vec::with_capacity(file.versions.len());
+    let mut infos = Vec::with_capacity(file.versions.len());
+    for v in file.versions {
+        let (material, stored) = match (sealer, v.material, v.sealed_material) {
+            (None, Some(PlainMaterial(material)), None) => {
+                (material.clone(), Stored::Plain(material))
+            }
+            (Some(sealer), None, Some(sealed)) => (
+                sealer
+                    .open(key_id, v.version, &sealed)
+                    .map_err(|_| format!("version {} does not unseal", v.version))?,
+                Stored::Sealed(sealed),
+            ),
+            (None, _, Some(_)) => {
+                return Err("holds sealed material but the directory is not sealed".into());
+            }
+            (Some(_), Some(_), _) => {
+                return Err("holds plaintext material in a sealed directory".into());
+            }
+            (_, None, None) => return Err(format!("version {} has no material", v.version)),
+        };
+        versions.push(Arc::new(LocalVersion {
+            wrapping: WrappingKey::new(&material, BLOB_DOMAIN),
+            stored,
+        }));
+        infos.push(VersionInfo {
+            version: v.version,
+            created_at: v.created_at,
+        });
+    }
+    Ok(LocalKey {
+        meta: KeyMetadata {
+            key_id: key_id.clone(),
+            state: file.state,
+            description: file.description,
+            created_at: file.created_at,
+            deletion_date: file.deletion_date,
+            current_version: file.current_version,
+            versions: infos,
+            backend: BackendKind::Local,
+            tags: file.tags,
+        },
+        versions,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,359 @@
+//! The backend contract: what every key store provides, and the rules they
+//! all share (key states and their transitions).
+//!
+//! Backends form a closed set, so they are dispatched through the
+//! [`Backend`] enum rather than boxed trait objects.
+
+pub mod local;
+
+use std::{collections::BTreeMap, future::Future};
+
+use kms_client::{DataKey, SecretBytes};
+use time::OffsetDateTime;
+
+use crate::{
+    blob::{BackendKind, ParsedBlob},
+    clock::rfc3339,
+    context::EncryptionContext,
+    error::KmsError,
+    key_id::KeyId,
+};
+
+/// The lifecycle state of a master key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum KeyState {
+    /// Usable for every operation.
+    Enabled,
+    /// Refuses every cryptographic operation.
+    Disabled,
+    /// Refuses every cryptographic operation; destroyed at its deletion date.
+    PendingDeletion,
+}
+
+impl KeyState {
+    /// The state's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Enabled => "Enabled",
+            KeyState::Disabled => "Disabled",
+            KeyState::PendingDeletion => "PendingDeletion",
+        }
+    }
+}
+
+/// When one version of a key was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// The version number, from 1.
+    pub version: u32,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+}
+
+/// Everything about a key but its material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMetadata {
+    /// The id.
+    pub key_id: KeyId,
+    /// The lifecycle state.
+    pub state: KeyState,
+    /// Free text.
+    pub description: String,
+    /// When the key was created.
+    pub created_at: OffsetDateTime,
+    /// Set only while pending deletion.
+    pub deletion_date: Option<OffsetDateTime>,
+    /// The version new blobs are sealed under.
+    pub current_version: u32,
+    /// Every version that can still decrypt, oldest first.
+    pub versions: Vec<VersionInfo>,
+    /// Which backend holds the key.
+    pub backend: BackendKind,
+    /// Free key-value labels.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl KeyMetadata {
+    /// Refuses cryptographic use of a key that is not enabled. Disabled and
+    /// pending-deletion keys refuse decryption too (as AWS KMS does): that
+    /// makes disabling a key a real kill switch, and a deletion window shows
+    /// who still needs the key while it can still be cancelled.
+    pub fn check_usable(&self) -> Result<(), KmsError> {
+        match self.state {
+            KeyState::Enabled => Ok(()),
+            KeyState::Disabled => Err(KmsError::KeyDisabled(self.key_id.clone())),
+            KeyState::PendingDeletion => Err(KmsError::KeyPendingDeletion {
+                key_id: self.key_id.clone(),
+                deletion_date: self.deletion_date.map(rfc3339).unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+/// A request to create a key.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// The id to create.
+    pub key_id: KeyId,
+    /// Free text.
+    pub description: String,
+    /// Free labels.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A change of a key's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateChange {
+    /// Disabled -> Enabled.
+    Enable,
+    /// Enabled -> Disabled.
+    Disable,
+    /// Enabled or Disabled -> PendingDeletion.
+    ScheduleDeletion {
+        /// When the key will be destroyed.
+        deletion_date: OffsetDateTime,
+    },
+    /// PendingDeletion -> Disabled.
+    CancelDeletion,
+}
+
+impl StateChange {
+    fn action(self) -> &'static str {
+        match self {
+            StateChange::Enable => "enable",
+            StateChange::Disable => "disable",
+            StateChange::ScheduleDeletion { .. } => "schedule deletion of",
+            StateChange::CancelDeletion => "cancel deletion of",
+        }
+    }
+
+    /// The state and deletion date after the change, or why it does not
+    /// apply. Enabling an enabled key and disabling a disabled one are
+    /// no-ops, so retries are safe.
+    pub fn apply(
+        self,
+        key_id: &KeyId,
+        state: KeyState,
+    ) -> Result<(KeyState, Option<OffsetDateTime>), KmsError> {
+        use KeyState::*;
+        match (self, state) {
+            (StateChange::Enable, Enabled | Disabled) => Ok((Enabled, None)),
+            (StateChange::Disable, Enabled | Disabled) => Ok((Disabled, None)),
+            (StateChange::ScheduleDeletion { deletion_date }, Enabled | Disabled) => {
+                Ok((PendingDeletion, Some(deletion_date)))
+            }
+            (StateChange::CancelDeletion, PendingDeletion) => Ok((Disabled, None)),
+            (change, state) => Err(KmsError::InvalidStateTransition {
+                key_id: key_id.clone(),
+                state: state.as_str(),
+                action: change.action(),
+            }),
+        }
+    }
+}
+
+/// A freshly sealed blob.
+#[derive(Debug)]
+pub struct Sealed {
+    /// The blob.
+    pub blob: Vec<u8>,
+    /// The key that sealed it.
+    pub key_id: KeyId,
+    /// Its version.
+    pub key_version: u32,
+}
+
+/// A fresh data key and its sealed form.
+#[derive(Debug)]
+pub struct GeneratedKey {
+    /// The plaintext data key.
+    pub key: DataKey,
+    /// The sealed form.
+    pub sealed: Sealed,
+}
+
+/// An opened blob.
+#[derive(Debug)]
+pub struct Opened {
+    /// The plaintext.
+    pub plaintext: SecretBytes,
+    /// The key that had sealed it.
+    pub key_id: KeyId,
+    /// Its version.
+    pub key_version: u32,
+}
+
+/// What every backend provides.
+pub trait KeyBackend: Send + Sync {
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+
+    /// Generates a 32-byte data key and seals it under the key's current
+    /// version.
+    fn generate_data_key(
+        &self,
+        key_id: &KeyId,
+        context: &EncryptionContext,
+    ) -> impl Future<Output = Result<GeneratedKey, KmsError>> + Send;
+
+    /// Seals `plaintext` under the key's current version.
+    fn encrypt(
+        &self,
+        key_id: &KeyId,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> impl Future<Output = Result<Sealed, KmsError>> + Send;
+
+    /// Opens a blob this backend sealed.
+    fn decrypt(
+        &self,
+        blob: &ParsedBlob<'_>,
+        context: &EncryptionContext,
+    ) -> impl Future<Output = Result<Opened, KmsError>> + Send;
+
+    /// Creates a key with one version.
+    fn create_key(&self, new: NewKey)
+    -> impl Future<Output = Result<KeyMetadata, KmsError>> + Send;
+
+    /// Describes a key.
+    fn describe_key(
+        &self,
+        key_id: &KeyId,
+    ) -> impl Future<Output = Result<KeyMetadata, KmsError>> + Send;
+
+    /// Up to `limit` keys with ids greater than `after`, in id order.
+    fn list_keys(
+        &self,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<KeyMetadata>, KmsError>> + Send;
+
+    /// Adds a version and makes it current.
+    fn rotate_key(
+        &self,
+        key_id: &KeyId,
+    ) -> impl Future<Output = Result<KeyMetadata, KmsError>> + Send;
+
+    /// Changes a key's state.
+    fn change_state(
+        &self,
+        key_id: &KeyId,
+        change: StateChange,
+    ) -> impl Future<Output = Result<KeyMetadata, KmsError>> + Send;
+
+    /// Destroys every key whose deletion date is at or before `now`;
+    /// returns the ids destroyed.
+    fn destroy_due_keys(
+        &self,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<KeyId>, KmsError>> + Send;
+
+    /// Whether the backend can serve requests now.
+    fn health(&self) -> impl Future<Output = Result<(), KmsError>> + Send;
+}
+
+/// The configured backend.
+#[derive(Debug)]
+pub enum Backend {
+    /// Key files on disk.
+    Local(local::LocalBackend),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $b:ident => $call:expr) => {
+        match $self {
+            Backend::Local($b) => $call,
+        }
+    };
+}
+
+impl KeyBackend for Backend {
+    fn kind(&self) -> BackendKind {
+        dispatch!(self, b => b.kind())
+    }
+    async fn generate_data_key(
+        &self,
+        key_id: &KeyId,
+        context: &EncryptionContext,
+    ) -> Result<GeneratedKey, KmsError> {
+        dispatch!(self, b => b.generate_data_key(key_id, context).await)
+    }
+    async fn encrypt(
+        &self,
+        key_id: &KeyId,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Sealed, KmsError> {
+        dispatch!(self, b => b.encrypt(key_id, plaintext, context).await)
+    }
+    async fn decrypt(
+        &self,
+        blob: &ParsedBlob<'_>,
+        context: &EncryptionContext,
+    ) -> Result<Opened, KmsError> {
+        dispatch!(self, b => b.decrypt(blob, context).await)
+    }
+    async fn create_key(&self, new: NewKey) -> Result<KeyMetadata, KmsError> {
+        dispatch!(self, b => b.create_key(new).await)
+    }
+    async fn describe_key(&self, key_id: &KeyId) -> Result<KeyMetadata, KmsError> {
+        dispatch!(self, b => b.describe_key(key_id).await)
+    }
+    async fn list_keys(
+        &self,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Result<Vec<KeyMetadata>, KmsError> {
+        dispatch!(self, b => b.list_keys(after, limit).await)
+    }
+    async fn rotate_key(&self, key_id: &KeyId) -> Result<KeyMetadata, KmsError> {
+        dispatch!(self, b => b.rotate_key(key_id).await)
+    }
+    async fn change_state(
+        &self,
+        key_id: &KeyId,
+        change: StateChange,
+    ) -> Result<KeyMetadata, KmsError> {
+        dispatch!(self, b => b.change_state(key_id, change).await)
+    }
+    async fn destroy_due_keys(&self, now: OffsetDateTime) -> Result<Vec<KeyId>, KmsError> {
+        dispatch!(self, b => b.destroy_due_keys(now).await)
+    }
+    async fn health(&self) -> Result<(), KmsError> {
+        dispatch!(self, b => b.health().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_machine_matches_the_documented_table() {
+        use KeyState::*;
+        let id = KeyId::parse("k").unwrap();
+        let when = OffsetDateTime::UNIX_EPOCH;
+        let del = StateChange::ScheduleDeletion {
+            deletion_date: when,
+        };
+        let table = [
+            (StateChange::Enable, Enabled, Some(Enabled)),
+            (StateChange::Enable, Disabled, Some(Enabled)),
+            (StateChange::Enable, PendingDeletion, None),
+            (StateChange::Disable, Enabled, Some(Disabled)),
+            (StateChange::Disable, Disabled, Some(Disabled)),
+            (StateChange::Disable, PendingDeletion, None),
+            (del, Enabled, Some(PendingDeletion)),
+            (del, Disabled, Some(PendingDeletion)),
+            (del, PendingDeletion, None),
+            (StateChange::CancelDeletion, Enabled, None),
+            (StateChange::CancelDeletion, Disabled, None),
+            (StateChange::CancelDeletion, PendingDeletion, Some(Disabled)),
+        ];
+        for (change, from, to) in table {
+            let got = change.apply(&id, from).ok().map(|(s, _)| s);
+            assert_eq!(got, to, "{change:?} from {from:?}");
+        }
+        assert_eq!(del.apply(&id, Enabled).unwrap().1, Some(when));
+    }
+}

@@ -1,0 +1,55 @@
+//! The command line: `kmsd serve` runs the daemon; every other subcommand
+//! is a client of a running kmsd (docs/cli.md).
+
+mod client;
+mod keys;
+mod output;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for configuration errors (sysexits' EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// kmsd: key management daemon for S3-compatible object storage.
+#[derive(Debug, Parser)]
+#[command(name = "kmsd", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve(serve::ServeArgs),
+    /// Manage master keys on a running kmsd.
+    Key(keys::KeyArgs),
+    /// Print a fresh data key (plaintext and sealed) as JSON.
+    Datakey(keys::DatakeyArgs),
+    /// Open a sealed blob and print its plaintext (base64) as JSON.
+    Decrypt(keys::DecryptArgs),
+    /// Print the status of a running kmsd as JSON.
+    Status(client::ClientArgs),
+}
+
+/// Parses the command line and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => return serve::run(args),
+        Command::Key(args) => client::block_on(keys::run_key(args)),
+        Command::Datakey(args) => client::block_on(keys::run_datakey(args)),
+        Command::Decrypt(args) => client::block_on(keys::run_decrypt(args)),
+        Command::Status(args) => client::block_on(client::run_status(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

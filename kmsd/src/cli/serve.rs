@@ -1,0 +1,240 @@
+//! `kmsd serve`: load the configuration, start the daemon, wait for a
+//! signal, drain.
+
+use std::{
+    io::IsTerminal,
+    net::SocketAddr,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
+
+use anyhow::Context;
+use clap::Args;
+use tracing_subscriber::EnvFilter;
+
+use super::EXIT_CONFIG;
+use crate::{
+    clock::SystemClock,
+    config::{BackendConfig, Config, LocalBackendConfig, LogConfig, LogFormat, RawConfig},
+    daemon,
+};
+
+/// Flags of `kmsd serve`. Every flag also reads an environment variable;
+/// flags win over the environment, which wins over the config file.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// TOML configuration file (docs/configuration.md).
+    #[arg(long, short, env = "KMSD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Development mode: a local backend under --data-dir, a default key
+    /// named "default", a unix socket in the data directory and TCP on
+    /// 127.0.0.1:7373. Needs no config file. Keys are not sealed.
+    #[arg(long)]
+    dev: bool,
+    /// Where --dev keeps its keys and socket.
+    #[arg(long, env = "KMSD_DATA_DIR", default_value = "kmsd-data")]
+    data_dir: PathBuf,
+    /// Serve gRPC on this unix socket.
+    #[arg(long, env = "KMSD_UNIX_SOCKET")]
+    unix_socket: Option<PathBuf>,
+    /// Serve gRPC on this TCP address (plain HTTP/2).
+    #[arg(long, env = "KMSD_TCP")]
+    tcp: Option<SocketAddr>,
+    /// Use the local backend with this key directory.
+    #[arg(long, env = "KMSD_KEY_DIR")]
+    key_dir: Option<PathBuf>,
+    /// The key used when a request names none.
+    #[arg(long, env = "KMSD_DEFAULT_KEY_ID")]
+    default_key_id: Option<String>,
+    /// Log filter, e.g. "info" or "kmsd=debug" (RUST_LOG wins).
+    #[arg(long, env = "KMSD_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// Log format.
+    #[arg(long, env = "KMSD_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Validate the configuration, print a summary and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+pub(crate) fn run(args: ServeArgs) -> ExitCode {
+    let config = match load(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if args.check_config {
+        println!("configuration OK");
+        println!("{config:#?}");
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config, args.dev)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut raw = match &args.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    if args.dev {
+        apply_dev_defaults(&mut raw, &args.data_dir)?;
+    }
+    if let Some(path) = &args.unix_socket {
+        raw.server.unix_socket = Some(path.clone());
+    }
+    if let Some(addr) = args.tcp {
+        raw.server.tcp = Some(addr);
+    }
+    if let Some(key_dir) = &args.key_dir {
+        match &mut raw.backend {
+            Some(BackendConfig::Local(local)) => local.key_dir = key_dir.clone(),
+            None => {
+                raw.backend = Some(BackendConfig::Local(LocalBackendConfig {
+                    key_dir: key_dir.clone(),
+                    default_key_id: None,
+                    create_default_key: None,
+                    sealing: None,
+                }));
+            }
+        }
+    }
+    if let Some(id) = &args.default_key_id {
+        match &mut raw.backend {
+            Some(BackendConfig::Local(local)) => local.default_key_id = Some(id.clone()),
+            None => anyhow::bail!(
+                "--default-key-id needs a backend (--key-dir, --dev or a config file)"
+            ),
+        }
+    }
+    if let Some(level) = &args.log_level {
+        raw.log.level = Some(level.clone());
+    }
+    if let Some(format) = args.log_format {
+        raw.log.format = Some(format);
+    }
+    Ok(Config::from_raw(raw)?)
+}
+
+fn apply_dev_defaults(raw: &mut RawConfig, data_dir: &Path) -> anyhow::Result<()> {
+    if !data_dir.exists() {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        // The socket lives here; only this user needs to reach it.
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {}", data_dir.display()))?;
+    }
+    let data_dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", data_dir.display()))?;
+    if raw.backend.is_none() {
+        raw.backend = Some(BackendConfig::Local(LocalBackendConfig {
+            key_dir: data_dir.join("keys"),
+            default_key_id: Some("default".into()),
+            create_default_key: Some(true),
+            sealing: None,
+        }));
+    }
+    if raw.server.unix_socket.is_none() {
+        raw.server.unix_socket = Some(data_dir.join("kmsd.sock"));
+    }
+    if raw.server.tcp.is_none() {
+        raw.server.tcp = Some(SocketAddr::from(([127, 0, 0, 1], 7373)));
+    }
+    Ok(())
+}
+
+fn init_tracing(log: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(config: Config, dev: bool) -> anyhow::Result<()> {
+    let running = daemon::start(config.clone(), Arc::new(SystemClock)).await?;
+    announce(&config, &running, dev);
+    let stop = running.shutdown_sender();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining requests in flight");
+        let _ = stop.send(true);
+    });
+    running.wait().await.context("a listener failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn announce(config: &Config, running: &daemon::RunningDaemon, dev: bool) {
+    let mut endpoints = Vec::new();
+    if let Some(path) = &running.unix_path {
+        endpoints.push(format!("unix:{}", path.display()));
+    }
+    if let Some(addr) = running.tcp_addr {
+        endpoints.push(format!("http://{addr}"));
+    }
+    tracing::info!(endpoints = ?endpoints, version = env!("CARGO_PKG_VERSION"), "kmsd ready");
+    if dev {
+        println!("kmsd {} (development mode)", env!("CARGO_PKG_VERSION"));
+        if let Some(backend) = &config.backend {
+            let crate::config::BackendKindSettings::Local { key_dir, .. } = &backend.kind;
+            println!(
+                "  keys:        {} (local backend, not sealed: for development only)",
+                key_dir.display()
+            );
+            if let Some(id) = &backend.default_key_id {
+                println!("  default key: {id}");
+            }
+        }
+        for endpoint in &endpoints {
+            println!("  listening:   {endpoint}");
+        }
+        if let Some(first) = endpoints.first() {
+            println!("try it:  cargo run -p kmsd -- datakey --endpoint {first}");
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

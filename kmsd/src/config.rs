@@ -1,0 +1,396 @@
+//! Configuration: the TOML file's raw shape, and the validated form the
+//! daemon runs on. Parsing happens once, in [`Config::from_raw`]; nothing
+//! downstream re-checks a field.
+//!
+//! Secrets are never written into the file itself: the file names a path or
+//! an environment variable, read when the backend is built (docs/configuration.md).
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use crate::key_id::KeyId;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (line and column included).
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The TOML file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: RawServer,
+    /// `[log]`.
+    #[serde(default)]
+    pub log: RawLog,
+    /// `[backend]`; absent means kmsd starts NotConfigured.
+    pub backend: Option<BackendConfig>,
+    /// `[keys]`.
+    #[serde(default)]
+    pub keys: RawKeys,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Path of the unix domain socket to serve gRPC on.
+    pub unix_socket: Option<PathBuf>,
+    /// Its permission bits, as an octal string (default "0660").
+    pub unix_socket_mode: Option<String>,
+    /// TCP address to serve gRPC on (plain HTTP/2).
+    pub tcp: Option<SocketAddr>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// A `tracing` filter such as `info` or `kmsd=debug` (`RUST_LOG` wins).
+    pub level: Option<String>,
+    /// `text` or `json`.
+    pub format: Option<LogFormat>,
+}
+
+/// `[keys]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeys {
+    /// How often to destroy keys whose deletion window has passed, in
+    /// seconds (default 60).
+    pub deletion_sweep_interval_secs: Option<u64>,
+}
+
+/// Log line format.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[backend]`, tagged by `backend_type` with the field names of the
+/// RustFS admin API's configure body, so the same JSON configures both.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "backend_type", rename_all = "lowercase")]
+pub enum BackendConfig {
+    /// Key files on disk.
+    Local(LocalBackendConfig),
+}
+
+/// The local backend's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalBackendConfig {
+    /// The key directory (created with mode 0700 if missing).
+    pub key_dir: PathBuf,
+    /// The key used when a request names none.
+    pub default_key_id: Option<String>,
+    /// Create the default key at startup if it does not exist (default true).
+    pub create_default_key: Option<bool>,
+    /// Seal key files at rest.
+    pub sealing: Option<SealingConfig>,
+}
+
+/// Where the sealing secret comes from: exactly one field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealingConfig {
+    /// A file holding the passphrase (trailing newline ignored).
+    pub passphrase_file: Option<PathBuf>,
+    /// An environment variable holding the passphrase.
+    pub passphrase_env: Option<String>,
+    /// A file of at least 32 random bytes.
+    pub key_file: Option<PathBuf>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: Listen,
+    /// Logging.
+    pub log: LogConfig,
+    /// The backend, if configured.
+    pub backend: Option<BackendSettings>,
+    /// How often the deletion sweeper runs.
+    pub deletion_sweep_interval: Duration,
+}
+
+/// Listeners; at least one is set.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// The unix socket and its mode.
+    pub unix: Option<(PathBuf, u32)>,
+    /// The TCP address.
+    pub tcp: Option<SocketAddr>,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// The filter.
+    pub level: String,
+    /// The format.
+    pub format: LogFormat,
+}
+
+/// A validated backend configuration.
+#[derive(Debug, Clone)]
+pub struct BackendSettings {
+    /// Used when a request names no key.
+    pub default_key_id: Option<KeyId>,
+    /// Create the default key if missing.
+    pub create_default_key: bool,
+    /// The backend-specific part.
+    pub kind: BackendKindSettings,
+}
+
+/// The backend-specific part of [`BackendSettings`].
+#[derive(Debug, Clone)]
+pub enum BackendKindSettings {
+    /// Key files on disk.
+    Local {
+        /// The key directory.
+        key_dir: PathBuf,
+        /// The sealing secret's source.
+        sealing: Option<SealingSource>,
+    },
+}
+
+/// Where a sealing secret is read from, when the backend is built.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SealingSource {
+    /// A passphrase file.
+    PassphraseFile(PathBuf),
+    /// A passphrase in an environment variable.
+    PassphraseEnv(String),
+    /// A key file.
+    KeyFile(PathBuf),
+}
+
+impl fmt::Debug for SealingSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SealingSource::PassphraseFile(p) => write!(f, "passphrase file {}", p.display()),
+            SealingSource::PassphraseEnv(v) => write!(f, "passphrase in ${v}"),
+            SealingSource::KeyFile(p) => write!(f, "key file {}", p.display()),
+        }
+    }
+}
+
+/// The default unix socket of a production install.
+pub const DEFAULT_UNIX_SOCKET: &str = "/run/kmsd/kmsd.sock";
+
+impl RawConfig {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+impl Config {
+    /// Validates a raw configuration.
+    pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let mode = match raw.server.unix_socket_mode.as_deref() {
+            None => 0o660,
+            Some(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "server.unix_socket_mode {text:?} is not an octal mode such as \"0660\""
+                    ))
+                })?,
+        };
+        if mode & 0o007 != 0 {
+            return Err(ConfigError::Invalid(
+                "server.unix_socket_mode must not give others access (use 0660 or stricter)".into(),
+            ));
+        }
+        let unix = match (&raw.server.unix_socket, raw.server.tcp) {
+            (Some(path), _) => Some((path.clone(), mode)),
+            (None, Some(_)) => None,
+            (None, None) => Some((PathBuf::from(DEFAULT_UNIX_SOCKET), mode)),
+        };
+        let interval = raw.keys.deletion_sweep_interval_secs.unwrap_or(60);
+        if interval == 0 {
+            return Err(ConfigError::Invalid(
+                "keys.deletion_sweep_interval_secs must be at least 1".into(),
+            ));
+        }
+        Ok(Self {
+            listen: Listen {
+                unix,
+                tcp: raw.server.tcp,
+            },
+            log: LogConfig {
+                level: raw.log.level.unwrap_or_else(|| "info".into()),
+                format: raw.log.format.unwrap_or_default(),
+            },
+            backend: raw.backend.map(BackendSettings::from_raw).transpose()?,
+            deletion_sweep_interval: Duration::from_secs(interval),
+        })
+    }
+}
+
+impl BackendSettings {
+    /// Validates a backend configuration (from the config file or the
+    /// admin API).
+    pub fn from_raw(raw: BackendConfig) -> Result<Self, ConfigError> {
+        match raw {
+            BackendConfig::Local(local) => {
+                if !local.key_dir.is_absolute() {
+                    return Err(ConfigError::Invalid(format!(
+                        "backend.key_dir {} must be an absolute path",
+                        local.key_dir.display()
+                    )));
+                }
+                let default_key_id = local
+                    .default_key_id
+                    .as_deref()
+                    .map(|id| {
+                        KeyId::parse(id).map_err(|e| {
+                            ConfigError::Invalid(format!("backend.default_key_id: {e}"))
+                        })
+                    })
+                    .transpose()?;
+                let sealing = local.sealing.map(SealingSource::from_raw).transpose()?;
+                Ok(Self {
+                    default_key_id,
+                    create_default_key: local.create_default_key.unwrap_or(true),
+                    kind: BackendKindSettings::Local {
+                        key_dir: local.key_dir,
+                        sealing,
+                    },
+                })
+            }
+        }
+    }
+}
+
+impl SealingSource {
+    fn from_raw(raw: SealingConfig) -> Result<Self, ConfigError> {
+        match (raw.passphrase_file, raw.passphrase_env, raw.key_file) {
+            (Some(path), None, None) => Ok(SealingSource::PassphraseFile(path)),
+            (None, Some(var), None) => Ok(SealingSource::PassphraseEnv(var)),
+            (None, None, Some(path)) => Ok(SealingSource::KeyFile(path)),
+            _ => Err(ConfigError::Invalid(
+                "backend.sealing needs exactly one of passphrase_file, passphrase_env, key_file"
+                    .into(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "test.toml".into(),
+            message: e.to_string(),
+        })?;
+        Config::from_raw(raw)
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(
+            config.listen.unix,
+            Some((PathBuf::from(DEFAULT_UNIX_SOCKET), 0o660))
+        );
+        assert!(config.backend.is_none());
+        assert_eq!(config.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn a_local_backend_parses_with_the_seed_field_names() {
+        let config = parse(
+            r#"
+            [server]
+            tcp = "127.0.0.1:7373"
+            [backend]
+            backend_type = "local"
+            key_dir = "/var/lib/kmsd/keys"
+            default_key_id = "rustfs-master"
+            [backend.sealing]
+            passphrase_env = "KMSD_PASSPHRASE"
+            "#,
+        )
+        .unwrap();
+        assert!(config.listen.unix.is_none());
+        let backend = config.backend.unwrap();
+        assert_eq!(backend.default_key_id.unwrap().as_str(), "rustfs-master");
+        let BackendKindSettings::Local { sealing, .. } = backend.kind;
+        assert_eq!(
+            sealing,
+            Some(SealingSource::PassphraseEnv("KMSD_PASSPHRASE".into()))
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (text, needle) in [
+            ("[server]\nunix_sockett = \"/x\"", "unknown field"),
+            ("[backend]\nbackend_type = \"floppy\"", "unknown variant"),
+            (
+                "[backend]\nbackend_type = \"local\"\nkey_dir = \"rel\"",
+                "absolute",
+            ),
+            (
+                "[backend]\nbackend_type = \"local\"\nkey_dir = \"/k\"\ndefault_key_id = \"../x\"",
+                "default_key_id",
+            ),
+            ("[server]\nunix_socket_mode = \"0666\"", "others"),
+            ("[server]\nunix_socket_mode = \"rw\"", "octal"),
+            (
+                "[backend]\nbackend_type = \"local\"\nkey_dir = \"/k\"\n[backend.sealing]\n",
+                "exactly one",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+}

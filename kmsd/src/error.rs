@@ -1,0 +1,205 @@
+//! The daemon's error type and its one mapping to gRPC statuses.
+//!
+//! Messages are written for the caller: they say what was wrong with the
+//! request and never contain key material, plaintexts, tokens or passphrases.
+//! Internal details (I/O errors, paths) go to the log, not to the caller.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::key_id::KeyId;
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    /// A key id is not of the accepted form.
+    #[error("invalid key id {shown:?}: {reason}")]
+    InvalidKeyId {
+        /// A short printable prefix of what was given.
+        shown: String,
+        /// What rule it broke.
+        reason: &'static str,
+    },
+    /// The id is reserved for kmsd's own keys.
+    #[error("key id {0} is reserved for kmsd's own use")]
+    ReservedKeyId(KeyId),
+    /// An encryption context breaks a limit.
+    #[error("invalid encryption context: {0}")]
+    InvalidContext(String),
+    /// Another field is out of range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The blob cannot be decoded.
+    #[error("malformed ciphertext blob: {0}")]
+    MalformedBlob(&'static str),
+    /// The blob did not authenticate: wrong context, or changed bytes.
+    #[error(
+        "the ciphertext did not authenticate: the encryption context differs from the one it was sealed with, or the blob was altered"
+    )]
+    InvalidCiphertext,
+    /// The blob names another key than the caller expected.
+    #[error("the blob was sealed under key {actual}, not the expected key {expected}")]
+    IncorrectKey {
+        /// What the caller expected.
+        expected: KeyId,
+        /// What the blob names.
+        actual: KeyId,
+    },
+    /// No key id was given and no default is configured.
+    #[error("no key id was given and no default key is configured")]
+    NoDefaultKey,
+    /// The key does not exist.
+    #[error("key {0} not found")]
+    KeyNotFound(KeyId),
+    /// The key exists but not this version.
+    #[error("key {key_id} has no version {version}")]
+    KeyVersionNotFound {
+        /// The key.
+        key_id: KeyId,
+        /// The missing version.
+        version: u32,
+    },
+    /// The key id is taken.
+    #[error("key {0} already exists")]
+    KeyAlreadyExists(KeyId),
+    /// The key is disabled.
+    #[error("key {0} is disabled")]
+    KeyDisabled(KeyId),
+    /// The key is scheduled for deletion.
+    #[error("key {key_id} is pending deletion (scheduled for {deletion_date})")]
+    KeyPendingDeletion {
+        /// The key.
+        key_id: KeyId,
+        /// When it will be destroyed (RFC 3339).
+        deletion_date: String,
+    },
+    /// The requested state change does not apply to the key's state.
+    #[error("cannot {action} key {key_id}: it is {state}")]
+    InvalidStateTransition {
+        /// The key.
+        key_id: KeyId,
+        /// Its current state.
+        state: &'static str,
+        /// What was asked.
+        action: &'static str,
+    },
+    /// The key's stored form is damaged; other keys are unaffected.
+    #[error("key {0} cannot be read: its stored form is damaged (see the kmsd log)")]
+    KeyUnreadable(KeyId),
+    /// The backend cannot be reached or is not serving.
+    #[error("{backend} backend unavailable: {detail}")]
+    BackendUnavailable {
+        /// Which backend.
+        backend: &'static str,
+        /// What happened, without secrets.
+        detail: String,
+    },
+    /// The backend refused kmsd's own credentials.
+    #[error("{backend} backend denied access: {detail}")]
+    BackendPermissionDenied {
+        /// Which backend.
+        backend: &'static str,
+        /// What was denied (a path, never a token).
+        detail: String,
+    },
+    /// The blob was sealed by a backend this kmsd does not have configured.
+    #[error("the blob was sealed by the {0} backend, which this kmsd does not have configured")]
+    BackendNotConfigured(&'static str),
+    /// kmsd is not in the Running state.
+    #[error("kmsd is not serving keys: its state is {0}")]
+    NotRunning(&'static str),
+    /// The caller's identity may not make this call.
+    #[error("permission denied")]
+    PermissionDenied,
+    /// Too many requests are in flight.
+    #[error("kmsd is overloaded: {0}")]
+    Overloaded(String),
+    /// A bug or an unexpected local failure; the detail is only logged.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl KmsError {
+    /// The gRPC code and the machine-readable reason (docs/api.md).
+    pub fn code_and_reason(&self) -> (Code, &'static str) {
+        match self {
+            KmsError::InvalidKeyId { .. } => (Code::InvalidArgument, "INVALID_KEY_ID"),
+            KmsError::ReservedKeyId(_) => (Code::InvalidArgument, "RESERVED_KEY_ID"),
+            KmsError::InvalidContext(_) => (Code::InvalidArgument, "INVALID_ENCRYPTION_CONTEXT"),
+            KmsError::InvalidArgument(_) => (Code::InvalidArgument, "INVALID_ARGUMENT"),
+            KmsError::MalformedBlob(_) => (Code::InvalidArgument, "MALFORMED_CIPHERTEXT"),
+            KmsError::InvalidCiphertext => (Code::InvalidArgument, "INVALID_CIPHERTEXT"),
+            KmsError::IncorrectKey { .. } => (Code::InvalidArgument, "INCORRECT_KEY"),
+            KmsError::NoDefaultKey => (Code::FailedPrecondition, "NO_DEFAULT_KEY"),
+            KmsError::KeyNotFound(_) => (Code::NotFound, "KEY_NOT_FOUND"),
+            KmsError::KeyVersionNotFound { .. } => (Code::NotFound, "KEY_VERSION_NOT_FOUND"),
+            KmsError::KeyAlreadyExists(_) => (Code::AlreadyExists, "KEY_ALREADY_EXISTS"),
+            KmsError::KeyDisabled(_) => (Code::FailedPrecondition, "KEY_DISABLED"),
+            KmsError::KeyPendingDeletion { .. } => {
+                (Code::FailedPrecondition, "KEY_PENDING_DELETION")
+            }
+            KmsError::InvalidStateTransition { .. } => {
+                (Code::FailedPrecondition, "INVALID_KEY_STATE")
+            }
+            KmsError::KeyUnreadable(_) => (Code::DataLoss, "KEY_UNREADABLE"),
+            KmsError::BackendUnavailable { .. } => (Code::Unavailable, "BACKEND_UNAVAILABLE"),
+            KmsError::BackendPermissionDenied { .. } => {
+                (Code::PermissionDenied, "BACKEND_PERMISSION_DENIED")
+            }
+            KmsError::BackendNotConfigured(_) => {
+                (Code::FailedPrecondition, "BACKEND_NOT_CONFIGURED")
+            }
+            KmsError::NotRunning(_) => (Code::Unavailable, "NOT_RUNNING"),
+            KmsError::PermissionDenied => (Code::PermissionDenied, "PERMISSION_DENIED"),
+            KmsError::Overloaded(_) => (Code::ResourceExhausted, "OVERLOADED"),
+            KmsError::Internal(_) => (Code::Internal, "INTERNAL"),
+        }
+    }
+
+    /// The message the caller sees.
+    fn public_message(&self) -> String {
+        match self {
+            // The detail may hold paths or library errors; it is logged
+            // where the error is turned into a status.
+            KmsError::Internal(_) => "internal error; see the kmsd log".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<KmsError> for Status {
+    fn from(err: KmsError) -> Self {
+        let (code, reason) = err.code_and_reason();
+        if let KmsError::Internal(detail) = &err {
+            tracing::error!(%detail, "internal error");
+        }
+        let details = ErrorDetails::with_error_info(reason, "kmsd", HashMap::new());
+        Status::with_error_details(code, err.public_message(), details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_details_stay_out_of_the_status() {
+        let status = Status::from(KmsError::Internal("/var/lib/kmsd/keys: EIO".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("/var/lib"));
+        assert_eq!(status.get_details_error_info().unwrap().reason, "INTERNAL");
+    }
+
+    #[test]
+    fn reasons_travel_in_the_details() {
+        let status = Status::from(KmsError::KeyNotFound(KeyId::parse("k").unwrap()));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "key k not found");
+        assert_eq!(
+            status.get_details_error_info().unwrap().reason,
+            "KEY_NOT_FOUND"
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! Internal types to and from their `kms.v1` messages.
+
+use kms_proto::v1 as pb;
+use time::OffsetDateTime;
+
+use crate::backend::{KeyMetadata, KeyState};
+
+pub(crate) fn timestamp(t: OffsetDateTime) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        // Invariant: nanoseconds within a second always fit in an i32.
+        nanos: i32::try_from(t.nanosecond()).unwrap_or(0),
+    }
+}
+
+pub(crate) fn key_state(state: KeyState) -> pb::KeyState {
+    match state {
+        KeyState::Enabled => pb::KeyState::Enabled,
+        KeyState::Disabled => pb::KeyState::Disabled,
+        KeyState::PendingDeletion => pb::KeyState::PendingDeletion,
+    }
+}
+
+pub(crate) fn key_metadata(meta: KeyMetadata) -> pb::KeyMetadata {
+    pb::KeyMetadata {
+        key_id: meta.key_id.to_string(),
+        state: key_state(meta.state).into(),
+        description: meta.description,
+        created_at: Some(timestamp(meta.created_at)),
+        deletion_date: meta.deletion_date.map(timestamp),
+        current_version: meta.current_version,
+        versions: meta
+            .versions
+            .into_iter()
+            .map(|v| pb::KeyVersion {
+                version: v.version,
+                created_at: Some(timestamp(v.created_at)),
+            })
+            .collect(),
+        backend: meta.backend.as_str().to_owned(),
+        tags: meta.tags,
+    }
+}

@@ -1,0 +1,25 @@
+//! kmsd: a key management daemon for S3-compatible object storage.
+//!
+//! It runs beside each storage node, holds or reaches the master keys, and
+//! answers the `kms.v1` gRPC API (docs/api.md). The binary (`main.rs`) only
+//! parses the command line; everything lives here so tests can build it.
+//!
+//! One request, end to end: `grpc/` decodes and validates it, `service.rs`
+//! resolves the key and calls the active backend (`lifecycle.rs`), the
+//! backend (`backend/`) seals or opens a blob (`blob.rs`, `crypto.rs`), and
+//! errors become a gRPC status in exactly one place (`error.rs`).
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod blob;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod crypto;
+pub mod daemon;
+pub mod error;
+pub mod grpc;
+pub mod key_id;
+pub mod lifecycle;
+pub mod service;
