@@ -39,6 +39,7 @@ impl ClientConfig {
 /// clone it into every task.
 #[derive(Debug, Clone)]
 pub struct KmsClient {
+    channel: Channel,
     data: KeyManagementClient<Channel>,
     keys: KeyAdminClient<Channel>,
     admin: AdminClient<Channel>,
@@ -115,8 +116,15 @@ impl KmsClient {
         Self {
             data: KeyManagementClient::new(channel.clone()),
             keys: KeyAdminClient::new(channel.clone()),
-            admin: AdminClient::new(channel),
+            admin: AdminClient::new(channel.clone()),
+            channel,
         }
+    }
+
+    /// The shared channel, for other gRPC services kmsd serves (health,
+    /// reflection).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     /// The generated data-plane client, for calls this type does not wrap.

@@ -23,6 +23,7 @@ use tokio_stream::{
 };
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
+use tower::util::MapResponseLayer;
 
 use crate::{
     backend::{
@@ -236,7 +237,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningDaemo
             let incoming = UnixListenerStream::new(listener);
             let stop = wait_for_shutdown(shutdown_rx.clone());
             tasks.spawn(
-                Server::builder()
+                server()
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(incoming, stop),
             );
@@ -264,7 +265,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningDaemo
             });
             let stop = wait_for_shutdown(shutdown_rx.clone());
             tasks.spawn(
-                Server::builder()
+                server()
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(incoming, stop),
             );
@@ -292,6 +293,16 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningDaemo
         tasks,
     })
 }
+
+/// A server with the layers every listener shares.
+fn server()
+-> Server<tower::layer::util::Stack<MapResponseLayer<OversizedFn>, tower::layer::util::Identity>> {
+    Server::builder().layer(MapResponseLayer::new(
+        grpc::oversized_as_resource_exhausted as OversizedFn,
+    ))
+}
+
+type OversizedFn = fn(http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body>;
 
 async fn wait_for_shutdown(mut rx: watch::Receiver<bool>) {
     // An error means the sender is gone: shut down as well.

@@ -5,6 +5,7 @@ mod admin;
 mod convert;
 mod data_plane;
 mod key_admin;
+mod limits;
 
 use kms_proto::v1::{
     FILE_DESCRIPTOR_SET, admin_server::AdminServer, key_admin_server::KeyAdminServer,
@@ -12,7 +13,10 @@ use kms_proto::v1::{
 };
 use tonic::service::Routes;
 
-pub use self::{admin::AdminService, data_plane::DataPlane, key_admin::KeyAdminService};
+pub use self::{
+    admin::AdminService, data_plane::DataPlane, key_admin::KeyAdminService,
+    limits::oversized_as_resource_exhausted,
+};
 use crate::service::Kms;
 
 /// The largest request message accepted. The largest legitimate request,
