@@ -1,0 +1,496 @@
+//! The kmsd process as an operator meets it: startup and shutdown, bad
+//! configuration, crashes, sealed key directories, dev mode and the CLI.
+
+// Test code: a failed unwrap is a failed test, with its context.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use kms_client::proto;
+use kmsd_tests::{Kmsd, KmsdOptions, assert_error, binary, ctx, free_port, private_dir};
+use tonic::Code;
+
+fn key_files(kmsd: &Kmsd) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(kmsd.dir().join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// kill -9 while keys are created and rotated in a loop: after a restart,
+/// every key and version a client saw acknowledged is there and every blob
+/// it got still opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loses_nothing_that_was_acknowledged() {
+    let mut kmsd = Kmsd::start_local().await;
+    let context = ctx(&[("crash", "test")]);
+    for round in 0..5u32 {
+        let client = kmsd.client().await;
+        let worker = tokio::spawn(async move {
+            let mut acknowledged: HashMap<String, u32> = HashMap::new();
+            let mut blobs = Vec::new();
+            for i in 0.. {
+                let key_id = format!("crash-{round}-{i}");
+                let created = client
+                    .key_admin()
+                    .create_key(proto::CreateKeyRequest {
+                        key_id: key_id.clone(),
+                        ..Default::default()
+                    })
+                    .await;
+                if created.is_err() {
+                    break;
+                }
+                acknowledged.insert(key_id.clone(), 1);
+                match client
+                    .key_admin()
+                    .rotate_key(proto::RotateKeyRequest {
+                        key_id: key_id.clone(),
+                    })
+                    .await
+                {
+                    Ok(r) => {
+                        acknowledged.insert(
+                            key_id.clone(),
+                            r.into_inner().key_metadata.unwrap().current_version,
+                        );
+                    }
+                    Err(_) => break,
+                }
+                match client
+                    .generate_data_key(Some(&key_id), &ctx(&[("crash", "test")]))
+                    .await
+                {
+                    Ok(generated) => blobs.push(generated),
+                    Err(_) => break,
+                }
+            }
+            (acknowledged, blobs)
+        });
+        tokio::time::sleep(Duration::from_millis(150 + 70 * u64::from(round))).await;
+        kmsd.kill9();
+        let (acknowledged, blobs) = worker.await.unwrap();
+        assert!(
+            !acknowledged.is_empty(),
+            "round {round}: nothing was created before the kill"
+        );
+
+        kmsd.restart().await;
+        let client = kmsd.client().await;
+        for (key_id, version) in &acknowledged {
+            let meta = client
+                .key_admin()
+                .describe_key(proto::DescribeKeyRequest {
+                    key_id: key_id.clone(),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: acknowledged key {key_id} is gone: {e}"))
+                .into_inner()
+                .key_metadata
+                .unwrap();
+            assert!(
+                meta.current_version >= *version,
+                "{key_id}: version {} < {version}",
+                meta.current_version
+            );
+        }
+        for generated in &blobs {
+            let opened = client
+                .decrypt(&generated.blob, &context, None)
+                .await
+                .unwrap();
+            assert_eq!(
+                opened.plaintext.expose_secret(),
+                generated.key.expose_secret()
+            );
+        }
+        let names = key_files(&kmsd);
+        assert!(
+            names
+                .iter()
+                .all(|n| n.ends_with(".key") || n == ".kmsd.lock"),
+            "{names:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sealed_key_files_hold_no_material_and_a_wrong_passphrase_stops_startup() {
+    let mut options = KmsdOptions::local();
+    options.backend_toml = Some(format!(
+        "{}[backend.sealing]\npassphrase_env = \"KMSD_TEST_PASSPHRASE\"\n",
+        options.backend_toml.unwrap()
+    ));
+    options.env = vec![(
+        "KMSD_TEST_PASSPHRASE".into(),
+        "correct horse battery staple".into(),
+    )];
+    let mut kmsd = Kmsd::start(options.clone()).await;
+    let client = kmsd.client().await;
+    client
+        .key_admin()
+        .rotate_key(proto::RotateKeyRequest {
+            key_id: "default".into(),
+        })
+        .await
+        .unwrap();
+    let generated = client.generate_data_key(None, &ctx(&[])).await.unwrap();
+    let text = std::fs::read_to_string(kmsd.dir().join("keys/default.key")).unwrap();
+    assert!(text.contains("\"sealed_material\""), "{text}");
+    assert!(!text.contains("\"material\""), "{text}");
+    let settings = client
+        .admin()
+        .status(proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        settings
+            .backend
+            .unwrap()
+            .settings
+            .get("sealed")
+            .map(String::as_str),
+        Some("true")
+    );
+
+    options.env = vec![("KMSD_TEST_PASSPHRASE".into(), "wrong".into())];
+    kmsd.set_options(options.clone());
+    kmsd.respawn();
+    let status = kmsd.wait_exit(Duration::from_secs(20)).await;
+    assert!(!status.success());
+    let logs = kmsd.logs();
+    assert!(
+        logs.contains("wrong passphrase or key file for the sealed key directory"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("correct horse"),
+        "the passphrase leaked into the log"
+    );
+
+    options.env = vec![(
+        "KMSD_TEST_PASSPHRASE".into(),
+        "correct horse battery staple".into(),
+    )];
+    kmsd.set_options(options);
+    kmsd.restart().await;
+    let opened = kmsd
+        .client()
+        .await
+        .decrypt(&generated.blob, &ctx(&[]), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        opened.plaintext.expose_secret(),
+        generated.key.expose_secret()
+    );
+}
+
+#[tokio::test]
+async fn a_bad_config_exits_78_and_names_the_problem() {
+    for (extra, needle) in [
+        (
+            "[server]\nunix_sockett = \"/x\"\n",
+            "unknown field `unix_sockett`",
+        ),
+        (
+            "[backend]\nbackend_type = \"local\"\nkey_dir = \"relative\"\n",
+            "must be an absolute path",
+        ),
+    ] {
+        let dir = private_dir();
+        let config = dir.path().join("kmsd.toml");
+        std::fs::write(&config, extra).unwrap();
+        let output = Command::new(binary("kmsd"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(78), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+    let output = Command::new(binary("kmsd"))
+        .args(["serve", "--config", "/nonexistent/kmsd.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/kmsd.toml"));
+}
+
+#[tokio::test]
+async fn without_a_backend_kmsd_is_not_configured_and_says_so() {
+    let kmsd = Kmsd::start(KmsdOptions {
+        backend_toml: None,
+        ..KmsdOptions::local()
+    })
+    .await;
+    let client = kmsd.client().await;
+    let status = client
+        .admin()
+        .status(proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.state(), proto::ServiceState::NotConfigured);
+    let err = assert_error(
+        client.generate_data_key(None, &ctx(&[])).await,
+        Code::Unavailable,
+        "NOT_RUNNING",
+    );
+    assert!(err.to_string().contains("NotConfigured"), "{err}");
+}
+
+#[tokio::test]
+async fn without_a_default_key_a_key_id_is_required() {
+    let kmsd = Kmsd::start(KmsdOptions {
+        backend_toml: Some(
+            "[backend]\nbackend_type = \"local\"\nkey_dir = \"{dir}/keys\"\n".into(),
+        ),
+        ..KmsdOptions::local()
+    })
+    .await;
+    let client = kmsd.client().await;
+    assert_error(
+        client.generate_data_key(None, &ctx(&[])).await,
+        Code::FailedPrecondition,
+        "NO_DEFAULT_KEY",
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_zero() {
+    let mut kmsd = Kmsd::start_local().await;
+    kmsd.client()
+        .await
+        .generate_data_key(None, &ctx(&[]))
+        .await
+        .unwrap();
+    kmsd.signal("TERM");
+    let status = kmsd.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}: {}", kmsd.logs());
+    assert!(
+        !kmsd.socket().exists(),
+        "the socket file is removed on exit"
+    );
+}
+
+#[tokio::test]
+async fn a_second_kmsd_cannot_take_the_socket_or_the_key_directory() {
+    let first = Kmsd::start_local().await;
+    let dir = first.dir().display().to_string();
+
+    // Same socket, another key directory.
+    let mut second = Kmsd::spawn_only(KmsdOptions {
+        extra_toml: String::new(),
+        ..KmsdOptions::local()
+    });
+    let config = format!(
+        "[server]\nunix_socket = \"{dir}/kmsd.sock\"\n[backend]\nbackend_type = \"local\"\nkey_dir = \"{}/keys\"\n",
+        second.dir().display()
+    );
+    second.kill9();
+    std::fs::write(second.config_path(), config).unwrap();
+    let output = Command::new(binary("kmsd"))
+        .arg("serve")
+        .arg("--config")
+        .arg(second.config_path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("another process is serving on this socket")
+    );
+
+    // Another socket, the same key directory.
+    let config = format!(
+        "[server]\nunix_socket = \"{}/other.sock\"\n[backend]\nbackend_type = \"local\"\nkey_dir = \"{dir}/keys\"\n",
+        second.dir().display()
+    );
+    std::fs::write(second.config_path(), config).unwrap();
+    let output = Command::new(binary("kmsd"))
+        .arg("serve")
+        .arg("--config")
+        .arg(second.config_path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("in use by another kmsd process"));
+
+    // The first one is unharmed.
+    first
+        .client()
+        .await
+        .generate_data_key(None, &ctx(&[]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_stale_socket_file_from_a_crash_is_replaced() {
+    let mut kmsd = Kmsd::start_local().await;
+    kmsd.kill9();
+    assert!(
+        kmsd.socket().exists(),
+        "SIGKILL leaves the socket file behind"
+    );
+    kmsd.restart().await;
+    kmsd.client()
+        .await
+        .generate_data_key(None, &ctx(&[]))
+        .await
+        .unwrap();
+}
+
+fn run_cli(endpoint: &str, args: &[&str]) -> (bool, serde_json::Value, String) {
+    let output = Command::new(binary("kmsd"))
+        .args(args)
+        .env("KMSD_ENDPOINT", endpoint)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    (
+        output.status.success(),
+        json,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_manages_keys_on_a_running_kmsd() {
+    let kmsd = Kmsd::start_local().await;
+    let endpoint = kmsd.endpoint().to_string();
+    let cli = |args: &[&str]| {
+        let (ok, json, stderr) = run_cli(&endpoint, args);
+        assert!(ok, "kmsd {args:?} failed: {stderr}");
+        json
+    };
+    let created = cli(&[
+        "key",
+        "create",
+        "cli-key",
+        "--description",
+        "from the CLI",
+        "--tag",
+        "team=storage",
+    ]);
+    assert_eq!(created["key_id"], "cli-key");
+    assert_eq!(created["state"], "Enabled");
+    assert_eq!(created["tags"]["team"], "storage");
+    assert_eq!(cli(&["key", "rotate", "cli-key"])["current_version"], 2);
+    assert_eq!(cli(&["key", "disable", "cli-key"])["state"], "Disabled");
+    assert_eq!(cli(&["key", "enable", "cli-key"])["state"], "Enabled");
+    let scheduled = cli(&["key", "schedule-deletion", "cli-key", "--days", "7"]);
+    assert_eq!(scheduled["state"], "PendingDeletion");
+    assert!(scheduled["deletion_date"].is_string());
+    assert_eq!(
+        cli(&["key", "cancel-deletion", "cli-key"])["state"],
+        "Disabled"
+    );
+    assert_eq!(
+        cli(&["key", "describe", "cli-key"])["description"],
+        "from the CLI"
+    );
+    let listed = cli(&["key", "list"]);
+    let ids: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["cli-key", "default"]);
+
+    let datakey = cli(&["datakey", "--context", "bucket=b1"]);
+    assert_eq!(datakey["key_id"], "default");
+    let plaintext = B64.decode(datakey["plaintext"].as_str().unwrap()).unwrap();
+    assert_eq!(plaintext.len(), 32);
+    let blob = datakey["ciphertext_blob"].as_str().unwrap();
+    let opened = cli(&["decrypt", blob, "--context", "bucket=b1"]);
+    assert_eq!(
+        B64.decode(opened["plaintext"].as_str().unwrap()).unwrap(),
+        plaintext
+    );
+    let sealed_only = cli(&["datakey", "--without-plaintext"]);
+    assert!(sealed_only.get("plaintext").is_none());
+
+    let status = cli(&["status"]);
+    assert_eq!(status["status"], "Running");
+    assert_eq!(status["backend"]["backend_type"], "local");
+
+    let (ok, _, stderr) = run_cli(&endpoint, &["key", "describe", "missing"]);
+    assert!(!ok);
+    assert!(stderr.contains("key missing not found"), "{stderr}");
+    let (ok, _, stderr) = run_cli(&endpoint, &["decrypt", blob, "--context", "bucket=b2"]);
+    assert!(!ok);
+    assert!(stderr.contains("did not authenticate"), "{stderr}");
+    let (ok, _, stderr) = run_cli("unix:/nonexistent/kmsd.sock", &["status"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot connect to kmsd at unix:/nonexistent/kmsd.sock"),
+        "{stderr}"
+    );
+}
+
+/// The README's first command: `kmsd serve --dev` needs no config, prints
+/// where it listens, and serves a default key that survives a restart.
+#[tokio::test]
+async fn dev_mode_needs_no_config_and_prints_its_endpoints() {
+    let dir = private_dir();
+    let data_dir = dir.path().join("data");
+    let port = free_port();
+    let mut first_key = None;
+    for _ in 0..2 {
+        let mut child = Command::new(binary("kmsd"))
+            .args([
+                "serve",
+                "--dev",
+                "--tcp",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(&data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut endpoints = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(endpoint) = line.trim().strip_prefix("listening:") {
+                endpoints.push(endpoint.trim().to_owned());
+            }
+            if line.starts_with("try it:") {
+                break;
+            }
+        }
+        let socket = data_dir.canonicalize().unwrap().join("kmsd.sock");
+        assert_eq!(
+            endpoints,
+            [
+                format!("unix:{}", socket.display()),
+                format!("http://127.0.0.1:{port}")
+            ]
+        );
+        for endpoint in &endpoints {
+            let (ok, json, stderr) = run_cli(endpoint, &["key", "describe", "default"]);
+            assert!(ok, "{stderr}");
+            let created_at = json["created_at"].as_str().unwrap().to_owned();
+            // The second start finds the key made by the first.
+            assert_eq!(first_key.get_or_insert(created_at.clone()), &created_at);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
