@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::key_id::KeyId;
 
@@ -68,6 +68,8 @@ pub struct RawServer {
     pub unix_socket_mode: Option<String>,
     /// TCP address to serve gRPC on (plain HTTP/2).
     pub tcp: Option<SocketAddr>,
+    /// Where runtime changes made through the admin API are persisted.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `[log]`.
@@ -102,7 +104,7 @@ pub enum LogFormat {
 
 /// `[backend]`, tagged by `backend_type` with the field names of the
 /// RustFS admin API's configure body, so the same JSON configures both.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "backend_type", rename_all = "lowercase")]
 pub enum BackendConfig {
     /// Key files on disk.
@@ -110,28 +112,34 @@ pub enum BackendConfig {
 }
 
 /// The local backend's settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalBackendConfig {
     /// The key directory (created with mode 0700 if missing).
     pub key_dir: PathBuf,
     /// The key used when a request names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_key_id: Option<String>,
     /// Create the default key at startup if it does not exist (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_default_key: Option<bool>,
     /// Seal key files at rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealing: Option<SealingConfig>,
 }
 
 /// Where the sealing secret comes from: exactly one field.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SealingConfig {
     /// A file holding the passphrase (trailing newline ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passphrase_file: Option<PathBuf>,
     /// An environment variable holding the passphrase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passphrase_env: Option<String>,
     /// A file of at least 32 random bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
 }
 
@@ -144,6 +152,10 @@ pub struct Config {
     pub log: LogConfig,
     /// The backend, if configured.
     pub backend: Option<BackendSettings>,
+    /// The same backend as written, for persisting it.
+    pub backend_raw: Option<BackendConfig>,
+    /// Where admin-API changes are persisted (`None`: they are not).
+    pub state_dir: Option<PathBuf>,
     /// How often the deletion sweeper runs.
     pub deletion_sweep_interval: Duration,
 }
@@ -167,7 +179,7 @@ pub struct LogConfig {
 }
 
 /// A validated backend configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendSettings {
     /// Used when a request names no key.
     pub default_key_id: Option<KeyId>,
@@ -178,7 +190,7 @@ pub struct BackendSettings {
 }
 
 /// The backend-specific part of [`BackendSettings`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendKindSettings {
     /// Key files on disk.
     Local {
@@ -266,7 +278,13 @@ impl Config {
                 level: raw.log.level.unwrap_or_else(|| "info".into()),
                 format: raw.log.format.unwrap_or_default(),
             },
-            backend: raw.backend.map(BackendSettings::from_raw).transpose()?,
+            backend: raw
+                .backend
+                .clone()
+                .map(BackendSettings::from_raw)
+                .transpose()?,
+            backend_raw: raw.backend,
+            state_dir: raw.server.state_dir,
             deletion_sweep_interval: Duration::from_secs(interval),
         })
     }
@@ -303,6 +321,67 @@ impl BackendSettings {
                     },
                 })
             }
+        }
+    }
+}
+
+impl BackendConfig {
+    /// Parses a backend configuration given as JSON (admin API bodies).
+    ///
+    /// serde's messages quote the offending value; a misplaced secret must
+    /// not come back in an error, so quoted values are elided (field names,
+    /// in backquotes, stay).
+    pub fn from_json(json: &str) -> Result<Self, ConfigError> {
+        serde_json::from_str(json).map_err(|e| {
+            let message = e.to_string();
+            let mut redacted = String::with_capacity(message.len());
+            let mut in_quotes = false;
+            for c in message.chars() {
+                match (c, in_quotes) {
+                    ('"', false) => {
+                        in_quotes = true;
+                        redacted.push_str("\"…");
+                    }
+                    ('"', true) => {
+                        in_quotes = false;
+                        redacted.push('"');
+                    }
+                    (_, true) => {}
+                    (c, false) => redacted.push(c),
+                }
+            }
+            ConfigError::Invalid(redacted)
+        })
+    }
+}
+
+impl BackendSettings {
+    /// The backend's type name.
+    pub fn kind_name(&self) -> &'static str {
+        match &self.kind {
+            BackendKindSettings::Local { .. } => "local",
+        }
+    }
+
+    /// Whether both settings name the same key store (which can be open
+    /// only once), whatever their other options.
+    pub fn same_store(&self, other: &Self) -> bool {
+        match (&self.kind, &other.kind) {
+            (
+                BackendKindSettings::Local { key_dir: a, .. },
+                BackendKindSettings::Local { key_dir: b, .. },
+            ) => a == b,
+        }
+    }
+
+    /// Whether the settings protect the same store differently (sealing),
+    /// which cannot change while the store is open.
+    pub fn protection_differs(&self, other: &Self) -> bool {
+        match (&self.kind, &other.kind) {
+            (
+                BackendKindSettings::Local { sealing: a, .. },
+                BackendKindSettings::Local { sealing: b, .. },
+            ) => a != b,
         }
     }
 }
@@ -367,6 +446,27 @@ mod tests {
             sealing,
             Some(SealingSource::PassphraseEnv("KMSD_PASSPHRASE".into()))
         );
+    }
+
+    #[test]
+    fn json_errors_do_not_echo_values() {
+        let err = BackendConfig::from_json(r#"{"backend_type": "local", "key_dir": 5}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid type"), "{err}");
+        let err = BackendConfig::from_json(
+            r#"{"backend_type": "local", "key_dir": "/k", "sealing": {"passphrase_file": ["s3cr3t-value"]}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("s3cr3t"), "{err}");
+        let err = BackendConfig::from_json(
+            r#"{"backend_type": "local", "key_dir": "/k", "tokn": "s3cr3t"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tokn"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
     }
 
     #[test]

@@ -35,15 +35,19 @@ use crate::{
     error::KmsError,
     grpc,
     lifecycle::{Active, Lifecycle},
+    persist::RuntimeStore,
     service::Kms,
 };
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The backend could not be built.
+    /// The backend could not be started.
     #[error(transparent)]
-    Backend(#[from] BuildError),
+    Backend(#[from] KmsError),
+    /// The state directory cannot be used.
+    #[error(transparent)]
+    State(#[from] crate::persist::PersistError),
     /// A listener could not be opened.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -72,8 +76,8 @@ pub enum BuildError {
         /// Why it could not be used.
         reason: String,
     },
-    /// The default key could not be created.
-    #[error("cannot create the default key: {0}")]
+    /// The default key could not be created or read.
+    #[error("the default key is not usable: {0}")]
     DefaultKey(#[source] KmsError),
     /// A background task failed.
     #[error("backend setup task failed: {0}")]
@@ -104,28 +108,38 @@ pub async fn build_backend(
             (Backend::Local(backend), summary)
         }
     };
-    if let (true, Some(default)) = (settings.create_default_key, &settings.default_key_id) {
-        match backend.describe_key(default).await {
-            Ok(_) => {}
-            Err(KmsError::KeyNotFound(_)) => {
-                backend
-                    .create_key(crate::backend::NewKey {
-                        key_id: default.clone(),
-                        description: "default key, created by kmsd at startup".into(),
-                        tags: Default::default(),
-                    })
-                    .await
-                    .map_err(BuildError::DefaultKey)?;
-                tracing::info!(key_id = %default, "created the default key");
-            }
-            Err(e) => return Err(BuildError::DefaultKey(e)),
-        }
-    }
     Ok(Active {
-        backend,
+        backend: Arc::new(backend),
         default_key_id: settings.default_key_id.clone(),
         summary,
     })
+}
+
+/// Creates the default key if it is missing and the settings ask for it,
+/// and checks that it can be described otherwise.
+pub async fn ensure_default_key(
+    backend: &Backend,
+    settings: &BackendSettings,
+) -> Result<(), BuildError> {
+    let Some(default) = &settings.default_key_id else {
+        return Ok(());
+    };
+    match backend.describe_key(default).await {
+        Ok(_) => Ok(()),
+        Err(KmsError::KeyNotFound(_)) if settings.create_default_key => {
+            backend
+                .create_key(crate::backend::NewKey {
+                    key_id: default.clone(),
+                    description: "default key, created by kmsd at startup".into(),
+                    tags: Default::default(),
+                })
+                .await
+                .map_err(BuildError::DefaultKey)?;
+            tracing::info!(key_id = %default, "created the default key");
+            Ok(())
+        }
+        Err(e) => Err(BuildError::DefaultKey(e)),
+    }
 }
 
 fn read_sealing_secret(source: &SealingSource) -> Result<SealingSecret, BuildError> {
@@ -215,13 +229,34 @@ impl RunningDaemon {
 /// Builds the backend (if configured), binds every listener and starts
 /// serving. Returns once the daemon is ready to answer.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningDaemon, StartError> {
-    let lifecycle = match &config.backend {
-        Some(settings) => {
-            Lifecycle::running(Arc::new(build_backend(settings, Arc::clone(&clock)).await?))
-        }
-        None => Lifecycle::not_configured(),
-    };
-    let kms = Kms::new(lifecycle, clock);
+    start_with(config, clock, false).await
+}
+
+/// As [`start`]; with `reset_runtime_state`, the runtime state saved by the
+/// admin API is forgotten first and the config file applies.
+pub async fn start_with(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    reset_runtime_state: bool,
+) -> Result<RunningDaemon, StartError> {
+    let store = config
+        .state_dir
+        .as_deref()
+        .map(RuntimeStore::open)
+        .transpose()?;
+    if store.is_none() {
+        tracing::warn!(
+            "server.state_dir is not set: changes made through the admin API will not survive a restart"
+        );
+    }
+    if let (Some(store), true) = (&store, reset_runtime_state) {
+        store.clear()?;
+        tracing::info!("forgot the runtime state saved by the admin API (--reset-runtime-state)");
+    }
+    let kms = Kms::new(Lifecycle::new(Arc::clone(&clock), store), clock);
+    kms.lifecycle()
+        .initialize(config.backend_raw.clone())
+        .await?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let (shutdown, shutdown_rx) = watch::channel(false);

@@ -107,6 +107,20 @@ pub enum KmsError {
     /// The blob was sealed by a backend this kmsd does not have configured.
     #[error("the blob was sealed by the {0} backend, which this kmsd does not have configured")]
     BackendNotConfigured(&'static str),
+    /// A backend configuration is invalid.
+    #[error("invalid backend configuration: {0}")]
+    InvalidConfig(String),
+    /// A backend could not be built or failed its health check.
+    #[error("the backend could not be started: {0}")]
+    BackendStartFailed(String),
+    /// The lifecycle transition does not apply to the current state.
+    #[error("cannot {action}: kmsd is {state}")]
+    InvalidServiceState {
+        /// The current state.
+        state: &'static str,
+        /// What was asked.
+        action: &'static str,
+    },
     /// kmsd is not in the Running state.
     #[error("kmsd is not serving keys: its state is {0}")]
     NotRunning(&'static str),
@@ -150,6 +164,11 @@ impl KmsError {
             }
             KmsError::BackendNotConfigured(_) => {
                 (Code::FailedPrecondition, "BACKEND_NOT_CONFIGURED")
+            }
+            KmsError::InvalidConfig(_) => (Code::InvalidArgument, "INVALID_CONFIG"),
+            KmsError::BackendStartFailed(_) => (Code::FailedPrecondition, "BACKEND_START_FAILED"),
+            KmsError::InvalidServiceState { .. } => {
+                (Code::FailedPrecondition, "INVALID_SERVICE_STATE")
             }
             KmsError::NotRunning(_) => (Code::Unavailable, "NOT_RUNNING"),
             KmsError::PermissionDenied => (Code::PermissionDenied, "PERMISSION_DENIED"),

@@ -1,14 +1,35 @@
-//! The service's lifecycle and the active backend behind an atomic swap.
+//! The service's lifecycle, the active backend behind an atomic swap, and
+//! the runtime transitions of the admin API.
 //!
 //! Every request loads the current [`Runtime`] once (one atomic load) and
 //! keeps its `Arc<Active>` until it finishes, so a request in flight always
-//! completes on the backend it started on, whatever happens meanwhile.
+//! completes on the backend it started on, whatever a transition does
+//! meanwhile. Transitions are serialised by one async mutex and publish a
+//! new `Runtime` only after the new backend is built and healthy.
+//!
+//! ```text
+//! NotConfigured --Configure--> Configured --Start--> Running --Stop--> Stopped
+//!                                  ^   |               |  ^             |
+//!                                  |   +--(fails)--> Error |             |
+//!                                  +----Configure----------+--Start------+
+//! Reconfigure: Running -> Running with the new backend (the old one stays
+//! for decryption), or the error and nothing changed.
+//! ```
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::{backend::Backend, blob::BackendKind, error::KmsError, key_id::KeyId};
+use crate::{
+    backend::{Backend, KeyBackend},
+    blob::BackendKind,
+    clock::Clock,
+    config::{BackendConfig, BackendSettings},
+    daemon::{BuildError, build_backend, ensure_default_key},
+    error::KmsError,
+    key_id::KeyId,
+    persist::{DesiredState, PersistedRuntime, RuntimeStore},
+};
 
 /// Where the service is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +42,7 @@ pub enum ServiceState {
     Running,
     /// Stopped on request; can be started again.
     Stopped,
-    /// The last attempt to build a backend failed.
+    /// The last attempt to start a backend failed.
     Error,
 }
 
@@ -38,11 +59,11 @@ impl ServiceState {
     }
 }
 
-/// A backend that is serving, with the settings it was built from.
+/// A built backend with the settings it was built from.
 #[derive(Debug)]
 pub struct Active {
-    /// The backend.
-    pub backend: Backend,
+    /// The backend (shared when a reconfiguration keeps the same store).
+    pub backend: Arc<Backend>,
     /// Used when a request names no key.
     pub default_key_id: Option<KeyId>,
     /// Non-secret settings shown by status (e.g. `key_dir`, `sealed`).
@@ -52,7 +73,7 @@ pub struct Active {
 impl Active {
     /// Which backend this is.
     pub fn kind(&self) -> BackendKind {
-        crate::backend::KeyBackend::kind(&self.backend)
+        self.backend.kind()
     }
 }
 
@@ -61,43 +82,74 @@ impl Active {
 pub struct Runtime {
     /// The state.
     pub state: ServiceState,
-    /// The backend, when running.
+    /// The backend new blobs are sealed with, when running.
     pub active: Option<Arc<Active>>,
+    /// Backends kept for decryption only, newest first.
+    pub previous: Vec<Arc<Active>>,
     /// What went wrong, in the Error state.
     pub error: Option<String>,
+    /// The configured backend's type and default key, in every state but
+    /// NotConfigured.
+    pub configured: Option<(&'static str, Option<KeyId>)>,
+}
+
+#[derive(Debug, Clone)]
+struct Installed {
+    raw: BackendConfig,
+    settings: BackendSettings,
+    active: Arc<Active>,
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    config: Option<(BackendConfig, BackendSettings)>,
+    active: Option<Installed>,
+    previous: Vec<Installed>,
 }
 
 /// The lifecycle holder.
 #[derive(Debug)]
 pub struct Lifecycle {
     current: ArcSwap<Runtime>,
+    control: tokio::sync::Mutex<Control>,
+    clock: Arc<dyn Clock>,
+    store: Option<RuntimeStore>,
+}
+
+fn invalid(state: ServiceState, action: &'static str) -> KmsError {
+    KmsError::InvalidServiceState {
+        state: state.as_str(),
+        action,
+    }
+}
+
+fn build_failed(e: BuildError) -> KmsError {
+    KmsError::BackendStartFailed(e.to_string())
 }
 
 impl Lifecycle {
-    /// Nothing configured yet.
-    pub fn not_configured() -> Self {
+    /// NotConfigured; changes are persisted in `store` when given.
+    pub fn new(clock: Arc<dyn Clock>, store: Option<RuntimeStore>) -> Self {
         Self {
             current: ArcSwap::from_pointee(Runtime {
                 state: ServiceState::NotConfigured,
                 active: None,
+                previous: Vec::new(),
                 error: None,
+                configured: None,
             }),
+            control: tokio::sync::Mutex::new(Control::default()),
+            clock,
+            store,
         }
     }
 
-    /// Serving `active`.
-    pub fn running(active: Arc<Active>) -> Self {
-        Self {
-            current: ArcSwap::from_pointee(Runtime {
-                state: ServiceState::Running,
-                active: Some(active),
-                error: None,
-            }),
-        }
+    /// Whether transitions survive a restart.
+    pub fn is_persisted(&self) -> bool {
+        self.store.is_some()
     }
 
-    /// The backend to serve a request with, or `Unavailable` naming the
-    /// state.
+    /// The backend to seal with, or `Unavailable` naming the state.
     pub fn active(&self) -> Result<Arc<Active>, KmsError> {
         let runtime = self.current.load();
         match (&runtime.state, &runtime.active) {
@@ -106,8 +158,237 @@ impl Lifecycle {
         }
     }
 
+    /// The current view when running, or `Unavailable` naming the state.
+    pub fn running(&self) -> Result<Arc<Runtime>, KmsError> {
+        let runtime = self.current.load_full();
+        match runtime.state {
+            ServiceState::Running if runtime.active.is_some() => Ok(runtime),
+            state => Err(KmsError::NotRunning(state.as_str())),
+        }
+    }
+
     /// The current view.
     pub fn snapshot(&self) -> Arc<Runtime> {
         self.current.load_full()
+    }
+
+    /// Restores the persisted runtime if there is one, otherwise applies
+    /// the config file's backend (and starts it). A persisted runtime wins
+    /// over the config file: once an operator has used the admin API, that
+    /// is the source of truth until `kmsd serve --reset-runtime-state`.
+    pub async fn initialize(&self, from_file: Option<BackendConfig>) -> Result<(), KmsError> {
+        let persisted = match &self.store {
+            Some(store) => store
+                .load()
+                .map_err(|e| KmsError::InvalidConfig(e.to_string()))?,
+            None => None,
+        };
+        let (backend, previous, desired) = match persisted {
+            Some(p) => {
+                tracing::info!(state = ?p.state, "restoring the runtime state saved by the admin API");
+                (p.backend, p.previous_backends, p.state)
+            }
+            None => match from_file {
+                Some(backend) => (backend, Vec::new(), DesiredState::Running),
+                None => return Ok(()),
+            },
+        };
+        let mut control = self.control.lock().await;
+        for raw in previous {
+            match self.install(&control, raw.clone()).await {
+                Ok(installed) => control.previous.push(installed),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a previous (decrypt-only) backend cannot be restored")
+                }
+            }
+        }
+        let settings = BackendSettings::from_raw(backend.clone())
+            .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
+        control.config = Some((backend, settings));
+        match desired {
+            DesiredState::Running => self.start_locked(&mut control).await,
+            DesiredState::Configured => {
+                self.publish(&control, ServiceState::Configured, None);
+                Ok(())
+            }
+            DesiredState::Stopped => {
+                self.publish(&control, ServiceState::Stopped, None);
+                Ok(())
+            }
+        }
+    }
+
+    /// Validates and stores a configuration without starting it.
+    pub async fn configure(&self, raw: BackendConfig) -> Result<(), KmsError> {
+        let settings = BackendSettings::from_raw(raw.clone())
+            .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
+        let mut control = self.control.lock().await;
+        let state = self.current.load().state;
+        if state == ServiceState::Running {
+            return Err(invalid(state, "configure (use Reconfigure, or Stop first)"));
+        }
+        control.config = Some((raw, settings));
+        self.persist(&control, DesiredState::Configured)?;
+        self.publish(&control, ServiceState::Configured, None);
+        Ok(())
+    }
+
+    /// Builds and starts the configured backend.
+    pub async fn start(&self) -> Result<(), KmsError> {
+        let mut control = self.control.lock().await;
+        match self.current.load().state {
+            ServiceState::Running => Ok(()),
+            ServiceState::NotConfigured => Err(invalid(ServiceState::NotConfigured, "start")),
+            _ => self.start_locked(&mut control).await,
+        }
+    }
+
+    async fn start_locked(&self, control: &mut Control) -> Result<(), KmsError> {
+        let Some((raw, _)) = control.config.clone() else {
+            return Err(invalid(ServiceState::NotConfigured, "start"));
+        };
+        match self.install(control, raw).await {
+            Ok(installed) => {
+                control
+                    .previous
+                    .retain(|p| p.settings != installed.settings);
+                control.active = Some(installed);
+                self.persist(control, DesiredState::Running)?;
+                self.publish(control, ServiceState::Running, None);
+                Ok(())
+            }
+            Err(e) => {
+                self.publish(control, ServiceState::Error, Some(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops serving keys.
+    pub async fn stop(&self) -> Result<(), KmsError> {
+        let mut control = self.control.lock().await;
+        match self.current.load().state {
+            ServiceState::Stopped => Ok(()),
+            ServiceState::Running => {
+                control.active = None;
+                self.persist(&control, DesiredState::Stopped)?;
+                self.publish(&control, ServiceState::Stopped, None);
+                Ok(())
+            }
+            state => Err(invalid(state, "stop")),
+        }
+    }
+
+    /// Replaces the backend: build and check the new one first; only then
+    /// swap. On failure nothing changes.
+    pub async fn reconfigure(
+        &self,
+        raw: BackendConfig,
+        discard_previous: bool,
+    ) -> Result<(), KmsError> {
+        let settings = BackendSettings::from_raw(raw.clone())
+            .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
+        let mut control = self.control.lock().await;
+        let installed = self.install(&control, raw.clone()).await?;
+        let outgoing = control.active.take();
+        control.previous.retain(|p| p.settings != settings);
+        if let Some(old) = outgoing
+            && old.settings != settings
+        {
+            if discard_previous {
+                tracing::info!("the replaced backend is dropped (discard_previous)");
+            } else {
+                control.previous.retain(|p| p.settings != old.settings);
+                control.previous.insert(0, old);
+            }
+        }
+        control.config = Some((raw, settings));
+        control.active = Some(installed);
+        self.persist(&control, DesiredState::Running)?;
+        self.publish(&control, ServiceState::Running, None);
+        Ok(())
+    }
+
+    /// Reuses a backend already built from identical settings (a local key
+    /// directory can be opened by one instance only), or builds and checks a
+    /// new one.
+    async fn install(&self, control: &Control, raw: BackendConfig) -> Result<Installed, KmsError> {
+        let settings = BackendSettings::from_raw(raw.clone())
+            .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
+        let existing = control
+            .active
+            .iter()
+            .chain(&control.previous)
+            .find(|i| i.settings.same_store(&settings));
+        let active = match existing {
+            Some(existing) if existing.settings == settings => {
+                return Ok(Installed {
+                    raw,
+                    settings,
+                    active: Arc::clone(&existing.active),
+                });
+            }
+            Some(existing) if existing.settings.protection_differs(&settings) => {
+                return Err(KmsError::InvalidConfig(
+                    "this key store is open with other protection settings (sealing); they cannot change while it is open".into(),
+                ));
+            }
+            // Same store, other options (the default key): share the open
+            // backend under the new options.
+            Some(existing) => Active {
+                backend: Arc::clone(&existing.active.backend),
+                default_key_id: settings.default_key_id.clone(),
+                summary: existing.active.summary.clone(),
+            },
+            None => build_backend(&settings, Arc::clone(&self.clock))
+                .await
+                .map_err(build_failed)?,
+        };
+        active.backend.health().await?;
+        ensure_default_key(&active.backend, &settings)
+            .await
+            .map_err(build_failed)?;
+        Ok(Installed {
+            raw,
+            settings,
+            active: Arc::new(active),
+        })
+    }
+
+    fn persist(&self, control: &Control, state: DesiredState) -> Result<(), KmsError> {
+        let (Some(store), Some((raw, _))) = (&self.store, &control.config) else {
+            return Ok(());
+        };
+        store
+            .save(&PersistedRuntime {
+                format: 1,
+                state,
+                backend: raw.clone(),
+                previous_backends: control.previous.iter().map(|p| p.raw.clone()).collect(),
+            })
+            .map_err(|e| KmsError::Internal(format!("saving the runtime state: {e}")))
+    }
+
+    fn publish(&self, control: &Control, state: ServiceState, error: Option<String>) {
+        let active = match state {
+            ServiceState::Running => control.active.as_ref().map(|i| Arc::clone(&i.active)),
+            _ => None,
+        };
+        let configured = control
+            .config
+            .as_ref()
+            .map(|(_, settings)| (settings.kind_name(), settings.default_key_id.clone()));
+        self.current.store(Arc::new(Runtime {
+            state,
+            active,
+            previous: control
+                .previous
+                .iter()
+                .map(|p| Arc::clone(&p.active))
+                .collect(),
+            error,
+            configured,
+        }));
+        tracing::info!(state = state.as_str(), "service state");
     }
 }

@@ -10,6 +10,7 @@ use crate::{
     backend::{GeneratedKey, KeyBackend, KeyMetadata, NewKey, Opened, Sealed, StateChange},
     blob,
     clock::Clock,
+    config::BackendConfig,
     context::EncryptionContext,
     crypto,
     error::KmsError,
@@ -140,12 +141,20 @@ impl Kms {
         context: &EncryptionContext,
         expected_key_id: Option<&KeyId>,
     ) -> Result<Opened, KmsError> {
-        let active = self.active()?;
-        Self::open(&active, blob, context, expected_key_id).await
+        let runtime = self.inner.lifecycle.running()?;
+        Self::open(&runtime, blob, context, expected_key_id).await
     }
 
+    /// Opens a blob with the active backend or, failing that, with the
+    /// decrypt-only backends kept by reconfigurations, newest first.
+    ///
+    /// Two stores of the same kind may both hold a key of the blob's id
+    /// (say `default` in two key directories), so a candidate that cannot
+    /// open the blob does not end the search; the first success wins. If
+    /// none succeeds, the answer is the first error that is not "no such
+    /// key", so a disabled key or a wrong context is reported as such.
     async fn open(
-        active: &Active,
+        runtime: &Runtime,
         blob: &[u8],
         context: &EncryptionContext,
         expected_key_id: Option<&KeyId>,
@@ -159,12 +168,30 @@ impl Kms {
                 actual: parsed.header.key_id,
             });
         }
-        if parsed.header.backend != active.kind() {
+        let (mut first_error, mut not_found, mut tried) = (None, None, false);
+        for candidate in runtime.active.iter().chain(runtime.previous.iter()) {
+            if candidate.kind() != parsed.header.backend {
+                continue;
+            }
+            tried = true;
+            match candidate.backend.decrypt(&parsed, context).await {
+                Ok(opened) => return Ok(opened),
+                Err(e @ (KmsError::KeyNotFound(_) | KmsError::KeyVersionNotFound { .. })) => {
+                    not_found.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if !tried {
             return Err(KmsError::BackendNotConfigured(
                 parsed.header.backend.as_str(),
             ));
         }
-        active.backend.decrypt(&parsed, context).await
+        Err(first_error
+            .or(not_found)
+            .unwrap_or(KmsError::KeyNotFound(parsed.header.key_id)))
     }
 
     /// ReEncrypt: open, then seal under the destination key (the blob's own
@@ -178,8 +205,11 @@ impl Kms {
         destination_key_id: Option<KeyId>,
         destination_context: Option<&EncryptionContext>,
     ) -> Result<ReEncrypted, KmsError> {
-        let active = self.active()?;
-        let opened = Self::open(&active, blob, source_context, expected_source_key_id).await?;
+        let runtime = self.inner.lifecycle.running()?;
+        let Some(active) = runtime.active.clone() else {
+            return Err(KmsError::NotRunning(runtime.state.as_str()));
+        };
+        let opened = Self::open(&runtime, blob, source_context, expected_source_key_id).await?;
         let destination = destination_key_id.unwrap_or_else(|| opened.key_id.clone());
         let context = destination_context.unwrap_or(source_context);
         let sealed = active
@@ -301,6 +331,42 @@ impl Kms {
     /// Whether the active backend answers.
     pub async fn health(&self) -> Result<(), KmsError> {
         self.active()?.backend.health().await
+    }
+
+    /// Admin: drop every cached key and data key; returns how many
+    /// entries were dropped.
+    pub async fn clear_cache(&self) -> Result<u64, KmsError> {
+        // The local backend keeps every key in memory by design (it is the
+        // store, not a cache) and kmsd caches no data keys yet, so there is
+        // nothing to drop; backends with caches report theirs here.
+        Ok(0)
+    }
+
+    /// Admin: store a backend configuration.
+    pub async fn configure(&self, backend: BackendConfig) -> Result<(), KmsError> {
+        self.inner.lifecycle.configure(backend).await
+    }
+
+    /// Admin: start serving.
+    pub async fn start(&self) -> Result<(), KmsError> {
+        self.inner.lifecycle.start().await
+    }
+
+    /// Admin: stop serving.
+    pub async fn stop(&self) -> Result<(), KmsError> {
+        self.inner.lifecycle.stop().await
+    }
+
+    /// Admin: replace the backend with no restart.
+    pub async fn reconfigure(
+        &self,
+        backend: BackendConfig,
+        discard_previous: bool,
+    ) -> Result<(), KmsError> {
+        self.inner
+            .lifecycle
+            .reconfigure(backend, discard_previous)
+            .await
     }
 }
 

@@ -79,6 +79,8 @@ pub fn private_dir() -> tempfile::TempDir {
 pub struct KmsdOptions {
     /// The `[backend]` table (and sub-tables), or `None` for NotConfigured.
     pub backend_toml: Option<String>,
+    /// More lines for the `[server]` table.
+    pub server_toml: String,
     /// More TOML appended to the config file.
     pub extra_toml: String,
     /// Also listen on 127.0.0.1:<free port>.
@@ -95,6 +97,7 @@ impl KmsdOptions {
                 "[backend]\nbackend_type = \"local\"\nkey_dir = \"{dir}/keys\"\ndefault_key_id = \"default\"\n"
                     .into(),
             ),
+            server_toml: String::new(),
             extra_toml: String::new(),
             tcp: false,
             env: Vec::new(),
@@ -172,6 +175,8 @@ impl Kmsd {
         if let Some(port) = self.tcp_port {
             config.push_str(&format!("tcp = \"127.0.0.1:{port}\"\n"));
         }
+        config.push_str(&self.options.server_toml.replace("{dir}", &dir));
+        config.push('\n');
         config.push_str(&self.options.extra_toml.replace("{dir}", &dir));
         config.push('\n');
         if let Some(backend) = &self.options.backend_toml {

@@ -1,6 +1,7 @@
 //! The command line: `kmsd serve` runs the daemon; every other subcommand
 //! is a client of a running kmsd (docs/cli.md).
 
+mod admin;
 mod client;
 mod keys;
 mod output;
@@ -33,6 +34,8 @@ enum Command {
     Decrypt(keys::DecryptArgs),
     /// Print the status of a running kmsd as JSON.
     Status(client::ClientArgs),
+    /// Configure, start, stop or reconfigure a running kmsd.
+    Admin(admin::AdminArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
         Command::Datakey(args) => client::block_on(keys::run_datakey(args)),
         Command::Decrypt(args) => client::block_on(keys::run_decrypt(args)),
         Command::Status(args) => client::block_on(client::run_status(args)),
+        Command::Admin(args) => client::block_on(admin::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -71,6 +71,8 @@ pub(crate) struct StatusOut {
     version: String,
     started_at: Option<String>,
     backend: Option<BackendOut>,
+    previous_backends: Vec<BackendOut>,
+    persisted: bool,
 }
 
 #[derive(Serialize)]
@@ -95,10 +97,16 @@ pub(crate) fn status(status: proto::StatusResponse) -> StatusOut {
         healthy: status.healthy,
         version: status.version,
         started_at: time(status.started_at),
-        backend: status.backend.map(|b| BackendOut {
-            backend_type: b.backend_type,
-            default_key_id: b.default_key_id,
-            settings: b.settings,
-        }),
+        backend: status.backend.map(backend),
+        previous_backends: status.previous_backends.into_iter().map(backend).collect(),
+        persisted: status.persisted,
+    }
+}
+
+fn backend(b: proto::BackendSummary) -> BackendOut {
+    BackendOut {
+        backend_type: b.backend_type,
+        default_key_id: b.default_key_id,
+        settings: b.settings,
     }
 }

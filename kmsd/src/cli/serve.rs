@@ -54,6 +54,14 @@ pub(crate) struct ServeArgs {
     /// Log format.
     #[arg(long, env = "KMSD_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// Where changes made through the admin API are persisted (see
+    /// docs/configuration.md).
+    #[arg(long, env = "KMSD_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Forget the runtime state saved by the admin API and apply the config
+    /// file's backend.
+    #[arg(long)]
+    reset_runtime_state: bool,
     /// Validate the configuration, print a summary and exit.
     #[arg(long)]
     check_config: bool,
@@ -83,7 +91,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, args.dev)) {
+    match runtime.block_on(serve(config, args.dev, args.reset_runtime_state)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -128,6 +136,9 @@ fn load(args: &ServeArgs) -> anyhow::Result<Config> {
             ),
         }
     }
+    if let Some(dir) = &args.state_dir {
+        raw.server.state_dir = Some(dir.clone());
+    }
     if let Some(level) = &args.log_level {
         raw.log.level = Some(level.clone());
     }
@@ -162,6 +173,9 @@ fn apply_dev_defaults(raw: &mut RawConfig, data_dir: &Path) -> anyhow::Result<()
     if raw.server.tcp.is_none() {
         raw.server.tcp = Some(SocketAddr::from(([127, 0, 0, 1], 7373)));
     }
+    if raw.server.state_dir.is_none() {
+        raw.server.state_dir = Some(data_dir.join("state"));
+    }
     Ok(())
 }
 
@@ -177,8 +191,9 @@ fn init_tracing(log: &LogConfig) {
     }
 }
 
-async fn serve(config: Config, dev: bool) -> anyhow::Result<()> {
-    let running = daemon::start(config.clone(), Arc::new(SystemClock)).await?;
+async fn serve(config: Config, dev: bool, reset_runtime_state: bool) -> anyhow::Result<()> {
+    let running =
+        daemon::start_with(config.clone(), Arc::new(SystemClock), reset_runtime_state).await?;
     announce(&config, &running, dev);
     let stop = running.shutdown_sender();
     tokio::spawn(async move {

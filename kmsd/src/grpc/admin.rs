@@ -4,7 +4,12 @@ use kms_proto::v1::{self as pb, admin_server::Admin};
 use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
-use crate::{lifecycle::ServiceState, service::Kms};
+use crate::{
+    config::BackendConfig,
+    error::KmsError,
+    lifecycle::{Active, ServiceState},
+    service::Kms,
+};
 
 /// The runtime-admin gRPC service.
 #[derive(Debug, Clone)]
@@ -16,6 +21,46 @@ impl AdminService {
     /// Serves `kms`.
     pub fn new(kms: Kms) -> Self {
         Self { kms }
+    }
+
+    async fn status_response(&self) -> pb::StatusResponse {
+        let runtime = self.kms.runtime();
+        let healthy = self.kms.health().await.is_ok();
+        let summary = |active: &Active| pb::BackendSummary {
+            backend_type: active.kind().as_str().to_owned(),
+            default_key_id: active
+                .default_key_id
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            settings: active
+                .summary
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        };
+        let backend = match (&runtime.active, &runtime.configured) {
+            (Some(active), _) => Some(summary(active)),
+            (None, Some((kind, default_key_id))) => Some(pb::BackendSummary {
+                backend_type: (*kind).to_owned(),
+                default_key_id: default_key_id
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                settings: Default::default(),
+            }),
+            (None, None) => None,
+        };
+        pb::StatusResponse {
+            state: service_state(runtime.state).into(),
+            error: runtime.error.clone().unwrap_or_default(),
+            backend,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: Some(timestamp(self.kms.started_at())),
+            healthy,
+            previous_backends: runtime.previous.iter().map(|a| summary(a)).collect(),
+            persisted: self.kms.lifecycle().is_persisted(),
+        }
     }
 }
 
@@ -35,28 +80,53 @@ impl Admin for AdminService {
         &self,
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let runtime = self.kms.runtime();
-        let healthy = self.kms.health().await.is_ok();
-        let backend = runtime.active.as_ref().map(|active| pb::BackendSummary {
-            backend_type: active.kind().as_str().to_owned(),
-            default_key_id: active
-                .default_key_id
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            settings: active
-                .summary
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                .collect(),
-        });
-        Ok(Response::new(pb::StatusResponse {
-            state: service_state(runtime.state).into(),
-            error: runtime.error.clone().unwrap_or_default(),
-            backend,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            started_at: Some(timestamp(self.kms.started_at())),
-            healthy,
-        }))
+        Ok(Response::new(self.status_response().await))
+    }
+
+    async fn configure(
+        &self,
+        request: Request<pb::ConfigureRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let backend = BackendConfig::from_json(&request.into_inner().backend_config_json)
+            .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
+        self.kms.configure(backend).await?;
+        Ok(Response::new(self.status_response().await))
+    }
+
+    async fn start(
+        &self,
+        _request: Request<pb::StartRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.kms.start().await?;
+        Ok(Response::new(self.status_response().await))
+    }
+
+    async fn stop(
+        &self,
+        _request: Request<pb::StopRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.kms.stop().await?;
+        Ok(Response::new(self.status_response().await))
+    }
+
+    async fn reconfigure(
+        &self,
+        request: Request<pb::ReconfigureRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let request = request.into_inner();
+        let backend = BackendConfig::from_json(&request.backend_config_json)
+            .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
+        self.kms
+            .reconfigure(backend, request.discard_previous)
+            .await?;
+        Ok(Response::new(self.status_response().await))
+    }
+
+    async fn clear_cache(
+        &self,
+        _request: Request<pb::ClearCacheRequest>,
+    ) -> Result<Response<pb::ClearCacheResponse>, Status> {
+        let entries_cleared = self.kms.clear_cache().await?;
+        Ok(Response::new(pb::ClearCacheResponse { entries_cleared }))
     }
 }
