@@ -53,6 +53,15 @@ impl BackendKind {
         }
     }
 
+    /// Whether the backend is reached over the network (its calls cost a
+    /// round trip, so opened data keys are worth caching).
+    pub fn is_remote(self) -> bool {
+        match self {
+            BackendKind::Local => false,
+            BackendKind::Vault => true,
+        }
+    }
+
     /// The name used in configuration, metrics and status.
     pub fn as_str(self) -> &'static str {
         match self {

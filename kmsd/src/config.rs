@@ -14,7 +14,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::key_id::KeyId;
+use crate::{
+    audit::AuditOutput, breaker::BreakerSettings, cache::CacheSettings, key_id::KeyId,
+    service::ServiceOptions,
+};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,76 @@ pub struct RawConfig {
     /// `[keys]`.
     #[serde(default)]
     pub keys: RawKeys,
+    /// `[audit]`.
+    #[serde(default)]
+    pub audit: RawAudit,
+    /// `[limits]`.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// `[cache]`.
+    #[serde(default)]
+    pub cache: RawCache,
+    /// `[breaker]`.
+    #[serde(default)]
+    pub breaker: RawBreaker,
+    /// `[health]`.
+    #[serde(default)]
+    pub health: RawHealth,
+}
+
+/// `[audit]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// `stdout` (default), `off`, or an absolute file path.
+    pub output: Option<String>,
+    /// Record the encryption context itself, not only its digest.
+    pub include_context: Option<bool>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Requests served at once (default 1024).
+    pub max_concurrent_requests: Option<usize>,
+    /// Deadline of each backend call, in seconds (default 10).
+    pub backend_timeout_secs: Option<u64>,
+}
+
+/// `[cache]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// How long an opened data key is served from memory (default 30; 0
+    /// turns the cache off).
+    pub data_key_ttl_secs: Option<u64>,
+    /// Most cached data keys (default 10000; 0 turns the cache off).
+    pub max_data_keys: Option<u64>,
+    /// How much longer a cached data key may be served while the backend is
+    /// unreachable (default 0: fail closed).
+    pub offline_secs: Option<u64>,
+}
+
+/// `[breaker]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Consecutive backend failures that open the breaker (default 5; 0
+    /// disables it).
+    pub failure_threshold: Option<u32>,
+    /// How often an open breaker probes the backend, in milliseconds
+    /// (default 200).
+    pub probe_interval_ms: Option<u64>,
+}
+
+/// `[health]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// How often the self-probe wraps and unwraps a data key, in seconds
+    /// (default 10).
+    pub probe_interval_secs: Option<u64>,
 }
 
 /// `[server]`.
@@ -70,6 +143,8 @@ pub struct RawServer {
     pub tcp: Option<SocketAddr>,
     /// Where runtime changes made through the admin API are persisted.
     pub state_dir: Option<PathBuf>,
+    /// How long SIGTERM waits for requests in flight, in seconds (default 10).
+    pub shutdown_grace_secs: Option<u64>,
 }
 
 /// `[log]`.
@@ -156,6 +231,16 @@ pub struct Config {
     pub backend_raw: Option<BackendConfig>,
     /// Where admin-API changes are persisted (`None`: they are not).
     pub state_dir: Option<PathBuf>,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+    /// Where audit lines go, and whether they carry contexts.
+    pub audit: (AuditOutput, bool),
+    /// The service core's tunables.
+    pub service: ServiceOptions,
+    /// The breaker in front of each backend.
+    pub breaker: BreakerSettings,
+    /// How often the self-probe runs.
+    pub probe_interval: Duration,
     /// How often the deletion sweeper runs.
     pub deletion_sweep_interval: Duration,
 }
@@ -269,7 +354,63 @@ impl Config {
                 "keys.deletion_sweep_interval_secs must be at least 1".into(),
             ));
         }
+        let audit_output = match raw.audit.output.as_deref() {
+            None | Some("stdout") => AuditOutput::Stdout,
+            Some("off") => AuditOutput::Off,
+            Some(path) if Path::new(path).is_absolute() => AuditOutput::File(PathBuf::from(path)),
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "audit.output {other:?} must be \"stdout\", \"off\" or an absolute path"
+                )));
+            }
+        };
+        let positive = |value: Option<u64>, default: u64, name: &str| match value {
+            Some(0) => Err(ConfigError::Invalid(format!("{name} must be at least 1"))),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let max_concurrent_requests = match raw.limits.max_concurrent_requests {
+            Some(0) => {
+                return Err(ConfigError::Invalid(
+                    "limits.max_concurrent_requests must be at least 1".into(),
+                ));
+            }
+            Some(n) => n,
+            None => 1024,
+        };
+        let service = ServiceOptions {
+            max_concurrent_requests,
+            backend_timeout: Duration::from_secs(positive(
+                raw.limits.backend_timeout_secs,
+                10,
+                "limits.backend_timeout_secs",
+            )?),
+            cache: CacheSettings {
+                max_entries: raw.cache.max_data_keys.unwrap_or(10_000),
+                ttl: Duration::from_secs(raw.cache.data_key_ttl_secs.unwrap_or(30)),
+                offline: Duration::from_secs(raw.cache.offline_secs.unwrap_or(0)),
+            },
+        };
+        let breaker = BreakerSettings {
+            failure_threshold: raw.breaker.failure_threshold.unwrap_or(5),
+            probe_interval: Duration::from_millis(positive(
+                raw.breaker.probe_interval_ms,
+                200,
+                "breaker.probe_interval_ms",
+            )?),
+        };
+        let probe_interval = Duration::from_secs(positive(
+            raw.health.probe_interval_secs,
+            10,
+            "health.probe_interval_secs",
+        )?);
+        let shutdown_grace = Duration::from_secs(raw.server.shutdown_grace_secs.unwrap_or(10));
         Ok(Self {
+            shutdown_grace,
+            audit: (audit_output, raw.audit.include_context.unwrap_or(false)),
+            service,
+            breaker,
+            probe_interval,
             listen: Listen {
                 unix,
                 tcp: raw.server.tcp,

@@ -10,8 +10,11 @@
 //! errors become a gRPC status in exactly one place (`error.rs`).
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod backend;
 pub mod blob;
+pub mod breaker;
+pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -23,5 +26,8 @@ pub mod fsutil;
 pub mod grpc;
 pub mod key_id;
 pub mod lifecycle;
+pub mod metrics;
 pub mod persist;
+pub mod policy;
+pub mod request;
 pub mod service;

@@ -23,9 +23,9 @@ use arc_swap::ArcSwap;
 use crate::{
     backend::{Backend, KeyBackend},
     blob::BackendKind,
-    clock::Clock,
+    breaker::Breaker,
     config::{BackendConfig, BackendSettings},
-    daemon::{BuildError, build_backend, ensure_default_key},
+    daemon::{BuildEnv, BuildError, build_backend, ensure_default_key},
     error::KmsError,
     key_id::KeyId,
     persist::{DesiredState, PersistedRuntime, RuntimeStore},
@@ -68,6 +68,8 @@ pub struct Active {
     pub default_key_id: Option<KeyId>,
     /// Non-secret settings shown by status (e.g. `key_dir`, `sealed`).
     pub summary: Vec<(&'static str, String)>,
+    /// Fails calls fast while the backend is down.
+    pub breaker: Arc<Breaker>,
 }
 
 impl Active {
@@ -112,7 +114,7 @@ struct Control {
 pub struct Lifecycle {
     current: ArcSwap<Runtime>,
     control: tokio::sync::Mutex<Control>,
-    clock: Arc<dyn Clock>,
+    env: BuildEnv,
     store: Option<RuntimeStore>,
 }
 
@@ -129,7 +131,8 @@ fn build_failed(e: BuildError) -> KmsError {
 
 impl Lifecycle {
     /// NotConfigured; changes are persisted in `store` when given.
-    pub fn new(clock: Arc<dyn Clock>, store: Option<RuntimeStore>) -> Self {
+    pub fn new(env: BuildEnv, store: Option<RuntimeStore>) -> Self {
+        env.metrics.set_state(ServiceState::NotConfigured);
         Self {
             current: ArcSwap::from_pointee(Runtime {
                 state: ServiceState::NotConfigured,
@@ -139,7 +142,7 @@ impl Lifecycle {
                 configured: None,
             }),
             control: tokio::sync::Mutex::new(Control::default()),
-            clock,
+            env,
             store,
         }
     }
@@ -339,8 +342,9 @@ impl Lifecycle {
                 backend: Arc::clone(&existing.active.backend),
                 default_key_id: settings.default_key_id.clone(),
                 summary: existing.active.summary.clone(),
+                breaker: Arc::clone(&existing.active.breaker),
             },
-            None => build_backend(&settings, Arc::clone(&self.clock))
+            None => build_backend(&settings, &self.env)
                 .await
                 .map_err(build_failed)?,
         };
@@ -389,6 +393,7 @@ impl Lifecycle {
             error,
             configured,
         }));
+        self.env.metrics.set_state(state);
         tracing::info!(state = state.as_str(), "service state");
     }
 }

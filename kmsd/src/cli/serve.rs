@@ -195,13 +195,33 @@ async fn serve(config: Config, dev: bool, reset_runtime_state: bool) -> anyhow::
     let running =
         daemon::start_with(config.clone(), Arc::new(SystemClock), reset_runtime_state).await?;
     announce(&config, &running, dev);
+    // Tell systemd (Type=notify) we serve; a no-op elsewhere.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let stop = running.shutdown_sender();
+    let grace = config.shutdown_grace;
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down: draining requests in flight");
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: draining requests in flight"
+        );
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         let _ = stop.send(true);
+        let _ = signalled_tx.send(());
     });
-    running.wait().await.context("a listener failed")?;
+    let drained = running.wait();
+    tokio::pin!(drained);
+    tokio::select! {
+        result = &mut drained => result.context("a listener failed")?,
+        () = async {
+            // The grace period starts at the signal, not at startup.
+            let _ = signalled.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight after the grace period; exiting anyway");
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,7 +3,7 @@
 use kms_proto::v1::{self as pb, admin_server::Admin};
 use tonic::{Request, Response, Status};
 
-use super::convert::timestamp;
+use super::{convert::timestamp, identity::request_context};
 use crate::{
     config::BackendConfig,
     error::KmsError,
@@ -25,7 +25,7 @@ impl AdminService {
 
     async fn status_response(&self) -> pb::StatusResponse {
         let runtime = self.kms.runtime();
-        let healthy = self.kms.health().await.is_ok();
+        let healthy = self.kms.readiness().is_ok();
         let summary = |active: &Active| pb::BackendSummary {
             backend_type: active.kind().as_str().to_owned(),
             default_key_id: active
@@ -78,8 +78,9 @@ pub(crate) fn service_state(state: ServiceState) -> pb::ServiceState {
 impl Admin for AdminService {
     async fn status(
         &self,
-        _request: Request<pb::StatusRequest>,
+        request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.kms.authorize_status(&request_context(&request))?;
         Ok(Response::new(self.status_response().await))
     }
 
@@ -87,25 +88,26 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ConfigureRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        let cx = request_context(&request);
         let backend = BackendConfig::from_json(&request.into_inner().backend_config_json)
             .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
-        self.kms.configure(backend).await?;
+        self.kms.configure(&cx, backend).await?;
         Ok(Response::new(self.status_response().await))
     }
 
     async fn start(
         &self,
-        _request: Request<pb::StartRequest>,
+        request: Request<pb::StartRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        self.kms.start().await?;
+        self.kms.start(&request_context(&request)).await?;
         Ok(Response::new(self.status_response().await))
     }
 
     async fn stop(
         &self,
-        _request: Request<pb::StopRequest>,
+        request: Request<pb::StopRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        self.kms.stop().await?;
+        self.kms.stop(&request_context(&request)).await?;
         Ok(Response::new(self.status_response().await))
     }
 
@@ -113,20 +115,21 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ReconfigureRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        let cx = request_context(&request);
         let request = request.into_inner();
         let backend = BackendConfig::from_json(&request.backend_config_json)
             .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
         self.kms
-            .reconfigure(backend, request.discard_previous)
+            .reconfigure(&cx, backend, request.discard_previous)
             .await?;
         Ok(Response::new(self.status_response().await))
     }
 
     async fn clear_cache(
         &self,
-        _request: Request<pb::ClearCacheRequest>,
+        request: Request<pb::ClearCacheRequest>,
     ) -> Result<Response<pb::ClearCacheResponse>, Status> {
-        let entries_cleared = self.kms.clear_cache().await?;
+        let entries_cleared = self.kms.clear_cache(&request_context(&request)).await?;
         Ok(Response::new(pb::ClearCacheResponse { entries_cleared }))
     }
 }

@@ -4,7 +4,8 @@ use kms_proto::v1::{self as pb, key_management_server::KeyManagement};
 use tonic::{Request, Response, Status};
 use zeroize::Zeroize;
 
-use crate::{context::EncryptionContext, key_id::KeyId, service::Kms};
+use super::identity::request_context;
+use crate::{context::EncryptionContext, key_id::KeyId, request::Operation, service::Kms};
 
 /// The data-plane gRPC service.
 #[derive(Debug, Clone)]
@@ -25,10 +26,14 @@ impl KeyManagement for DataPlane {
         &self,
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Result<Response<pb::GenerateDataKeyResponse>, Status> {
+        let cx = request_context(&request);
         let req = request.into_inner();
         let key_id = KeyId::parse_optional(&req.key_id)?;
         let context = EncryptionContext::new(req.encryption_context)?;
-        let generated = self.kms.generate_data_key(key_id, &context).await?;
+        let generated = self
+            .kms
+            .generate_data_key(&cx, Operation::GenerateDataKey, key_id, &context)
+            .await?;
         Ok(Response::new(pb::GenerateDataKeyResponse {
             plaintext: generated.key.expose_secret().to_vec(),
             ciphertext_blob: generated.sealed.blob,
@@ -41,10 +46,19 @@ impl KeyManagement for DataPlane {
         &self,
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Result<Response<pb::GenerateDataKeyWithoutPlaintextResponse>, Status> {
+        let cx = request_context(&request);
         let req = request.into_inner();
         let key_id = KeyId::parse_optional(&req.key_id)?;
         let context = EncryptionContext::new(req.encryption_context)?;
-        let generated = self.kms.generate_data_key(key_id, &context).await?;
+        let generated = self
+            .kms
+            .generate_data_key(
+                &cx,
+                Operation::GenerateDataKeyWithoutPlaintext,
+                key_id,
+                &context,
+            )
+            .await?;
         Ok(Response::new(pb::GenerateDataKeyWithoutPlaintextResponse {
             ciphertext_blob: generated.sealed.blob,
             key_id: generated.sealed.key_id.to_string(),
@@ -56,11 +70,14 @@ impl KeyManagement for DataPlane {
         &self,
         request: Request<pb::EncryptRequest>,
     ) -> Result<Response<pb::EncryptResponse>, Status> {
+        let cx = request_context(&request);
         let mut req = request.into_inner();
         let result = async {
             let key_id = KeyId::parse_optional(&req.key_id)?;
             let context = EncryptionContext::new(std::mem::take(&mut req.encryption_context))?;
-            self.kms.encrypt(key_id, &req.plaintext, &context).await
+            self.kms
+                .encrypt(&cx, key_id, &req.plaintext, &context)
+                .await
         }
         .await;
         req.plaintext.zeroize();
@@ -76,12 +93,13 @@ impl KeyManagement for DataPlane {
         &self,
         request: Request<pb::DecryptRequest>,
     ) -> Result<Response<pb::DecryptResponse>, Status> {
+        let cx = request_context(&request);
         let req = request.into_inner();
         let expected = KeyId::parse_optional(&req.expected_key_id)?;
         let context = EncryptionContext::new(req.encryption_context)?;
         let opened = self
             .kms
-            .decrypt(&req.ciphertext_blob, &context, expected.as_ref())
+            .decrypt(&cx, &req.ciphertext_blob, &context, expected.as_ref())
             .await?;
         Ok(Response::new(pb::DecryptResponse {
             plaintext: opened.plaintext.expose_secret().to_vec(),
@@ -94,6 +112,7 @@ impl KeyManagement for DataPlane {
         &self,
         request: Request<pb::ReEncryptRequest>,
     ) -> Result<Response<pb::ReEncryptResponse>, Status> {
+        let cx = request_context(&request);
         let req = request.into_inner();
         let expected = KeyId::parse_optional(&req.expected_source_key_id)?;
         let destination = KeyId::parse_optional(&req.destination_key_id)?;
@@ -105,6 +124,7 @@ impl KeyManagement for DataPlane {
         let re = self
             .kms
             .re_encrypt(
+                &cx,
                 &req.ciphertext_blob,
                 &source_context,
                 expected.as_ref(),

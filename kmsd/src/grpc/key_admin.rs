@@ -3,8 +3,8 @@
 use kms_proto::v1::{self as pb, key_admin_server::KeyAdmin};
 use tonic::{Request, Response, Status};
 
-use super::convert::key_metadata;
-use crate::{backend::StateChange, key_id::KeyId, service::Kms};
+use super::{convert::key_metadata, identity::request_context};
+use crate::{backend::StateChange, key_id::KeyId, request::RequestContext, service::Kms};
 
 /// The key-admin gRPC service.
 #[derive(Debug, Clone)]
@@ -18,9 +18,16 @@ impl KeyAdminService {
         Self { kms }
     }
 
-    async fn change(&self, key_id: &str, change: StateChange) -> Result<pb::KeyMetadata, Status> {
+    async fn change(
+        &self,
+        cx: &RequestContext,
+        key_id: &str,
+        change: StateChange,
+    ) -> Result<pb::KeyMetadata, Status> {
         let key_id = KeyId::parse(key_id)?;
-        Ok(key_metadata(self.kms.change_state(&key_id, change).await?))
+        Ok(key_metadata(
+            self.kms.change_state(cx, &key_id, change).await?,
+        ))
     }
 }
 
@@ -30,11 +37,12 @@ impl KeyAdmin for KeyAdminService {
         &self,
         request: Request<pb::CreateKeyRequest>,
     ) -> Result<Response<pb::CreateKeyResponse>, Status> {
+        let cx = request_context(&request);
         let req = request.into_inner();
         let key_id = KeyId::parse_optional(&req.key_id)?;
         let meta = self
             .kms
-            .create_key(key_id, req.description, req.tags)
+            .create_key(&cx, key_id, req.description, req.tags)
             .await?;
         Ok(Response::new(pb::CreateKeyResponse {
             key_metadata: Some(key_metadata(meta)),
@@ -45,8 +53,9 @@ impl KeyAdmin for KeyAdminService {
         &self,
         request: Request<pb::DescribeKeyRequest>,
     ) -> Result<Response<pb::DescribeKeyResponse>, Status> {
+        let cx = request_context(&request);
         let key_id = KeyId::parse(&request.into_inner().key_id)?;
-        let meta = self.kms.describe_key(&key_id).await?;
+        let meta = self.kms.describe_key(&cx, &key_id).await?;
         Ok(Response::new(pb::DescribeKeyResponse {
             key_metadata: Some(key_metadata(meta)),
         }))
@@ -56,8 +65,12 @@ impl KeyAdmin for KeyAdminService {
         &self,
         request: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
+        let cx = request_context(&request);
         let req = request.into_inner();
-        let page = self.kms.list_keys(req.page_size, &req.page_token).await?;
+        let page = self
+            .kms
+            .list_keys(&cx, req.page_size, &req.page_token)
+            .await?;
         Ok(Response::new(pb::ListKeysResponse {
             keys: page.keys.into_iter().map(key_metadata).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
@@ -68,8 +81,9 @@ impl KeyAdmin for KeyAdminService {
         &self,
         request: Request<pb::RotateKeyRequest>,
     ) -> Result<Response<pb::RotateKeyResponse>, Status> {
+        let cx = request_context(&request);
         let key_id = KeyId::parse(&request.into_inner().key_id)?;
-        let meta = self.kms.rotate_key(&key_id).await?;
+        let meta = self.kms.rotate_key(&cx, &key_id).await?;
         Ok(Response::new(pb::RotateKeyResponse {
             key_metadata: Some(key_metadata(meta)),
         }))
@@ -79,8 +93,9 @@ impl KeyAdmin for KeyAdminService {
         &self,
         request: Request<pb::EnableKeyRequest>,
     ) -> Result<Response<pb::EnableKeyResponse>, Status> {
+        let cx = request_context(&request);
         let meta = self
-            .change(&request.into_inner().key_id, StateChange::Enable)
+            .change(&cx, &request.into_inner().key_id, StateChange::Enable)
             .await?;
         Ok(Response::new(pb::EnableKeyResponse {
             key_metadata: Some(meta),
@@ -91,8 +106,9 @@ impl KeyAdmin for KeyAdminService {
         &self,
         request: Request<pb::DisableKeyRequest>,
     ) -> Result<Response<pb::DisableKeyResponse>, Status> {
+        let cx = request_context(&request);
         let meta = self
-            .change(&request.into_inner().key_id, StateChange::Disable)
+            .change(&cx, &request.into_inner().key_id, StateChange::Disable)
             .await?;
         Ok(Response::new(pb::DisableKeyResponse {
             key_metadata: Some(meta),
@@ -103,11 +119,12 @@ impl KeyAdmin for KeyAdminService {
         &self,
         request: Request<pb::ScheduleKeyDeletionRequest>,
     ) -> Result<Response<pb::ScheduleKeyDeletionResponse>, Status> {
+        let cx = request_context(&request);
         let req = request.into_inner();
         let key_id = KeyId::parse(&req.key_id)?;
         let meta = self
             .kms
-            .schedule_key_deletion(&key_id, req.pending_window_in_days)
+            .schedule_key_deletion(&cx, &key_id, req.pending_window_in_days)
             .await?;
         Ok(Response::new(pb::ScheduleKeyDeletionResponse {
             key_metadata: Some(key_metadata(meta)),
@@ -118,8 +135,13 @@ impl KeyAdmin for KeyAdminService {
         &self,
         request: Request<pb::CancelKeyDeletionRequest>,
     ) -> Result<Response<pb::CancelKeyDeletionResponse>, Status> {
+        let cx = request_context(&request);
         let meta = self
-            .change(&request.into_inner().key_id, StateChange::CancelDeletion)
+            .change(
+                &cx,
+                &request.into_inner().key_id,
+                StateChange::CancelDeletion,
+            )
             .await?;
         Ok(Response::new(pb::CancelKeyDeletionResponse {
             key_metadata: Some(meta),

@@ -4,6 +4,7 @@
 mod admin;
 mod convert;
 mod data_plane;
+mod identity;
 mod key_admin;
 mod limits;
 

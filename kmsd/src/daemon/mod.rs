@@ -1,0 +1,226 @@
+//! Assembles and runs the daemon: backend, service, listeners, background
+//! tasks. Tests start it in-process through [`start`]; the binary does the
+//! same from `cli/serve.rs`.
+
+mod build;
+mod listen;
+mod tasks;
+
+use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+use tokio_stream::{
+    StreamExt,
+    wrappers::{TcpListenerStream, UnixListenerStream},
+};
+
+pub use self::build::{BuildEnv, BuildError, build_backend, ensure_default_key};
+use self::{
+    listen::{bind_unix, server, wait_for_shutdown},
+    tasks::{deletion_sweeper, key_counts, readiness_loop, watchdog},
+};
+use crate::{
+    audit::AuditLog, clock::Clock, config::Config, error::KmsError, grpc, lifecycle::Lifecycle,
+    metrics::Metrics, persist::RuntimeStore, policy::Policy, service::Kms,
+};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The backend could not be started.
+    #[error(transparent)]
+    Backend(#[from] KmsError),
+    /// The state directory cannot be used.
+    #[error(transparent)]
+    State(#[from] crate::persist::PersistError),
+    /// A listener could not be opened.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address or socket path.
+        address: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The reflection service could not be built.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct RunningDaemon {
+    /// The service core.
+    pub kms: Kms,
+    /// The bound TCP address (useful with port 0).
+    pub tcp_addr: Option<SocketAddr>,
+    /// The unix socket path.
+    pub unix_path: Option<PathBuf>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningDaemon {
+    /// Stops accepting, lets requests in flight finish, and returns when
+    /// every listener has closed.
+    pub async fn shutdown(mut self) -> Result<(), tonic::transport::Error> {
+        let _ = self.shutdown.send(true);
+        self.join_all().await
+    }
+
+    /// Waits until the daemon stops (after [`Self::shutdown`] elsewhere).
+    pub async fn wait(mut self) -> Result<(), tonic::transport::Error> {
+        self.join_all().await
+    }
+
+    /// A handle that stops the daemon when `true` is sent.
+    pub fn shutdown_sender(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+
+    async fn join_all(&mut self) -> Result<(), tonic::transport::Error> {
+        let mut result = Ok(());
+        while let Some(joined) = self.tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(e) => tracing::error!(error = %e, "server task failed"),
+            }
+        }
+        if let Some(path) = &self.unix_path {
+            let _ = std::fs::remove_file(path);
+        }
+        result
+    }
+}
+
+/// Builds the backend (if configured), binds every listener and starts
+/// serving. Returns once the daemon is ready to answer.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningDaemon, StartError> {
+    start_with(config, clock, false).await
+}
+
+/// As [`start`]; with `reset_runtime_state`, the runtime state saved by the
+/// admin API is forgotten first and the config file applies.
+pub async fn start_with(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    reset_runtime_state: bool,
+) -> Result<RunningDaemon, StartError> {
+    let store = config
+        .state_dir
+        .as_deref()
+        .map(RuntimeStore::open)
+        .transpose()?;
+    if store.is_none() {
+        tracing::warn!(
+            "server.state_dir is not set: changes made through the admin API will not survive a restart"
+        );
+    }
+    if let (Some(store), true) = (&store, reset_runtime_state) {
+        store.clear()?;
+        tracing::info!("forgot the runtime state saved by the admin API (--reset-runtime-state)");
+    }
+    let metrics = Metrics::new();
+    let (audit_output, include_context) = &config.audit;
+    let audit =
+        AuditLog::open(audit_output, *include_context, metrics.clone()).map_err(|source| {
+            StartError::Listen {
+                address: format!("audit log {audit_output:?}"),
+                source,
+            }
+        })?;
+    let env = BuildEnv {
+        clock: Arc::clone(&clock),
+        metrics: metrics.clone(),
+        breaker: config.breaker,
+    };
+    let kms = Kms::new(
+        Lifecycle::new(env, store),
+        clock,
+        metrics,
+        audit,
+        Policy::allow_all(),
+        config.service.clone(),
+    );
+    kms.lifecycle()
+        .initialize(config.backend_raw.clone())
+        .await?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    let unix_path = match &config.listen.unix {
+        Some((path, mode)) => {
+            let listener = bind_unix(path, *mode).map_err(|source| StartError::Listen {
+                address: format!("unix:{}", path.display()),
+                source,
+            })?;
+            let routes = grpc::routes(&kms, health_service.clone())?;
+            let incoming = UnixListenerStream::new(listener);
+            let stop = wait_for_shutdown(shutdown_rx.clone());
+            tasks.spawn(
+                server()
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, stop),
+            );
+            Some(path.clone())
+        }
+        None => None,
+    };
+    let tcp_addr = match config.listen.tcp {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Listen {
+                    address: addr.to_string(),
+                    source,
+                })?;
+            let bound = listener.local_addr().map_err(|source| StartError::Listen {
+                address: addr.to_string(),
+                source,
+            })?;
+            let routes = grpc::routes(&kms, health_service.clone())?;
+            let incoming = TcpListenerStream::new(listener).map(|stream| {
+                let stream = stream?;
+                stream.set_nodelay(true)?;
+                Ok::<_, io::Error>(stream)
+            });
+            let stop = wait_for_shutdown(shutdown_rx.clone());
+            tasks.spawn(
+                server()
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, stop),
+            );
+            Some(bound)
+        }
+        None => None,
+    };
+
+    tokio::spawn(readiness_loop(
+        kms.clone(),
+        health_reporter,
+        config.probe_interval,
+        shutdown_rx.clone(),
+    ));
+    tokio::spawn(key_counts(
+        kms.clone(),
+        Duration::from_secs(30),
+        shutdown_rx.clone(),
+    ));
+    tokio::spawn(watchdog(shutdown_rx.clone()));
+    tokio::spawn(deletion_sweeper(
+        kms.clone(),
+        config.deletion_sweep_interval,
+        shutdown_rx,
+    ));
+
+    Ok(RunningDaemon {
+        kms,
+        tcp_addr,
+        unix_path,
+        shutdown,
+        tasks,
+    })
+}

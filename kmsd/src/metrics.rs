@@ -1,0 +1,443 @@
+//! Prometheus metrics. Label values come from closed sets (operations,
+//! gRPC codes, backends, states): never a key id or anything a caller
+//! controls, so the series count is bounded.
+//!
+//! The per-request series are resolved once at startup, so recording a
+//! request is two atomic adds and a histogram observation, with no label
+//! hashing on the hot path.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use tonic::Code;
+
+use crate::{lifecycle::ServiceState, request::Operation};
+
+/// Latency buckets from 50 µs (a local wrap) to 10 s (a stuck backend).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
+const CODES: [Code; 17] = [
+    Code::Ok,
+    Code::Cancelled,
+    Code::Unknown,
+    Code::InvalidArgument,
+    Code::DeadlineExceeded,
+    Code::NotFound,
+    Code::AlreadyExists,
+    Code::PermissionDenied,
+    Code::ResourceExhausted,
+    Code::FailedPrecondition,
+    Code::Aborted,
+    Code::OutOfRange,
+    Code::Unimplemented,
+    Code::Internal,
+    Code::Unavailable,
+    Code::DataLoss,
+    Code::Unauthenticated,
+];
+
+/// The canonical upper-case name of a gRPC code.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+const STATES: [ServiceState; 5] = [
+    ServiceState::NotConfigured,
+    ServiceState::Configured,
+    ServiceState::Running,
+    ServiceState::Stopped,
+    ServiceState::Error,
+];
+
+/// Every metric kmsd exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `requests[op][code]`.
+    requests: Vec<Vec<IntCounter>>,
+    latency: Vec<Histogram>,
+    /// Requests being served now.
+    pub in_flight: IntGauge,
+    backend_ops: IntCounterVec,
+    backend_latency: HistogramVec,
+    cache_lookups: IntCounterVec,
+    cache_entries: IntGaugeVec,
+    cache_evictions: IntCounterVec,
+    state: IntGaugeVec,
+    keys: IntGaugeVec,
+    /// Seconds the Vault token has left (absent until known).
+    pub vault_token_ttl: IntGauge,
+    /// Whether the last self-probe succeeded (1) or not (0).
+    pub probe_success: IntGauge,
+    /// When the self-probe last succeeded (Unix seconds).
+    pub probe_last_success: IntGauge,
+    /// How long self-probes take.
+    pub probe_duration: Histogram,
+    breaker_open: IntGaugeVec,
+    /// Audit lines written.
+    pub audit_events: IntCounter,
+    /// Audit lines that could not be written.
+    pub audit_errors: IntCounter,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    // Invariant: every name below is registered once, with valid names and
+    // labels, so registration cannot fail.
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| unreachable!("metric registration: {e}"));
+    metric
+}
+
+macro_rules! new {
+    ($kind:ident, $opts:expr) => {
+        $kind::with_opts($opts).unwrap_or_else(|e| unreachable!("metric definition: {e}"))
+    };
+    ($kind:ident, $opts:expr, $labels:expr) => {
+        $kind::new($opts, $labels).unwrap_or_else(|e| unreachable!("metric definition: {e}"))
+    };
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests_vec = register(
+            &registry,
+            new!(
+                IntCounterVec,
+                Opts::new(
+                    "kmsd_requests_total",
+                    "Requests served, by operation and gRPC status code."
+                ),
+                &["operation", "code"]
+            ),
+        );
+        let latency_vec = register(
+            &registry,
+            new!(
+                HistogramVec,
+                HistogramOpts::new(
+                    "kmsd_request_duration_seconds",
+                    "Time to serve a request, by operation."
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["operation"]
+            ),
+        );
+        let requests = Operation::ALL
+            .iter()
+            .map(|op| {
+                CODES
+                    .iter()
+                    .map(|code| requests_vec.with_label_values(&[op.as_str(), code_name(*code)]))
+                    .collect()
+            })
+            .collect();
+        let latency = Operation::ALL
+            .iter()
+            .map(|op| latency_vec.with_label_values(&[op.as_str()]))
+            .collect();
+        let build_info = register(
+            &registry,
+            new!(
+                IntGaugeVec,
+                Opts::new(
+                    "kmsd_build_info",
+                    "Always 1; the labels say which kmsd this is."
+                ),
+                &["version"]
+            ),
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let metrics = Self {
+            requests,
+            latency,
+            in_flight: register(
+                &registry,
+                new!(
+                    IntGauge,
+                    Opts::new("kmsd_requests_in_flight", "Requests being served now.")
+                ),
+            ),
+            backend_ops: register(
+                &registry,
+                new!(
+                    IntCounterVec,
+                    Opts::new(
+                        "kmsd_backend_operations_total",
+                        "Calls from kmsd to its backend, by backend, operation and outcome (ok, or the error reason)."
+                    ),
+                    &["backend", "operation", "outcome"]
+                ),
+            ),
+            backend_latency: register(
+                &registry,
+                new!(
+                    HistogramVec,
+                    HistogramOpts::new(
+                        "kmsd_backend_operation_duration_seconds",
+                        "Time a backend call takes, by backend and operation."
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["backend", "operation"]
+                ),
+            ),
+            cache_lookups: register(
+                &registry,
+                new!(
+                    IntCounterVec,
+                    Opts::new(
+                        "kmsd_cache_lookups_total",
+                        "Cache lookups, by cache and result (hit, miss, stale)."
+                    ),
+                    &["cache", "result"]
+                ),
+            ),
+            cache_entries: register(
+                &registry,
+                new!(
+                    IntGaugeVec,
+                    Opts::new("kmsd_cache_entries", "Entries held, by cache."),
+                    &["cache"]
+                ),
+            ),
+            cache_evictions: register(
+                &registry,
+                new!(
+                    IntCounterVec,
+                    Opts::new(
+                        "kmsd_cache_evictions_total",
+                        "Entries evicted, by cache and cause."
+                    ),
+                    &["cache", "cause"]
+                ),
+            ),
+            state: register(
+                &registry,
+                new!(
+                    IntGaugeVec,
+                    Opts::new(
+                        "kmsd_service_state",
+                        "1 for the lifecycle state kmsd is in, 0 for the others."
+                    ),
+                    &["state"]
+                ),
+            ),
+            keys: register(
+                &registry,
+                new!(
+                    IntGaugeVec,
+                    Opts::new("kmsd_keys", "Master keys in the active backend, by state."),
+                    &["state"]
+                ),
+            ),
+            vault_token_ttl: register(
+                &registry,
+                new!(
+                    IntGauge,
+                    Opts::new(
+                        "kmsd_vault_token_ttl_seconds",
+                        "Seconds the Vault token has left before it expires."
+                    )
+                ),
+            ),
+            probe_success: register(
+                &registry,
+                new!(
+                    IntGauge,
+                    Opts::new(
+                        "kmsd_self_probe_success",
+                        "1 if the last self-probe succeeded, else 0."
+                    )
+                ),
+            ),
+            probe_last_success: register(
+                &registry,
+                new!(
+                    IntGauge,
+                    Opts::new(
+                        "kmsd_self_probe_last_success_timestamp_seconds",
+                        "When the self-probe last succeeded, in Unix seconds."
+                    )
+                ),
+            ),
+            probe_duration: register(
+                &registry,
+                new!(
+                    Histogram,
+                    HistogramOpts::new(
+                        "kmsd_self_probe_duration_seconds",
+                        "Time a self-probe takes."
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec())
+                ),
+            ),
+            breaker_open: register(
+                &registry,
+                new!(
+                    IntGaugeVec,
+                    Opts::new(
+                        "kmsd_circuit_breaker_open",
+                        "1 while the breaker in front of a backend is open."
+                    ),
+                    &["backend"]
+                ),
+            ),
+            audit_events: register(
+                &registry,
+                new!(
+                    IntCounter,
+                    Opts::new("kmsd_audit_events_total", "Audit lines written.")
+                ),
+            ),
+            audit_errors: register(
+                &registry,
+                new!(
+                    IntCounter,
+                    Opts::new(
+                        "kmsd_audit_write_errors_total",
+                        "Audit lines that could not be written."
+                    )
+                ),
+            ),
+            registry,
+        };
+        metrics.set_state(ServiceState::NotConfigured);
+        metrics
+    }
+
+    /// Records one served request.
+    pub fn request(&self, op: Operation, code: Code, seconds: f64) {
+        let code_index = CODES.iter().position(|c| *c == code).unwrap_or(2);
+        if let Some(counter) = self
+            .requests
+            .get(op.index())
+            .and_then(|c| c.get(code_index))
+        {
+            counter.inc();
+        }
+        if let Some(histogram) = self.latency.get(op.index()) {
+            histogram.observe(seconds);
+        }
+    }
+
+    /// Records one backend call.
+    pub fn backend_call(&self, backend: &str, operation: &str, outcome: &str, seconds: f64) {
+        self.backend_ops
+            .with_label_values(&[backend, operation, outcome])
+            .inc();
+        self.backend_latency
+            .with_label_values(&[backend, operation])
+            .observe(seconds);
+    }
+
+    /// Records a cache lookup (`hit`, `miss` or `stale`).
+    pub fn cache_lookup(&self, cache: &str, result: &str) {
+        self.cache_lookups.with_label_values(&[cache, result]).inc();
+    }
+
+    /// Sets a cache's size.
+    pub fn cache_size(&self, cache: &str, entries: u64) {
+        self.cache_entries
+            .with_label_values(&[cache])
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// Records an eviction.
+    pub fn cache_eviction(&self, cache: &str, cause: &str) {
+        self.cache_evictions
+            .with_label_values(&[cache, cause])
+            .inc();
+    }
+
+    /// Sets the lifecycle state.
+    pub fn set_state(&self, current: ServiceState) {
+        for state in STATES {
+            self.state
+                .with_label_values(&[state.as_str()])
+                .set(i64::from(state == current));
+        }
+    }
+
+    /// Sets the key counts by state.
+    pub fn set_keys(&self, enabled: usize, disabled: usize, pending_deletion: usize) {
+        for (state, n) in [
+            ("Enabled", enabled),
+            ("Disabled", disabled),
+            ("PendingDeletion", pending_deletion),
+        ] {
+            self.keys
+                .with_label_values(&[state])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sets whether a backend's breaker is open.
+    pub fn set_breaker_open(&self, backend: &str, open: bool) {
+        self.breaker_open
+            .with_label_values(&[backend])
+            .set(i64::from(open));
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut buffer = Vec::new();
+        // Invariant: the text encoder only fails on writer errors, and a
+        // Vec never fails to grow.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_operation_and_code() {
+        let metrics = Metrics::new();
+        metrics.request(Operation::Decrypt, Code::InvalidArgument, 0.001);
+        metrics.request(Operation::Decrypt, Code::InvalidArgument, 0.002);
+        metrics.request(Operation::GenerateDataKey, Code::Ok, 0.0001);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"kmsd_requests_total{code="INVALID_ARGUMENT",operation="Decrypt"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"kmsd_requests_total{code="OK",operation="GenerateDataKey"} 1"#));
+        assert!(text.contains(r#"kmsd_request_duration_seconds_count{operation="Decrypt"} 2"#));
+        assert!(text.contains(r#"kmsd_service_state{state="NotConfigured"} 1"#));
+        assert!(text.contains("kmsd_build_info{version="));
+    }
+}

@@ -1,0 +1,96 @@
+//! The runtime admin operations, audited like every other operation.
+
+use std::time::Instant;
+
+use super::{Kms, observe::Audit};
+use crate::{
+    config::BackendConfig,
+    error::KmsError,
+    request::{Operation, RequestContext},
+};
+
+impl Kms {
+    async fn admin_op<T>(
+        &self,
+        cx: &RequestContext,
+        op: Operation,
+        call: impl AsyncFnOnce() -> Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
+        let started = Instant::now();
+        let result = async {
+            self.authorize(cx, op, None)?;
+            call().await
+        }
+        .await;
+        self.finish(cx, op, started, &Audit::default(), &result);
+        result
+    }
+
+    /// Admin: the caller may read the status (policy check and audit).
+    pub fn authorize_status(&self, cx: &RequestContext) -> Result<(), KmsError> {
+        let started = Instant::now();
+        let result = self.authorize(cx, Operation::Status, None);
+        self.finish(cx, Operation::Status, started, &Audit::default(), &result);
+        result
+    }
+
+    /// Admin: store a backend configuration.
+    pub async fn configure(
+        &self,
+        cx: &RequestContext,
+        backend: BackendConfig,
+    ) -> Result<(), KmsError> {
+        self.admin_op(cx, Operation::Configure, async || {
+            self.inner.lifecycle.configure(backend).await
+        })
+        .await
+    }
+
+    /// Admin: start serving.
+    pub async fn start(&self, cx: &RequestContext) -> Result<(), KmsError> {
+        self.admin_op(cx, Operation::Start, async || {
+            self.inner.lifecycle.start().await
+        })
+        .await
+    }
+
+    /// Admin: stop serving.
+    pub async fn stop(&self, cx: &RequestContext) -> Result<(), KmsError> {
+        self.admin_op(cx, Operation::Stop, async || {
+            let result = self.inner.lifecycle.stop().await;
+            self.inner.cache.clear();
+            result
+        })
+        .await
+    }
+
+    /// Admin: replace the backend with no restart.
+    pub async fn reconfigure(
+        &self,
+        cx: &RequestContext,
+        backend: BackendConfig,
+        discard_previous: bool,
+    ) -> Result<(), KmsError> {
+        self.admin_op(cx, Operation::Reconfigure, async || {
+            let result = self
+                .inner
+                .lifecycle
+                .reconfigure(backend, discard_previous)
+                .await;
+            // A dropped backend's blobs must stop opening from the cache too.
+            if result.is_ok() {
+                self.inner.cache.clear();
+            }
+            result
+        })
+        .await
+    }
+
+    /// Admin: drop every cached data key; returns how many there were.
+    pub async fn clear_cache(&self, cx: &RequestContext) -> Result<u64, KmsError> {
+        self.admin_op(cx, Operation::ClearCache, async || {
+            Ok(self.inner.cache.clear())
+        })
+        .await
+    }
+}

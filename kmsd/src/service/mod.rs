@@ -1,0 +1,179 @@
+//! The core every front end (gRPC, REST) calls.
+//!
+//! Each operation follows the same path: take a concurrency permit, resolve
+//! and validate its input, check the caller's policy, call the active
+//! backend through its circuit breaker and deadline, then record one audit
+//! line and the request metrics. Errors travel as `KmsError` and become a
+//! wire status in one place per front end.
+
+mod admin;
+mod data;
+mod health;
+mod keys;
+mod observe;
+
+use std::{sync::Arc, time::Duration};
+
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+
+pub use self::{
+    data::ReEncrypted,
+    health::PROBE_KEY_ID,
+    keys::{
+        DEFAULT_PAGE_SIZE, KeyPage, MAX_DELETION_WINDOW_DAYS, MAX_DESCRIPTION_LEN, MAX_PAGE_SIZE,
+        MAX_TAGS, MIN_DELETION_WINDOW_DAYS,
+    },
+};
+use crate::{
+    audit::AuditLog,
+    backend::KeyBackend,
+    cache::{CacheSettings, DataKeyCache},
+    clock::Clock,
+    error::KmsError,
+    key_id::KeyId,
+    lifecycle::{Active, Lifecycle, Runtime},
+    metrics::Metrics,
+    policy::Policy,
+};
+
+/// Encrypt takes at most this many bytes of plaintext.
+pub const MAX_PLAINTEXT_LEN: usize = 4096;
+
+/// Tunables of the service core.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Requests served at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_concurrent_requests: usize,
+    /// Deadline of every backend call.
+    pub backend_timeout: Duration,
+    /// The data-key cache.
+    pub cache: CacheSettings,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            max_concurrent_requests: 1024,
+            backend_timeout: Duration::from_secs(10),
+            cache: CacheSettings::default(),
+        }
+    }
+}
+
+/// The service core. Cheap to clone; clones share everything.
+#[derive(Debug, Clone)]
+pub struct Kms {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    lifecycle: Lifecycle,
+    clock: Arc<dyn Clock>,
+    started_at: OffsetDateTime,
+    metrics: Metrics,
+    audit: AuditLog,
+    cache: DataKeyCache,
+    permits: Semaphore,
+    max_concurrent: usize,
+    backend_timeout: Duration,
+    policy: arc_swap::ArcSwap<Policy>,
+    /// Whether the last self-probe passed.
+    probe_ok: std::sync::atomic::AtomicBool,
+}
+
+impl Kms {
+    /// A service over `lifecycle`.
+    pub fn new(
+        lifecycle: Lifecycle,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+        audit: AuditLog,
+        policy: Policy,
+        options: ServiceOptions,
+    ) -> Self {
+        let started_at = clock.now();
+        let cache = DataKeyCache::new(options.cache, metrics.clone());
+        Self {
+            inner: Arc::new(Inner {
+                lifecycle,
+                clock,
+                started_at,
+                metrics,
+                audit,
+                cache,
+                permits: Semaphore::new(options.max_concurrent_requests),
+                max_concurrent: options.max_concurrent_requests,
+                backend_timeout: options.backend_timeout,
+                policy: arc_swap::ArcSwap::from_pointee(policy),
+                probe_ok: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// A service with default metrics, no audit output, an allow-all
+    /// policy and default options (tests, tools).
+    pub fn for_tests(lifecycle: Lifecycle, clock: Arc<dyn Clock>) -> Self {
+        let metrics = Metrics::new();
+        let audit = AuditLog::off(metrics.clone());
+        Self::new(
+            lifecycle,
+            clock,
+            metrics,
+            audit,
+            Policy::allow_all(),
+            ServiceOptions::default(),
+        )
+    }
+
+    /// The lifecycle.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.inner.lifecycle
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Replaces the access policy (on SIGHUP or file change).
+    pub fn set_policy(&self, policy: Policy) {
+        self.inner.policy.store(Arc::new(policy));
+    }
+
+    /// When the service was created.
+    pub fn started_at(&self) -> OffsetDateTime {
+        self.inner.started_at
+    }
+
+    /// The current lifecycle view.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.inner.lifecycle.snapshot()
+    }
+
+    /// Now, by the service's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    fn active(&self) -> Result<Arc<Active>, KmsError> {
+        self.inner.lifecycle.active()
+    }
+
+    fn resolve(active: &Active, key_id: Option<KeyId>) -> Result<KeyId, KmsError> {
+        key_id
+            .or_else(|| active.default_key_id.clone())
+            .ok_or(KmsError::NoDefaultKey)
+    }
+
+    /// Whether the active backend answers (not counted as a request).
+    pub async fn health(&self) -> Result<(), KmsError> {
+        let active = self.active()?;
+        self.backend_call(&active, "health", active.backend.health())
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! What every operation shares: admission, authorisation, the backend call
+//! (breaker and deadline), and the audit line and metrics at the end.
+
+use std::{future::Future, sync::Arc, time::Instant};
+
+use prometheus::IntGauge;
+use tokio::sync::SemaphorePermit;
+use tonic::Code;
+
+use super::Kms;
+use crate::{
+    audit::{self, AuditEvent},
+    context::EncryptionContext,
+    error::KmsError,
+    key_id::KeyId,
+    lifecycle::Active,
+    metrics::code_name,
+    request::{Operation, RequestContext},
+};
+
+/// What the audit line of a request names, filled in as it is learned.
+#[derive(Debug, Default)]
+pub(super) struct Audit<'a> {
+    pub(super) key_id: Option<KeyId>,
+    pub(super) key_version: Option<u32>,
+    pub(super) destination_key_id: Option<KeyId>,
+    pub(super) context: Option<&'a EncryptionContext>,
+    pub(super) offline: bool,
+}
+
+/// A concurrency permit; while held the request counts as in flight.
+pub(super) struct Admission<'a> {
+    _permit: SemaphorePermit<'a>,
+    in_flight: &'a IntGauge,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.in_flight.dec();
+    }
+}
+
+impl Kms {
+    /// Takes a concurrency permit or refuses at once: queueing would only
+    /// turn overload into timeouts.
+    pub(super) fn admit(&self) -> Result<Admission<'_>, KmsError> {
+        let permit = self.inner.permits.try_acquire().map_err(|_| {
+            KmsError::Overloaded(format!(
+                "more than {} requests in flight; retry with backoff",
+                self.inner.max_concurrent
+            ))
+        })?;
+        let in_flight = &self.inner.metrics.in_flight;
+        in_flight.inc();
+        Ok(Admission {
+            _permit: permit,
+            in_flight,
+        })
+    }
+
+    /// Checks the caller's policy for `op` on `key_id`.
+    pub(super) fn authorize(
+        &self,
+        cx: &RequestContext,
+        op: Operation,
+        key_id: Option<&KeyId>,
+    ) -> Result<(), KmsError> {
+        if self.inner.policy.load().allows(&cx.caller, op, key_id) {
+            Ok(())
+        } else {
+            Err(KmsError::PermissionDenied)
+        }
+    }
+
+    /// Records the request's metrics and audit line.
+    pub(super) fn finish<T>(
+        &self,
+        cx: &RequestContext,
+        op: Operation,
+        started: Instant,
+        audit: &Audit<'_>,
+        result: &Result<T, KmsError>,
+    ) {
+        let elapsed = started.elapsed();
+        let (code, reason) = match result {
+            Ok(_) => (Code::Ok, None),
+            Err(e) => {
+                let (code, reason) = e.code_and_reason();
+                (code, Some(reason))
+            }
+        };
+        self.inner.metrics.request(op, code, elapsed.as_secs_f64());
+        let log = &self.inner.audit;
+        if !log.is_enabled() {
+            return;
+        }
+        log.record(&AuditEvent {
+            time: audit::now(),
+            caller: cx.caller.to_string(),
+            operation: op.as_str(),
+            key_id: audit.key_id.as_ref().map(KeyId::as_str),
+            key_version: audit.key_version,
+            destination_key_id: audit.destination_key_id.as_ref().map(KeyId::as_str),
+            context_sha256: audit.context.map(EncryptionContext::digest_hex),
+            context: audit
+                .context
+                .filter(|_| log.include_context())
+                .map(EncryptionContext::entries),
+            outcome: if result.is_ok() { "ok" } else { "error" },
+            code: code_name(code),
+            reason,
+            offline: audit.offline,
+            duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        });
+    }
+
+    /// Calls the backend through its breaker, under the backend deadline,
+    /// and records the call.
+    pub(super) async fn backend_call<T>(
+        &self,
+        active: &Active,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, KmsError>>,
+    ) -> Result<T, KmsError> {
+        active.breaker.admit()?;
+        let backend = active.kind().as_str();
+        let started = Instant::now();
+        let timeout = self.inner.backend_timeout;
+        let result = match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(KmsError::BackendUnavailable {
+                backend,
+                detail: format!("no answer within {} ms", timeout.as_millis()),
+            }),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code_and_reason().1,
+        };
+        self.inner.metrics.backend_call(
+            backend,
+            operation,
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
+        if active.breaker.record(&result) {
+            let backend = Arc::clone(&active.backend);
+            let breaker = Arc::clone(&active.breaker);
+            tokio::spawn(breaker.probe_until_closed(move || {
+                let backend = Arc::clone(&backend);
+                async move { crate::backend::KeyBackend::health(backend.as_ref()).await }
+            }));
+        }
+        result
+    }
+}

@@ -1,0 +1,156 @@
+use std::{collections::BTreeMap, sync::Arc};
+
+use time::OffsetDateTime;
+
+use super::*;
+use crate::{
+    audit::AuditOutput,
+    breaker::BreakerSettings,
+    clock::ManualClock,
+    config::{BackendConfig, LocalBackendConfig},
+    context::EncryptionContext,
+    daemon::BuildEnv,
+    request::{Operation, RequestContext},
+};
+
+async fn running(dir: &std::path::Path, options: ServiceOptions, audit: AuditOutput) -> Kms {
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
+    let metrics = Metrics::new();
+    let env = BuildEnv {
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        breaker: BreakerSettings::default(),
+    };
+    let audit = AuditLog::open(&audit, false, metrics.clone()).unwrap();
+    let kms = Kms::new(
+        Lifecycle::new(env, None),
+        clock,
+        metrics,
+        audit,
+        Policy::allow_all(),
+        options,
+    );
+    kms.lifecycle()
+        .initialize(Some(BackendConfig::Local(LocalBackendConfig {
+            key_dir: dir.join("keys"),
+            default_key_id: Some("default".into()),
+            create_default_key: None,
+            sealing: None,
+        })))
+        .await
+        .unwrap();
+    kms
+}
+
+fn ctx() -> EncryptionContext {
+    EncryptionContext::new(BTreeMap::from([("object".to_owned(), "o1".to_owned())])).unwrap()
+}
+
+#[tokio::test]
+async fn requests_beyond_the_concurrency_limit_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ServiceOptions {
+        max_concurrent_requests: 1,
+        ..ServiceOptions::default()
+    };
+    let kms = running(dir.path(), options, AuditOutput::Off).await;
+    let cx = RequestContext::internal();
+    let held = kms.admit().unwrap();
+    let err = kms
+        .generate_data_key(&cx, Operation::GenerateDataKey, None, &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KmsError::Overloaded(_)), "{err:?}");
+    assert_eq!(err.code_and_reason().0, tonic::Code::ResourceExhausted);
+    drop(held);
+    kms.generate_data_key(&cx, Operation::GenerateDataKey, None, &ctx())
+        .await
+        .unwrap();
+    let text = kms.metrics().encode();
+    assert!(
+        text.contains(
+            r#"kmsd_requests_total{code="RESOURCE_EXHAUSTED",operation="GenerateDataKey"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains("kmsd_requests_in_flight 0"), "{text}");
+}
+
+#[tokio::test]
+async fn every_operation_writes_one_audit_line_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let kms = running(
+        dir.path(),
+        ServiceOptions::default(),
+        AuditOutput::File(path.clone()),
+    )
+    .await;
+    let cx = RequestContext::from(crate::request::Identity::UnixPeer {
+        uid: 1000,
+        gid: 100,
+    });
+    let generated = kms
+        .generate_data_key(&cx, Operation::GenerateDataKey, None, &ctx())
+        .await
+        .unwrap();
+    kms.decrypt(&cx, &generated.sealed.blob, &ctx(), None)
+        .await
+        .unwrap();
+    let wrong = EncryptionContext::empty();
+    kms.decrypt(&cx, &generated.sealed.blob, &wrong, None)
+        .await
+        .unwrap_err();
+    kms.encrypt(&cx, None, b"a small secret", &ctx())
+        .await
+        .unwrap();
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ops: Vec<&str> = lines
+        .iter()
+        .map(|l| l["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["GenerateDataKey", "Decrypt", "Decrypt", "Encrypt"]);
+    assert_eq!(lines[0]["caller"], "unix:uid=1000,gid=100");
+    assert_eq!(lines[0]["key_id"], "default");
+    assert_eq!(lines[0]["key_version"], 1);
+    assert_eq!(lines[0]["context_sha256"], ctx().digest_hex());
+    assert_eq!(lines[2]["outcome"], "error");
+    assert_eq!(lines[2]["reason"], "INVALID_CIPHERTEXT");
+    assert!(lines.iter().all(|l| l.get("context").is_none()));
+    for secret in [
+        generated.key.expose_secret().as_slice(),
+        b"a small secret".as_slice(),
+    ] {
+        for form in [
+            hex::encode(secret),
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret),
+        ] {
+            assert!(!text.contains(&form), "a secret reached the audit log");
+        }
+    }
+    assert!(
+        !text.contains("o1"),
+        "the context itself is not logged by default"
+    );
+}
+
+#[tokio::test]
+async fn the_self_probe_makes_the_service_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let kms = running(dir.path(), ServiceOptions::default(), AuditOutput::Off).await;
+    assert_eq!(kms.readiness(), Err("the last self-probe failed".into()));
+    kms.self_probe().await.unwrap();
+    kms.readiness().unwrap();
+    // The probe key is kmsd's own: not listed, not creatable by callers.
+    let page = kms
+        .list_keys(&RequestContext::internal(), 0, "")
+        .await
+        .unwrap();
+    assert!(page.keys.iter().all(|k| k.key_id.as_str() != PROBE_KEY_ID));
+    assert!(kms.metrics().encode().contains("kmsd_self_probe_success 1"));
+}
