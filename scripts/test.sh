@@ -18,7 +18,7 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "build the binaries the end-to-end tests start"
-cargo build --workspace --bins --quiet
+cargo build --workspace --all-targets --quiet
 
 step "cargo test"
 cargo test --workspace

@@ -112,7 +112,8 @@ impl KmsClient {
         Ok(Self::from_channel(channel))
     }
 
-    fn from_channel(channel: Channel) -> Self {
+    /// Wraps a channel built elsewhere (a custom transport or TLS setup).
+    pub fn from_channel(channel: Channel) -> Self {
         Self {
             data: KeyManagementClient::new(channel.clone()),
             keys: KeyAdminClient::new(channel.clone()),

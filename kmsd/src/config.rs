@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     audit::AuditOutput, breaker::BreakerSettings, cache::CacheSettings, key_id::KeyId,
-    service::ServiceOptions,
+    service::ServiceOptions, tls::TlsSettings,
 };
 
 /// Why a configuration was refused.
@@ -74,6 +74,12 @@ pub struct RawConfig {
     /// `[health]`.
     #[serde(default)]
     pub health: RawHealth,
+    /// `[policy]`.
+    #[serde(default)]
+    pub policy: RawPolicy,
+    /// `[security]`.
+    #[serde(default)]
+    pub security: RawSecurity,
 }
 
 /// `[audit]`.
@@ -145,6 +151,50 @@ pub struct RawServer {
     pub state_dir: Option<PathBuf>,
     /// How long SIGTERM waits for requests in flight, in seconds (default 10).
     pub shutdown_grace_secs: Option<u64>,
+    /// Unix peers (by uid) allowed to connect; empty means any peer the
+    /// socket's permissions let in.
+    #[serde(default)]
+    pub unix_socket_allowed_uids: Vec<u32>,
+    /// Unix peers (by gid) allowed to connect.
+    #[serde(default)]
+    pub unix_socket_allowed_gids: Vec<u32>,
+    /// Mutual TLS for `tcp`.
+    pub tls: Option<RawTls>,
+    /// Serve `tcp` without TLS. Anyone who reaches the port can then use
+    /// every key; for development on loopback only.
+    #[serde(default)]
+    pub danger_plaintext_tcp: bool,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// The server certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
+    /// CAs that client certificates must chain to (PEM).
+    pub client_ca_file: PathBuf,
+}
+
+/// `[policy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// The policy file (docs/security.md); absent means every caller that
+    /// reaches kmsd may do everything.
+    pub file: Option<PathBuf>,
+}
+
+/// `[security]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecurity {
+    /// Lock all memory (`mlockall`) so keys never reach swap; needs
+    /// CAP_IPC_LOCK. Startup fails if it cannot be done.
+    #[serde(default)]
+    pub mlock: bool,
 }
 
 /// `[log]`.
@@ -241,6 +291,10 @@ pub struct Config {
     pub breaker: BreakerSettings,
     /// How often the self-probe runs.
     pub probe_interval: Duration,
+    /// The policy file, if any.
+    pub policy_file: Option<PathBuf>,
+    /// Lock memory.
+    pub mlock: bool,
     /// How often the deletion sweeper runs.
     pub deletion_sweep_interval: Duration,
 }
@@ -250,8 +304,12 @@ pub struct Config {
 pub struct Listen {
     /// The unix socket and its mode.
     pub unix: Option<(PathBuf, u32)>,
+    /// Unix peers allowed to connect (empty lists: any).
+    pub unix_allowed: (Vec<u32>, Vec<u32>),
     /// The TCP address.
     pub tcp: Option<SocketAddr>,
+    /// Mutual TLS on `tcp`; `None` only with `danger_plaintext_tcp`.
+    pub tls: Option<TlsSettings>,
 }
 
 /// Logging settings.
@@ -405,15 +463,40 @@ impl Config {
             "health.probe_interval_secs",
         )?);
         let shutdown_grace = Duration::from_secs(raw.server.shutdown_grace_secs.unwrap_or(10));
+        let tls = raw.server.tls.clone().map(|t| TlsSettings {
+            cert_file: t.cert_file,
+            key_file: t.key_file,
+            client_ca_file: t.client_ca_file,
+        });
+        match (raw.server.tcp, &tls, raw.server.danger_plaintext_tcp) {
+            (Some(_), None, false) => {
+                return Err(ConfigError::Invalid(
+                    "server.tcp needs [server.tls] (mutual TLS), or danger_plaintext_tcp = true for development on loopback".into(),
+                ));
+            }
+            (Some(_), Some(_), true) => {
+                return Err(ConfigError::Invalid(
+                    "server.danger_plaintext_tcp and [server.tls] exclude each other".into(),
+                ));
+            }
+            _ => {}
+        }
         Ok(Self {
             shutdown_grace,
             audit: (audit_output, raw.audit.include_context.unwrap_or(false)),
             service,
             breaker,
             probe_interval,
+            policy_file: raw.policy.file,
+            mlock: raw.security.mlock,
             listen: Listen {
                 unix,
+                unix_allowed: (
+                    raw.server.unix_socket_allowed_uids,
+                    raw.server.unix_socket_allowed_gids,
+                ),
                 tcp: raw.server.tcp,
+                tls,
             },
             log: LogConfig {
                 level: raw.log.level.unwrap_or_else(|| "info".into()),
@@ -570,6 +653,7 @@ mod tests {
             r#"
             [server]
             tcp = "127.0.0.1:7373"
+            danger_plaintext_tcp = true
             [backend]
             backend_type = "local"
             key_dir = "/var/lib/kmsd/keys"
@@ -625,6 +709,7 @@ mod tests {
             ),
             ("[server]\nunix_socket_mode = \"0666\"", "others"),
             ("[server]\nunix_socket_mode = \"rw\"", "octal"),
+            ("[server]\ntcp = \"127.0.0.1:1\"", "needs [server.tls]"),
             (
                 "[backend]\nbackend_type = \"local\"\nkey_dir = \"/k\"\n[backend.sealing]\n",
                 "exactly one",

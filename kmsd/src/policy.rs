@@ -1,24 +1,432 @@
-//! Who may do what: per-identity access policy.
+//! Who may do what: per-identity access policy (docs/security.md).
+//!
+//! A policy file names identities (by unix peer uid/gid, TLS client key or
+//! admin access key) and grants each of them policies. A policy allows
+//! operations, optionally only on key ids matching patterns, and may deny
+//! operations or key ids outright. Deny wins; anything not allowed is
+//! denied. Without a policy file every caller that reached kmsd may do
+//! everything (the socket's permissions are then the access control).
+//!
+//! ```toml
+//! [[identities]]
+//! name = "rustfs"
+//! unix_uid = 1000
+//! policies = ["storage-server"]
+//!
+//! [policies.storage-server]
+//! allow = ["GenerateDataKey", "Decrypt", "ReEncrypt"]
+//! keys = ["rustfs-*", "default"]
+//! ```
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
 
 use crate::{
     key_id::KeyId,
-    request::{Identity, Operation},
+    request::{Identity, Operation, Plane},
 };
+
+/// Why a policy file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid policy.
+    #[error("invalid policy file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicyFile {
+    #[serde(default)]
+    identities: Vec<RawIdentity>,
+    #[serde(default)]
+    policies: BTreeMap<String, RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    name: String,
+    unix_uid: Option<u32>,
+    unix_gid: Option<u32>,
+    spki_sha256: Option<String>,
+    access_key: Option<String>,
+    #[serde(default)]
+    policies: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    allow: Vec<String>,
+    keys: Option<Vec<String>>,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default)]
+    deny_keys: Vec<String>,
+}
+
+/// How an identity entry recognises a caller; every given field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Matcher {
+    unix_uid: Option<u32>,
+    unix_gid: Option<u32>,
+    spki_sha256: Option<String>,
+    access_key: Option<String>,
+}
+
+impl Matcher {
+    fn matches(&self, caller: &Identity) -> bool {
+        match caller {
+            Identity::UnixPeer { uid, gid } => {
+                (self.unix_uid.is_some() || self.unix_gid.is_some())
+                    && self.spki_sha256.is_none()
+                    && self.access_key.is_none()
+                    && self.unix_uid.is_none_or(|u| u == *uid)
+                    && self.unix_gid.is_none_or(|g| g == *gid)
+            }
+            Identity::Certificate { spki_sha256, .. } => {
+                self.spki_sha256.as_deref() == Some(spki_sha256.as_str())
+            }
+            Identity::AdminKey(key) => self.access_key.as_deref() == Some(key.as_str()),
+            Identity::Anonymous | Identity::Internal => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Rules {
+    allow: HashSet<Operation>,
+    keys: Vec<String>,
+    deny: HashSet<Operation>,
+    deny_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct IdentityEntry {
+    name: String,
+    matcher: Matcher,
+    rules: Vec<Rules>,
+}
 
 /// An access policy.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    _private: (),
+    /// `None`: allow everything.
+    identities: Option<Vec<IdentityEntry>>,
+}
+
+/// Expands an operation pattern: an operation name, a plane (`data:*`,
+/// `keys:*`, `admin:*`) or `*`.
+fn operations(pattern: &str) -> Result<Vec<Operation>, String> {
+    let plane = match pattern {
+        "*" => return Ok(Operation::ALL.to_vec()),
+        "data:*" => Some(Plane::Data),
+        "keys:*" => Some(Plane::Keys),
+        "admin:*" => Some(Plane::Admin),
+        _ => None,
+    };
+    match plane {
+        Some(plane) => Ok(Operation::ALL
+            .into_iter()
+            .filter(|op| op.plane() == plane)
+            .collect()),
+        None => Operation::from_name(pattern)
+            .map(|op| vec![op])
+            .ok_or_else(|| format!("unknown operation {pattern:?}")),
+    }
+}
+
+/// Matches `text` against a pattern where `*` is any run of characters and
+/// `?` is one character.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut star_ti) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            star_ti = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            star_ti += 1;
+            ti = star_ti;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 impl Policy {
     /// Allows every caller everything (no policy file configured).
     pub fn allow_all() -> Self {
-        Self { _private: () }
+        Self { identities: None }
     }
 
-    /// Whether `caller` may perform `op` on `key_id`.
-    pub fn allows(&self, _caller: &Identity, _op: Operation, _key_id: Option<&KeyId>) -> bool {
-        true
+    /// Reads and checks a policy file.
+    pub fn from_file(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| PolicyError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses a policy from TOML.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let raw: RawPolicyFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut policies = BTreeMap::new();
+        for (name, policy) in raw.policies {
+            let expand = |patterns: &[String]| -> Result<HashSet<Operation>, String> {
+                let mut ops = HashSet::new();
+                for pattern in patterns {
+                    ops.extend(operations(pattern).map_err(|e| format!("policy {name}: {e}"))?);
+                }
+                Ok(ops)
+            };
+            let rules = Rules {
+                allow: expand(&policy.allow)?,
+                keys: policy.keys.unwrap_or_else(|| vec!["*".into()]),
+                deny: expand(&policy.deny)?,
+                deny_keys: policy.deny_keys,
+            };
+            policies.insert(name, rules);
+        }
+        let mut identities = Vec::new();
+        for identity in raw.identities {
+            let matcher = Matcher {
+                unix_uid: identity.unix_uid,
+                unix_gid: identity.unix_gid,
+                spki_sha256: identity.spki_sha256.map(|s| s.to_ascii_lowercase()),
+                access_key: identity.access_key,
+            };
+            let kinds = [
+                matcher.unix_uid.is_some() || matcher.unix_gid.is_some(),
+                matcher.spki_sha256.is_some(),
+                matcher.access_key.is_some(),
+            ];
+            if kinds.iter().filter(|k| **k).count() != 1 {
+                return Err(format!(
+                    "identity {}: give unix_uid/unix_gid, spki_sha256 or access_key (exactly one kind)",
+                    identity.name
+                ));
+            }
+            if let Some(spki) = &matcher.spki_sha256
+                && (spki.len() != 64 || !spki.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(format!(
+                    "identity {}: spki_sha256 must be 64 hex digits",
+                    identity.name
+                ));
+            }
+            let mut rules = Vec::new();
+            for name in &identity.policies {
+                rules.push(policies.get(name).cloned().ok_or_else(|| {
+                    format!("identity {}: unknown policy {name:?}", identity.name)
+                })?);
+            }
+            identities.push(IdentityEntry {
+                name: identity.name,
+                matcher,
+                rules,
+            });
+        }
+        Ok(Self {
+            identities: Some(identities),
+        })
+    }
+
+    /// Whether `caller` may perform `op` on `key_id`. kmsd's own internal
+    /// calls are always allowed.
+    pub fn allows(&self, caller: &Identity, op: Operation, key_id: Option<&KeyId>) -> bool {
+        let Some(identities) = &self.identities else {
+            return true;
+        };
+        if *caller == Identity::Internal {
+            return true;
+        }
+        let rules: Vec<&Rules> = identities
+            .iter()
+            .filter(|entry| entry.matcher.matches(caller))
+            .flat_map(|entry| &entry.rules)
+            .collect();
+        let key_matches = |patterns: &[String]| {
+            key_id.is_some_and(|key| patterns.iter().any(|p| wildcard_match(p, key.as_str())))
+        };
+        let denied = rules
+            .iter()
+            .any(|r| r.deny.contains(&op) || key_matches(&r.deny_keys));
+        let allowed = rules
+            .iter()
+            .any(|r| r.allow.contains(&op) && (key_id.is_none() || key_matches(&r.keys)));
+        allowed && !denied
+    }
+
+    /// The configured name of the identity that matches `caller`, for audit
+    /// lines.
+    pub fn name_of(&self, caller: &Identity) -> Option<&str> {
+        self.identities
+            .as_ref()?
+            .iter()
+            .find(|entry| entry.matcher.matches(caller))
+            .map(|entry| entry.name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+        [[identities]]
+        name = "rustfs"
+        unix_uid = 1000
+        policies = ["storage-server"]
+
+        [[identities]]
+        name = "operator"
+        spki_sha256 = "AB00000000000000000000000000000000000000000000000000000000000001"
+        policies = ["key-admin"]
+
+        [[identities]]
+        name = "admin-api"
+        access_key = "admin"
+        policies = ["runtime"]
+
+        [policies.storage-server]
+        allow = ["GenerateDataKey", "Decrypt", "ReEncrypt"]
+        keys = ["rustfs-*", "default"]
+        deny_keys = ["rustfs-secret*"]
+
+        [policies.key-admin]
+        allow = ["keys:*", "data:*"]
+        deny = ["Decrypt"]
+
+        [policies.runtime]
+        allow = ["admin:*"]
+    "#;
+
+    fn key(s: &str) -> Option<KeyId> {
+        Some(KeyId::parse(s).unwrap())
+    }
+
+    #[test]
+    fn allow_deny_and_key_patterns() {
+        let policy = Policy::from_toml(POLICY).unwrap();
+        let rustfs = Identity::UnixPeer { uid: 1000, gid: 5 };
+        let stranger = Identity::UnixPeer { uid: 1001, gid: 5 };
+        let operator = Identity::Certificate {
+            spki_sha256: "ab00000000000000000000000000000000000000000000000000000000000001".into(),
+            name: None,
+        };
+        let admin = Identity::AdminKey("admin".into());
+        let cases = [
+            (&rustfs, Operation::GenerateDataKey, key("rustfs-a"), true),
+            (&rustfs, Operation::GenerateDataKey, key("default"), true),
+            (&rustfs, Operation::GenerateDataKey, key("other"), false),
+            (
+                &rustfs,
+                Operation::GenerateDataKey,
+                key("rustfs-secret1"),
+                false,
+            ),
+            (&rustfs, Operation::Encrypt, key("rustfs-a"), false),
+            (&rustfs, Operation::CreateKey, key("rustfs-a"), false),
+            (&rustfs, Operation::Status, None, false),
+            (&stranger, Operation::GenerateDataKey, key("default"), false),
+            (&operator, Operation::CreateKey, key("anything"), true),
+            (&operator, Operation::ListKeys, None, true),
+            (&operator, Operation::Encrypt, key("x"), true),
+            (&operator, Operation::Decrypt, key("x"), false),
+            (&operator, Operation::Configure, None, false),
+            (&admin, Operation::Reconfigure, None, true),
+            (&admin, Operation::Decrypt, key("default"), false),
+            (&Identity::Anonymous, Operation::Status, None, false),
+            (&Identity::Internal, Operation::Decrypt, key("x"), true),
+        ];
+        for (caller, op, key_id, expected) in cases {
+            assert_eq!(
+                policy.allows(caller, op, key_id.as_ref()),
+                expected,
+                "{caller} {op:?} {key_id:?}"
+            );
+        }
+        assert_eq!(policy.name_of(&rustfs), Some("rustfs"));
+        assert!(Policy::allow_all().allows(&stranger, Operation::Configure, None));
+    }
+
+    #[test]
+    fn mistakes_are_refused() {
+        for (text, needle) in [
+            (
+                "[policies.p]\nallow = [\"Frobnicate\"]",
+                "unknown operation",
+            ),
+            (
+                "[[identities]]\nname = \"x\"\npolicies = []",
+                "exactly one kind",
+            ),
+            (
+                "[[identities]]\nname = \"x\"\nunix_uid = 1\naccess_key = \"a\"",
+                "exactly one kind",
+            ),
+            (
+                "[[identities]]\nname = \"x\"\nunix_uid = 1\npolicies = [\"nope\"]",
+                "unknown policy",
+            ),
+            (
+                "[[identities]]\nname = \"x\"\nspki_sha256 = \"zz\"",
+                "64 hex digits",
+            ),
+            ("[identity]\nname = \"x\"", "unknown field"),
+        ] {
+            let err = Policy::from_toml(text).unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn wildcards() {
+        for (pattern, text, expected) in [
+            ("*", "", true),
+            ("*", "abc", true),
+            ("a*", "abc", true),
+            ("a*c", "abc", true),
+            ("a*c", "abd", false),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("rustfs-*", "rustfs-", true),
+            ("*-prod", "db-prod", true),
+            ("abc", "abcd", false),
+        ] {
+            assert_eq!(wildcard_match(pattern, text), expected, "{pattern} {text}");
+        }
     }
 }

@@ -2,9 +2,11 @@
 //! (and optionally TCP) in a private temporary directory, and hands out
 //! clients for it. Every process is killed when its handle drops.
 //!
-//! The binaries are built by `cargo build --workspace --bins` (the test
-//! script runs it first; [`binary`] runs it once per test process too, so
-//! `cargo test` alone never tests a stale binary).
+//! The binaries are built by `cargo build --workspace --all-targets` (the
+//! test script runs it first; [`binary`] runs it once per test process too,
+//! so `cargo test` alone never tests a stale binary). `--all-targets`
+//! resolves features exactly as `cargo test` does, so the two share every
+//! artifact instead of rebuilding each other's.
 
 #![forbid(unsafe_code)]
 // A test harness: failing loudly, with context, is its job.
@@ -21,6 +23,8 @@ use std::{
 };
 
 use kms_client::{ClientConfig, Endpoint, KmsClient, proto};
+
+pub mod pki;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -44,8 +48,12 @@ pub fn binary(name: &str) -> PathBuf {
         if std::env::var_os("KMSD_TESTS_SKIP_BUILD").is_none() {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
-            cmd.current_dir(workspace_root())
-                .args(["build", "--workspace", "--bins", "--quiet"]);
+            cmd.current_dir(workspace_root()).args([
+                "build",
+                "--workspace",
+                "--all-targets",
+                "--quiet",
+            ]);
             if profile_dir.file_name().is_some_and(|n| n == "release") {
                 cmd.arg("--release");
             }
@@ -57,7 +65,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing; run `cargo build --workspace --bins`",
+        "{} is missing; run `cargo build --workspace --all-targets`",
         path.display()
     );
     path
@@ -173,7 +181,9 @@ impl Kmsd {
         let dir = self.dir.path().display().to_string();
         let mut config = format!("[server]\nunix_socket = \"{dir}/kmsd.sock\"\n");
         if let Some(port) = self.tcp_port {
-            config.push_str(&format!("tcp = \"127.0.0.1:{port}\"\n"));
+            config.push_str(&format!(
+                "tcp = \"127.0.0.1:{port}\"\ndanger_plaintext_tcp = true\n"
+            ));
         }
         config.push_str(&self.options.server_toml.replace("{dir}", &dir));
         config.push('\n');

@@ -10,8 +10,6 @@ use super::{client::ClientArgs, output};
 
 #[derive(Debug, Args)]
 pub(crate) struct AdminArgs {
-    #[command(flatten)]
-    client: ClientArgs,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -60,8 +58,8 @@ enum AdminCommand {
     ClearCache,
 }
 
-pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let client = args.client.connect().await?;
+pub(crate) async fn run(client: ClientArgs, args: AdminArgs) -> anyhow::Result<()> {
+    let client = client.connect().await?;
     let mut admin = client.admin();
     let status = match args.command {
         AdminCommand::Configure(source) => {

@@ -14,12 +14,13 @@ pub(crate) struct ClientArgs {
     /// kmsd's address: unix:/path/to/kmsd.sock or http://host:port.
     #[arg(
         long,
+        global = true,
         env = "KMSD_ENDPOINT",
         default_value = "unix:/run/kmsd/kmsd.sock"
     )]
     endpoint: String,
     /// Per-call deadline in seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, global = true, default_value_t = 10)]
     timeout: u64,
 }
 

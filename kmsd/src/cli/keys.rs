@@ -10,8 +10,6 @@ use super::{client::ClientArgs, output};
 
 #[derive(Debug, Args)]
 pub(crate) struct KeyArgs {
-    #[command(flatten)]
-    client: ClientArgs,
     #[command(subcommand)]
     command: KeyCommand,
 }
@@ -77,8 +75,8 @@ fn rpc<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<T, kms_client:
         .map_err(kms_client::Error::from)
 }
 
-pub(crate) async fn run_key(args: KeyArgs) -> anyhow::Result<()> {
-    let client = args.client.connect().await?;
+pub(crate) async fn run_key(client: ClientArgs, args: KeyArgs) -> anyhow::Result<()> {
+    let client = client.connect().await?;
     let mut admin = client.key_admin();
     let meta = match args.command {
         KeyCommand::Create {
@@ -152,8 +150,6 @@ pub(crate) async fn run_key(args: KeyArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub(crate) struct DatakeyArgs {
-    #[command(flatten)]
-    client: ClientArgs,
     /// The master key (default: kmsd's default key).
     #[arg(long)]
     key_id: Option<String>,
@@ -174,8 +170,8 @@ struct DatakeyOut {
     ciphertext_blob: String,
 }
 
-pub(crate) async fn run_datakey(args: DatakeyArgs) -> anyhow::Result<()> {
-    let client = args.client.connect().await?;
+pub(crate) async fn run_datakey(client: ClientArgs, args: DatakeyArgs) -> anyhow::Result<()> {
+    let client = client.connect().await?;
     let context: EncryptionContext = args.context.into_iter().collect();
     let out = if args.without_plaintext {
         let sealed = client
@@ -204,8 +200,6 @@ pub(crate) async fn run_datakey(args: DatakeyArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub(crate) struct DecryptArgs {
-    #[command(flatten)]
-    client: ClientArgs,
     /// The sealed blob, base64.
     blob: String,
     /// An encryption-context pair, as key=value; repeatable.
@@ -220,8 +214,8 @@ struct DecryptOut {
     plaintext: String,
 }
 
-pub(crate) async fn run_decrypt(args: DecryptArgs) -> anyhow::Result<()> {
-    let client = args.client.connect().await?;
+pub(crate) async fn run_decrypt(client: ClientArgs, args: DecryptArgs) -> anyhow::Result<()> {
+    let client = client.connect().await?;
     let blob = B64
         .decode(args.blob.trim())
         .context("the blob is not valid base64")?;

@@ -18,6 +18,9 @@ pub const EXIT_CONFIG: u8 = 78;
 #[derive(Debug, Parser)]
 #[command(name = "kmsd", version, about, long_about = None)]
 pub struct Cli {
+    /// Where the client subcommands reach kmsd (ignored by `serve`).
+    #[command(flatten)]
+    client: client::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,7 +36,7 @@ enum Command {
     /// Open a sealed blob and print its plaintext (base64) as JSON.
     Decrypt(keys::DecryptArgs),
     /// Print the status of a running kmsd as JSON.
-    Status(client::ClientArgs),
+    Status,
     /// Configure, start, stop or reconfigure a running kmsd.
     Admin(admin::AdminArgs),
 }
@@ -43,11 +46,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => return serve::run(args),
-        Command::Key(args) => client::block_on(keys::run_key(args)),
-        Command::Datakey(args) => client::block_on(keys::run_datakey(args)),
-        Command::Decrypt(args) => client::block_on(keys::run_decrypt(args)),
-        Command::Status(args) => client::block_on(client::run_status(args)),
-        Command::Admin(args) => client::block_on(admin::run(args)),
+        Command::Key(args) => client::block_on(keys::run_key(cli.client, args)),
+        Command::Datakey(args) => client::block_on(keys::run_datakey(cli.client, args)),
+        Command::Decrypt(args) => client::block_on(keys::run_decrypt(cli.client, args)),
+        Command::Status => client::block_on(client::run_status(cli.client)),
+        Command::Admin(args) => client::block_on(admin::run(cli.client, args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -81,6 +81,10 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_tracing(&config.log);
+    if let Err(e) = crate::hardening::harden_process(config.mlock) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -172,6 +176,9 @@ fn apply_dev_defaults(raw: &mut RawConfig, data_dir: &Path) -> anyhow::Result<()
     }
     if raw.server.tcp.is_none() {
         raw.server.tcp = Some(SocketAddr::from(([127, 0, 0, 1], 7373)));
+        if raw.server.tls.is_none() {
+            raw.server.danger_plaintext_tcp = true;
+        }
     }
     if raw.server.state_dir.is_none() {
         raw.server.state_dir = Some(data_dir.join("state"));

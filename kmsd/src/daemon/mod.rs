@@ -9,19 +9,15 @@ mod tasks;
 use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
-use tokio_stream::{
-    StreamExt,
-    wrappers::{TcpListenerStream, UnixListenerStream},
-};
 
 pub use self::build::{BuildEnv, BuildError, build_backend, ensure_default_key};
 use self::{
-    listen::{bind_unix, server, wait_for_shutdown},
-    tasks::{deletion_sweeper, key_counts, readiness_loop, watchdog},
+    listen::{bind_unix, server, tcp_incoming, tls_incoming, unix_incoming, wait_for_shutdown},
+    tasks::{deletion_sweeper, key_counts, readiness_loop, reload_on_change, watchdog},
 };
 use crate::{
     audit::AuditLog, clock::Clock, config::Config, error::KmsError, grpc, lifecycle::Lifecycle,
-    metrics::Metrics, persist::RuntimeStore, policy::Policy, service::Kms,
+    metrics::Metrics, persist::RuntimeStore, policy::Policy, service::Kms, tls::ReloadableTls,
 };
 
 /// Why the daemon could not start.
@@ -42,6 +38,12 @@ pub enum StartError {
         #[source]
         source: io::Error,
     },
+    /// The policy file is invalid.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    /// The TLS files are invalid.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The reflection service could not be built.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -135,12 +137,21 @@ pub async fn start_with(
         metrics: metrics.clone(),
         breaker: config.breaker,
     };
+    let policy = match &config.policy_file {
+        Some(path) => Policy::from_file(path)?,
+        None => {
+            tracing::warn!(
+                "no policy file ([policy] file): every caller that can reach kmsd may use every key and admin operation"
+            );
+            Policy::allow_all()
+        }
+    };
     let kms = Kms::new(
         Lifecycle::new(env, store),
         clock,
         metrics,
         audit,
-        Policy::allow_all(),
+        policy,
         config.service.clone(),
     );
     kms.lifecycle()
@@ -158,7 +169,7 @@ pub async fn start_with(
                 source,
             })?;
             let routes = grpc::routes(&kms, health_service.clone())?;
-            let incoming = UnixListenerStream::new(listener);
+            let incoming = unix_incoming(listener, config.listen.unix_allowed.clone());
             let stop = wait_for_shutdown(shutdown_rx.clone());
             tasks.spawn(
                 server()
@@ -169,6 +180,13 @@ pub async fn start_with(
         }
         None => None,
     };
+    let tls = config
+        .listen
+        .tls
+        .clone()
+        .map(ReloadableTls::load)
+        .transpose()?
+        .map(Arc::new);
     let tcp_addr = match config.listen.tcp {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
@@ -182,21 +200,28 @@ pub async fn start_with(
                 source,
             })?;
             let routes = grpc::routes(&kms, health_service.clone())?;
-            let incoming = TcpListenerStream::new(listener).map(|stream| {
-                let stream = stream?;
-                stream.set_nodelay(true)?;
-                Ok::<_, io::Error>(stream)
-            });
             let stop = wait_for_shutdown(shutdown_rx.clone());
-            tasks.spawn(
-                server()
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(incoming, stop),
-            );
+            let server = server().add_routes(routes);
+            match &tls {
+                Some(tls) => {
+                    let incoming = tls_incoming(listener, tls.server_config(), shutdown_rx.clone());
+                    tasks.spawn(server.serve_with_incoming_shutdown(incoming, stop));
+                }
+                None => {
+                    tracing::warn!(%bound, "serving gRPC over PLAINTEXT TCP (danger_plaintext_tcp): anyone who can reach this port can use every key");
+                    tasks.spawn(server.serve_with_incoming_shutdown(tcp_incoming(listener), stop));
+                }
+            }
             Some(bound)
         }
         None => None,
     };
+    tokio::spawn(reload_on_change(
+        kms.clone(),
+        tls,
+        config.policy_file.clone(),
+        shutdown_rx.clone(),
+    ));
 
     tokio::spawn(readiness_loop(
         kms.clone(),

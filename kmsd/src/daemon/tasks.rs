@@ -96,3 +96,60 @@ pub(crate) async fn watchdog(stop: watch::Receiver<bool>) {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
     }
 }
+
+/// Reloads the TLS material and the policy file on SIGHUP, and whenever
+/// their files change (checked every few seconds). A reload that fails
+/// keeps the current material and policy and logs why.
+pub(crate) async fn reload_on_change(
+    kms: Kms,
+    tls: Option<std::sync::Arc<crate::tls::ReloadableTls>>,
+    policy_file: Option<std::path::PathBuf>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reloading on file changes only");
+            None
+        }
+    };
+    let mtime = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut policy_mtime = policy_file.as_deref().and_then(mtime);
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            Some(()) = async { match hangup.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => true,
+            _ = wait_for_shutdown(stop.clone()) => return,
+        };
+        if forced {
+            tracing::info!("SIGHUP: reloading TLS material and the policy file");
+        }
+        if let Some(tls) = &tls {
+            let result = if forced {
+                tls.reload().map(|()| true)
+            } else {
+                tls.reload_if_changed()
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "TLS reload failed; the previous certificate stays in use");
+            }
+        }
+        if let Some(path) = &policy_file {
+            let current = mtime(path);
+            if forced || current != policy_mtime {
+                policy_mtime = current;
+                match crate::policy::Policy::from_file(path) {
+                    Ok(policy) => {
+                        kms.set_policy(policy);
+                        tracing::info!(path = %path.display(), "policy reloaded");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "policy reload failed; the previous policy stays in force")
+                    }
+                }
+            }
+        }
+    }
+}

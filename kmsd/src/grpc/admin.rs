@@ -5,8 +5,6 @@ use tonic::{Request, Response, Status};
 
 use super::{convert::timestamp, identity::request_context};
 use crate::{
-    config::BackendConfig,
-    error::KmsError,
     lifecycle::{Active, ServiceState},
     service::Kms,
 };
@@ -89,9 +87,9 @@ impl Admin for AdminService {
         request: Request<pb::ConfigureRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let cx = request_context(&request);
-        let backend = BackendConfig::from_json(&request.into_inner().backend_config_json)
-            .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
-        self.kms.configure(&cx, backend).await?;
+        self.kms
+            .configure(&cx, &request.into_inner().backend_config_json)
+            .await?;
         Ok(Response::new(self.status_response().await))
     }
 
@@ -117,10 +115,8 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let cx = request_context(&request);
         let request = request.into_inner();
-        let backend = BackendConfig::from_json(&request.backend_config_json)
-            .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
         self.kms
-            .reconfigure(&cx, backend, request.discard_previous)
+            .reconfigure(&cx, &request.backend_config_json, request.discard_previous)
             .await?;
         Ok(Response::new(self.status_response().await))
     }

@@ -1,12 +1,27 @@
 //! Who is calling, from the connection a request arrived on.
 
-use tonic::{Request, transport::server::UdsConnectInfo};
+use tonic::{
+    Request,
+    transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo},
+};
 
 use crate::request::{Identity, RequestContext};
 
-/// The caller of a gRPC request: the kernel credentials of a unix-socket
-/// peer; otherwise anonymous.
+/// The caller of a gRPC request: the key of its TLS client certificate, or
+/// the kernel credentials of a unix-socket peer; otherwise anonymous (plain
+/// TCP, only with `danger_plaintext_tcp`).
 pub(crate) fn request_context<T>(request: &Request<T>) -> RequestContext {
+    if let Some(spki_sha256) = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|info| info.peer_certs())
+        .and_then(|certs| certs.first().and_then(crate::tls::spki_sha256))
+    {
+        return RequestContext::from(Identity::Certificate {
+            spki_sha256,
+            name: None,
+        });
+    }
     if let Some(cred) = request
         .extensions()
         .get::<UdsConnectInfo>()

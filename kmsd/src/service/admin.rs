@@ -9,6 +9,10 @@ use crate::{
     request::{Operation, RequestContext},
 };
 
+fn parse_backend(json: &str) -> Result<BackendConfig, KmsError> {
+    BackendConfig::from_json(json).map_err(|e| KmsError::InvalidConfig(e.to_string()))
+}
+
 impl Kms {
     async fn admin_op<T>(
         &self,
@@ -34,13 +38,11 @@ impl Kms {
         result
     }
 
-    /// Admin: store a backend configuration.
-    pub async fn configure(
-        &self,
-        cx: &RequestContext,
-        backend: BackendConfig,
-    ) -> Result<(), KmsError> {
+    /// Admin: store a backend configuration, given as JSON (parsed only
+    /// once the caller is authorised).
+    pub async fn configure(&self, cx: &RequestContext, backend_json: &str) -> Result<(), KmsError> {
         self.admin_op(cx, Operation::Configure, async || {
+            let backend = parse_backend(backend_json)?;
             self.inner.lifecycle.configure(backend).await
         })
         .await
@@ -68,10 +70,11 @@ impl Kms {
     pub async fn reconfigure(
         &self,
         cx: &RequestContext,
-        backend: BackendConfig,
+        backend_json: &str,
         discard_previous: bool,
     ) -> Result<(), KmsError> {
         self.admin_op(cx, Operation::Reconfigure, async || {
+            let backend = parse_backend(backend_json)?;
             let result = self
                 .inner
                 .lifecycle

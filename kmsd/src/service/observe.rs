@@ -94,9 +94,13 @@ impl Kms {
         if !log.is_enabled() {
             return;
         }
+        let caller = match self.inner.policy.load().name_of(&cx.caller) {
+            Some(name) => format!("{} ({name})", cx.caller),
+            None => cx.caller.to_string(),
+        };
         log.record(&AuditEvent {
             time: audit::now(),
-            caller: cx.caller.to_string(),
+            caller,
             operation: op.as_str(),
             key_id: audit.key_id.as_ref().map(KeyId::as_str),
             key_version: audit.key_version,
