@@ -31,3 +31,4 @@ pub mod persist;
 pub mod policy;
 pub mod request;
 pub mod service;
+pub mod status;
