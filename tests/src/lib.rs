@@ -22,6 +22,8 @@ use std::{
 
 use kms_client::{ClientConfig, Endpoint, KmsClient, proto};
 
+pub mod rest;
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
