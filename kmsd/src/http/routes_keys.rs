@@ -125,10 +125,8 @@ fn key_response(status: StatusCode, meta: KeyMetadata) -> Response {
 struct CreateKeyBody {
     key_id: Option<String>,
     key_usage: Option<String>,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    tags: BTreeMap<String, String>,
+    description: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
 }
 
 async fn create_key(
@@ -145,10 +143,8 @@ async fn create_key(
         ))
         .into());
     }
-    let key_id = match (
-        body.key_id.as_deref(),
-        body.tags.get("name").map(String::as_str),
-    ) {
+    let tags = body.tags.unwrap_or_default();
+    let key_id = match (body.key_id.as_deref(), tags.get("name").map(String::as_str)) {
         (Some(id), Some(name)) if id != name => {
             return Err(KmsError::InvalidArgument(
                 "key_id and the name tag name different keys".into(),
@@ -159,7 +155,7 @@ async fn create_key(
         (None, None) => None,
     };
     let meta = kms
-        .create_key(&cx, key_id, body.description, body.tags)
+        .create_key(&cx, key_id, body.description.unwrap_or_default(), tags)
         .await?;
     Ok(key_response(StatusCode::CREATED, meta))
 }
@@ -408,8 +404,7 @@ async fn cancel_deletion(
 struct GenerateDataKeyBody {
     key_id: Option<String>,
     key_spec: Option<String>,
-    #[serde(default)]
-    encryption_context: BTreeMap<String, String>,
+    encryption_context: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -444,7 +439,7 @@ async fn generate_data_key(
         }
     }
     let key_id = body.key_id.as_deref().map(KeyId::parse).transpose()?;
-    let context = EncryptionContext::new(body.encryption_context)?;
+    let context = EncryptionContext::new(body.encryption_context.unwrap_or_default())?;
     let generated = kms
         .generate_data_key(&cx, Operation::GenerateDataKey, key_id, &context)
         .await?;
