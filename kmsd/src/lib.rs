@@ -7,7 +7,7 @@
 //! parses the command line; everything lives here so tests can build it.
 //!
 //! One request, end to end: `grpc/` (or `http/`) decodes and validates it,
-//! `service.rs` resolves the key and calls the active backend
+//! `service/` resolves the key and calls the active backend
 //! (`lifecycle.rs`), the backend (`backend/`) seals or opens a blob
 //! (`blob.rs`, `crypto.rs`), and errors become a gRPC status or an HTTP
 //! status in exactly one place each (`error.rs`).
