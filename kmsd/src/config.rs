@@ -14,10 +14,13 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use self::admin::{AccessKeyConfig, AdminConfig, AdminSecretSource, RawAccessKey, RawAdmin};
 use crate::{
     audit::AuditOutput, breaker::BreakerSettings, cache::CacheSettings, key_id::KeyId,
     service::ServiceOptions, tls::TlsSettings,
 };
+
+mod admin;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,9 @@ pub struct RawConfig {
     /// `[security]`.
     #[serde(default)]
     pub security: RawSecurity,
+    /// `[admin]`.
+    #[serde(default)]
+    pub admin: RawAdmin,
 }
 
 /// `[audit]`.
@@ -297,6 +303,8 @@ pub struct Config {
     pub mlock: bool,
     /// How often the deletion sweeper runs.
     pub deletion_sweep_interval: Duration,
+    /// The admin HTTP listener, if configured.
+    pub admin: Option<AdminConfig>,
 }
 
 /// Listeners; at least one is set.
@@ -510,6 +518,7 @@ impl Config {
             backend_raw: raw.backend,
             state_dir: raw.server.state_dir,
             deletion_sweep_interval: Duration::from_secs(interval),
+            admin: AdminConfig::from_raw(raw.admin)?,
         })
     }
 }
@@ -556,27 +565,31 @@ impl BackendConfig {
     /// not come back in an error, so quoted values are elided (field names,
     /// in backquotes, stay).
     pub fn from_json(json: &str) -> Result<Self, ConfigError> {
-        serde_json::from_str(json).map_err(|e| {
-            let message = e.to_string();
-            let mut redacted = String::with_capacity(message.len());
-            let mut in_quotes = false;
-            for c in message.chars() {
-                match (c, in_quotes) {
-                    ('"', false) => {
-                        in_quotes = true;
-                        redacted.push_str("\"…");
-                    }
-                    ('"', true) => {
-                        in_quotes = false;
-                        redacted.push('"');
-                    }
-                    (_, true) => {}
-                    (c, false) => redacted.push(c),
-                }
-            }
-            ConfigError::Invalid(redacted)
-        })
+        serde_json::from_str(json).map_err(|e| ConfigError::Invalid(redact_json_error(&e)))
     }
+}
+
+/// A serde_json error message with every quoted value elided (field names,
+/// in backquotes, stay), for errors about bodies that may hold secrets.
+pub fn redact_json_error(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let mut redacted = String::with_capacity(message.len());
+    let mut in_quotes = false;
+    for c in message.chars() {
+        match (c, in_quotes) {
+            ('"', false) => {
+                in_quotes = true;
+                redacted.push_str("\"…");
+            }
+            ('"', true) => {
+                in_quotes = false;
+                redacted.push('"');
+            }
+            (_, true) => {}
+            (c, false) => redacted.push(c),
+        }
+    }
+    redacted
 }
 
 impl BackendSettings {

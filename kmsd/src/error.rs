@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use http::StatusCode;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -177,8 +178,44 @@ impl KmsError {
         }
     }
 
+    /// The HTTP status of the admin REST API (docs/admin-api.md). It
+    /// follows the gRPC code of [`Self::code_and_reason`]: invalid input
+    /// 400, missing 404, a conflict with the key's or the service's state
+    /// 409 (412 is left to HTTP's own conditional requests), not running or
+    /// backend unreachable 503.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            KmsError::InvalidKeyId { .. }
+            | KmsError::ReservedKeyId(_)
+            | KmsError::InvalidContext(_)
+            | KmsError::InvalidArgument(_)
+            | KmsError::MalformedBlob(_)
+            | KmsError::InvalidCiphertext
+            | KmsError::IncorrectKey { .. }
+            | KmsError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
+            KmsError::KeyNotFound(_) | KmsError::KeyVersionNotFound { .. } => StatusCode::NOT_FOUND,
+            KmsError::KeyAlreadyExists(_)
+            | KmsError::NoDefaultKey
+            | KmsError::KeyDisabled(_)
+            | KmsError::KeyPendingDeletion { .. }
+            | KmsError::InvalidStateTransition { .. }
+            | KmsError::BackendNotConfigured(_)
+            | KmsError::InvalidServiceState { .. } => StatusCode::CONFLICT,
+            // The caller's own credentials are fine; the key store refused
+            // kmsd's, so this is an upstream failure, not a 403.
+            KmsError::BackendPermissionDenied { .. } => StatusCode::BAD_GATEWAY,
+            // A failed start leaves kmsd in the Error state, not serving.
+            KmsError::BackendStartFailed(_)
+            | KmsError::BackendUnavailable { .. }
+            | KmsError::NotRunning(_)
+            | KmsError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            KmsError::PermissionDenied => StatusCode::FORBIDDEN,
+            KmsError::KeyUnreadable(_) | KmsError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
     /// The message the caller sees.
-    fn public_message(&self) -> String {
+    pub fn public_message(&self) -> String {
         match self {
             // The detail may hold paths or library errors; it is logged
             // where the error is turned into a status.
@@ -220,5 +257,106 @@ mod tests {
             status.get_details_error_info().unwrap().reason,
             "KEY_NOT_FOUND"
         );
+    }
+
+    /// One of every variant with the HTTP status docs/admin-api.md
+    /// promises, and the gRPC code it sits beside.
+    #[test]
+    fn http_statuses_follow_the_grpc_codes() {
+        let k = || KeyId::parse("k").unwrap();
+        let cases = [
+            (
+                KmsError::InvalidKeyId {
+                    shown: "x".into(),
+                    reason: "r",
+                },
+                400,
+            ),
+            (KmsError::ReservedKeyId(k()), 400),
+            (KmsError::InvalidContext("c".into()), 400),
+            (KmsError::InvalidArgument("a".into()), 400),
+            (KmsError::MalformedBlob("b"), 400),
+            (KmsError::InvalidCiphertext, 400),
+            (
+                KmsError::IncorrectKey {
+                    expected: k(),
+                    actual: k(),
+                },
+                400,
+            ),
+            (KmsError::InvalidConfig("c".into()), 400),
+            (KmsError::KeyNotFound(k()), 404),
+            (
+                KmsError::KeyVersionNotFound {
+                    key_id: k(),
+                    version: 2,
+                },
+                404,
+            ),
+            (KmsError::KeyAlreadyExists(k()), 409),
+            (KmsError::NoDefaultKey, 409),
+            (KmsError::KeyDisabled(k()), 409),
+            (
+                KmsError::KeyPendingDeletion {
+                    key_id: k(),
+                    deletion_date: "d".into(),
+                },
+                409,
+            ),
+            (
+                KmsError::InvalidStateTransition {
+                    key_id: k(),
+                    state: "s",
+                    action: "a",
+                },
+                409,
+            ),
+            (KmsError::BackendNotConfigured("vault"), 409),
+            (
+                KmsError::InvalidServiceState {
+                    state: "s",
+                    action: "a",
+                },
+                409,
+            ),
+            (
+                KmsError::BackendPermissionDenied {
+                    backend: "vault",
+                    detail: "d".into(),
+                },
+                502,
+            ),
+            (KmsError::BackendStartFailed("f".into()), 503),
+            (
+                KmsError::BackendUnavailable {
+                    backend: "vault",
+                    detail: "d".into(),
+                },
+                503,
+            ),
+            (KmsError::NotRunning("Stopped"), 503),
+            (KmsError::Overloaded("o".into()), 503),
+            (KmsError::PermissionDenied, 403),
+            (KmsError::KeyUnreadable(k()), 500),
+            (KmsError::Internal("i".into()), 500),
+        ];
+        for (err, status) in cases {
+            assert_eq!(err.http_status().as_u16(), status, "{err:?}");
+            let (code, _) = err.code_and_reason();
+            let expected = match code {
+                Code::InvalidArgument => 400,
+                Code::NotFound => 404,
+                Code::AlreadyExists => 409,
+                Code::FailedPrecondition if status == 503 => 503,
+                Code::FailedPrecondition => 409,
+                Code::PermissionDenied if status == 502 => 502,
+                Code::PermissionDenied => 403,
+                Code::Unavailable | Code::ResourceExhausted => 503,
+                Code::DataLoss | Code::Internal => 500,
+                other => panic!("{err:?}: no HTTP status decided for {other:?}"),
+            };
+            assert_eq!(status, expected, "{err:?}");
+            assert!(status >= 400, "an error is never 2xx");
+        }
     }
 }

@@ -1,13 +1,16 @@
 //! kmsd: a key management daemon for S3-compatible object storage.
 //!
 //! It runs beside each storage node, holds or reaches the master keys, and
-//! answers the `kms.v1` gRPC API (docs/api.md). The binary (`main.rs`) only
+//! answers the `kms.v1` gRPC API (docs/api.md) and, on an optional admin
+//! HTTP listener, the RustFS-compatible admin REST API with SigV4
+//! authentication (`http/`, docs/admin-api.md). The binary (`main.rs`) only
 //! parses the command line; everything lives here so tests can build it.
 //!
-//! One request, end to end: `grpc/` decodes and validates it, `service.rs`
-//! resolves the key and calls the active backend (`lifecycle.rs`), the
-//! backend (`backend/`) seals or opens a blob (`blob.rs`, `crypto.rs`), and
-//! errors become a gRPC status in exactly one place (`error.rs`).
+//! One request, end to end: `grpc/` (or `http/`) decodes and validates it,
+//! `service/` resolves the key and calls the active backend
+//! (`lifecycle.rs`), the backend (`backend/`) seals or opens a blob
+//! (`blob.rs`, `crypto.rs`), and errors become a gRPC status or an HTTP
+//! status in exactly one place each (`error.rs`).
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -25,6 +28,7 @@ pub mod error;
 pub mod fsutil;
 pub mod grpc;
 pub mod hardening;
+pub mod http;
 pub mod key_id;
 pub mod lifecycle;
 pub mod metrics;
@@ -32,4 +36,5 @@ pub mod persist;
 pub mod policy;
 pub mod request;
 pub mod service;
+pub mod status;
 pub mod tls;

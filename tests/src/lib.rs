@@ -25,6 +25,7 @@ use std::{
 use kms_client::{ClientConfig, Endpoint, KmsClient, proto};
 
 pub mod pki;
+pub mod rest;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {

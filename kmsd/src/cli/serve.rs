@@ -2,9 +2,9 @@
 //! signal, drain.
 
 use std::{
-    io::IsTerminal,
+    io::{IsTerminal, Write},
     net::SocketAddr,
-    os::unix::fs::PermissionsExt,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
@@ -17,7 +17,9 @@ use tracing_subscriber::EnvFilter;
 use super::EXIT_CONFIG;
 use crate::{
     clock::SystemClock,
-    config::{BackendConfig, Config, LocalBackendConfig, LogConfig, LogFormat, RawConfig},
+    config::{
+        BackendConfig, Config, LocalBackendConfig, LogConfig, LogFormat, RawAccessKey, RawConfig,
+    },
     daemon,
 };
 
@@ -29,8 +31,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, short, env = "KMSD_CONFIG")]
     config: Option<PathBuf>,
     /// Development mode: a local backend under --data-dir, a default key
-    /// named "default", a unix socket in the data directory and TCP on
-    /// 127.0.0.1:7373. Needs no config file. Keys are not sealed.
+    /// named "default", a unix socket in the data directory, TCP on
+    /// 127.0.0.1:7373 and the admin REST API on 127.0.0.1:7374 with access
+    /// key "admin", secret key "admin". Needs no config file. Keys are not
+    /// sealed.
     #[arg(long)]
     dev: bool,
     /// Where --dev keeps its keys and socket.
@@ -42,6 +46,20 @@ pub(crate) struct ServeArgs {
     /// Serve gRPC on this TCP address (plain HTTP/2).
     #[arg(long, env = "KMSD_TCP")]
     tcp: Option<SocketAddr>,
+    /// Serve the admin REST API (AWS SigV4) on this address.
+    #[arg(long, env = "KMSD_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+    /// Add an admin access key with this id; its secret comes from
+    /// --admin-secret-key-file or --admin-secret-key-env.
+    #[arg(long, env = "KMSD_ADMIN_ACCESS_KEY")]
+    admin_access_key: Option<String>,
+    /// A file holding the secret key of --admin-access-key.
+    #[arg(long, env = "KMSD_ADMIN_SECRET_KEY_FILE")]
+    admin_secret_key_file: Option<PathBuf>,
+    /// The name of an environment variable holding the secret key of
+    /// --admin-access-key.
+    #[arg(long, env = "KMSD_ADMIN_SECRET_KEY_ENV")]
+    admin_secret_key_env: Option<String>,
     /// Use the local backend with this key directory.
     #[arg(long, env = "KMSD_KEY_DIR")]
     key_dir: Option<PathBuf>,
@@ -68,8 +86,8 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
-    let config = match load(&args) {
-        Ok(config) => config,
+    let (config, dev_admin) = match load(&args) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::from(EXIT_CONFIG);
@@ -95,7 +113,8 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, args.dev, args.reset_runtime_state)) {
+    let dev = args.dev.then_some(DevInfo { admin: dev_admin });
+    match runtime.block_on(serve(config, dev, args.reset_runtime_state)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -105,13 +124,28 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn load(args: &ServeArgs) -> anyhow::Result<Config> {
+/// What `--dev` set up that the startup banner shows.
+#[derive(Debug)]
+struct DevInfo {
+    /// The admin access key dev mode added, and its secret file.
+    admin: Option<(String, PathBuf)>,
+}
+
+/// The development admin credentials, as in the RustFS examples, so their
+/// `awscurl --access_key admin --secret_key admin` commands work unchanged.
+const DEV_ADMIN_ACCESS_KEY: &str = "admin";
+const DEV_ADMIN_SECRET_KEY: &str = "admin";
+
+fn load(args: &ServeArgs) -> anyhow::Result<(Config, Option<(String, PathBuf)>)> {
     let mut raw = match &args.config {
         Some(path) => RawConfig::from_file(path)?,
         None => RawConfig::default(),
     };
+    // Before the dev defaults, which add their own key only if none is set.
+    apply_admin_flags(&mut raw, args)?;
+    let mut dev_admin = None;
     if args.dev {
-        apply_dev_defaults(&mut raw, &args.data_dir)?;
+        dev_admin = apply_dev_defaults(&mut raw, &args.data_dir)?;
     }
     if let Some(path) = &args.unix_socket {
         raw.server.unix_socket = Some(path.clone());
@@ -149,10 +183,41 @@ fn load(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(format) = args.log_format {
         raw.log.format = Some(format);
     }
-    Ok(Config::from_raw(raw)?)
+    Ok((Config::from_raw(raw)?, dev_admin))
 }
 
-fn apply_dev_defaults(raw: &mut RawConfig, data_dir: &Path) -> anyhow::Result<()> {
+fn apply_admin_flags(raw: &mut RawConfig, args: &ServeArgs) -> anyhow::Result<()> {
+    if let Some(addr) = args.admin_listen {
+        raw.admin.listen = Some(addr);
+    }
+    let secret = (&args.admin_secret_key_file, &args.admin_secret_key_env);
+    match (&args.admin_access_key, secret) {
+        (None, (None, None)) => {}
+        (Some(access_key), (Some(_), None) | (None, Some(_))) => {
+            // The flag's key replaces one of the same id from the file.
+            raw.admin
+                .access_keys
+                .retain(|k| k.access_key != *access_key);
+            raw.admin.access_keys.push(RawAccessKey {
+                access_key: access_key.clone(),
+                secret_key_file: args.admin_secret_key_file.clone(),
+                secret_key_env: args.admin_secret_key_env.clone(),
+            });
+        }
+        (Some(_), _) => anyhow::bail!(
+            "--admin-access-key needs exactly one of --admin-secret-key-file, --admin-secret-key-env"
+        ),
+        (None, _) => anyhow::bail!(
+            "--admin-secret-key-file and --admin-secret-key-env need --admin-access-key"
+        ),
+    }
+    Ok(())
+}
+
+fn apply_dev_defaults(
+    raw: &mut RawConfig,
+    data_dir: &Path,
+) -> anyhow::Result<Option<(String, PathBuf)>> {
     if !data_dir.exists() {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -183,7 +248,31 @@ fn apply_dev_defaults(raw: &mut RawConfig, data_dir: &Path) -> anyhow::Result<()
     if raw.server.state_dir.is_none() {
         raw.server.state_dir = Some(data_dir.join("state"));
     }
-    Ok(())
+    if raw.admin.listen.is_none() {
+        raw.admin.listen = Some(SocketAddr::from(([127, 0, 0, 1], 7374)));
+    }
+    if !raw.admin.access_keys.is_empty() {
+        return Ok(None);
+    }
+    // A file, like every other secret; an operator may put another secret
+    // in it, which later starts keep.
+    let secret_file = data_dir.join("admin-secret");
+    if !secret_file.exists() {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&secret_file)
+            .with_context(|| format!("cannot create {}", secret_file.display()))?;
+        writeln!(file, "{DEV_ADMIN_SECRET_KEY}")
+            .with_context(|| format!("cannot write {}", secret_file.display()))?;
+    }
+    raw.admin.access_keys.push(RawAccessKey {
+        access_key: DEV_ADMIN_ACCESS_KEY.into(),
+        secret_key_file: Some(secret_file.clone()),
+        secret_key_env: None,
+    });
+    Ok(Some((DEV_ADMIN_ACCESS_KEY.into(), secret_file)))
 }
 
 fn init_tracing(log: &LogConfig) {
@@ -198,10 +287,14 @@ fn init_tracing(log: &LogConfig) {
     }
 }
 
-async fn serve(config: Config, dev: bool, reset_runtime_state: bool) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    dev: Option<DevInfo>,
+    reset_runtime_state: bool,
+) -> anyhow::Result<()> {
     let running =
         daemon::start_with(config.clone(), Arc::new(SystemClock), reset_runtime_state).await?;
-    announce(&config, &running, dev);
+    announce(&config, &running, dev.as_ref());
     // Tell systemd (Type=notify) we serve; a no-op elsewhere.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let stop = running.shutdown_sender();
@@ -233,7 +326,7 @@ async fn serve(config: Config, dev: bool, reset_runtime_state: bool) -> anyhow::
     Ok(())
 }
 
-fn announce(config: &Config, running: &daemon::RunningDaemon, dev: bool) {
+fn announce(config: &Config, running: &daemon::RunningDaemon, dev: Option<&DevInfo>) {
     let mut endpoints = Vec::new();
     if let Some(path) = &running.unix_path {
         endpoints.push(format!("unix:{}", path.display()));
@@ -241,8 +334,9 @@ fn announce(config: &Config, running: &daemon::RunningDaemon, dev: bool) {
     if let Some(addr) = running.tcp_addr {
         endpoints.push(format!("http://{addr}"));
     }
-    tracing::info!(endpoints = ?endpoints, version = env!("CARGO_PKG_VERSION"), "kmsd ready");
-    if dev {
+    let admin = running.admin_addr.map(|addr| format!("http://{addr}"));
+    tracing::info!(endpoints = ?endpoints, admin = ?admin, version = env!("CARGO_PKG_VERSION"), "kmsd ready");
+    if let Some(dev) = dev {
         println!("kmsd {} (development mode)", env!("CARGO_PKG_VERSION"));
         if let Some(backend) = &config.backend {
             let crate::config::BackendKindSettings::Local { key_dir, .. } = &backend.kind;
@@ -257,8 +351,38 @@ fn announce(config: &Config, running: &daemon::RunningDaemon, dev: bool) {
         for endpoint in &endpoints {
             println!("  listening:   {endpoint}");
         }
+        if let Some(admin) = &admin {
+            println!(
+                "  admin API:   {admin}{}/kms/ (AWS SigV4, service s3)",
+                crate::http::ADMIN_PREFIX
+            );
+        }
+        // The secret is shown only while it is the well-known dev default;
+        // an operator's own secret stays in its file.
+        let default_secret = dev.admin.as_ref().is_some_and(|(_, file)| {
+            std::fs::read_to_string(file)
+                .is_ok_and(|s| s.trim_end_matches(['\n', '\r']) == DEV_ADMIN_SECRET_KEY)
+        });
+        if let Some((access_key, secret_file)) = &dev.admin {
+            if default_secret {
+                println!(
+                    "  admin keys:  access key {access_key:?}, secret key {DEV_ADMIN_SECRET_KEY:?} (development only; change it in {})",
+                    secret_file.display()
+                );
+            } else {
+                println!(
+                    "  admin keys:  access key {access_key:?}, secret key in {}",
+                    secret_file.display()
+                );
+            }
+        }
         if let Some(first) = endpoints.first() {
             println!("try it:  cargo run -p kmsd -- datakey --endpoint {first}");
+        }
+        if let (Some(admin), true) = (&admin, default_secret) {
+            println!(
+                "         awscurl --service s3 --region us-east-1 --access_key {DEV_ADMIN_ACCESS_KEY} --secret_key {DEV_ADMIN_SECRET_KEY} {admin}/rustfs/admin/v3/kms/status"
+            );
         }
     }
 }

@@ -16,8 +16,18 @@ use self::{
     tasks::{deletion_sweeper, key_counts, readiness_loop, reload_on_change, watchdog},
 };
 use crate::{
-    audit::AuditLog, clock::Clock, config::Config, error::KmsError, grpc, lifecycle::Lifecycle,
-    metrics::Metrics, persist::RuntimeStore, policy::Policy, service::Kms, tls::ReloadableTls,
+    audit::AuditLog,
+    clock::{Clock, SystemClock},
+    config::Config,
+    error::KmsError,
+    grpc,
+    http::{self, auth::AdminAuth},
+    lifecycle::Lifecycle,
+    metrics::Metrics,
+    persist::RuntimeStore,
+    policy::Policy,
+    service::Kms,
+    tls::ReloadableTls,
 };
 
 /// Why the daemon could not start.
@@ -47,6 +57,20 @@ pub enum StartError {
     /// The reflection service could not be built.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// An admin secret key could not be read.
+    #[error(transparent)]
+    AdminSecret(#[from] http::SecretError),
+}
+
+/// Why a listener stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A gRPC listener failed.
+    #[error("gRPC listener: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// The admin HTTP listener failed.
+    #[error("admin HTTP listener: {0}")]
+    Http(#[source] io::Error),
 }
 
 /// A running daemon.
@@ -58,20 +82,22 @@ pub struct RunningDaemon {
     pub tcp_addr: Option<SocketAddr>,
     /// The unix socket path.
     pub unix_path: Option<PathBuf>,
+    /// The bound admin HTTP address.
+    pub admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
-    tasks: JoinSet<Result<(), tonic::transport::Error>>,
+    tasks: JoinSet<Result<(), ServeError>>,
 }
 
 impl RunningDaemon {
     /// Stops accepting, lets requests in flight finish, and returns when
     /// every listener has closed.
-    pub async fn shutdown(mut self) -> Result<(), tonic::transport::Error> {
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
         let _ = self.shutdown.send(true);
         self.join_all().await
     }
 
     /// Waits until the daemon stops (after [`Self::shutdown`] elsewhere).
-    pub async fn wait(mut self) -> Result<(), tonic::transport::Error> {
+    pub async fn wait(mut self) -> Result<(), ServeError> {
         self.join_all().await
     }
 
@@ -80,7 +106,7 @@ impl RunningDaemon {
         self.shutdown.clone()
     }
 
-    async fn join_all(&mut self) -> Result<(), tonic::transport::Error> {
+    async fn join_all(&mut self) -> Result<(), ServeError> {
         let mut result = Ok(());
         while let Some(joined) = self.tasks.join_next().await {
             match joined {
@@ -109,6 +135,15 @@ pub async fn start_with(
     clock: Arc<dyn Clock>,
     reset_runtime_state: bool,
 ) -> Result<RunningDaemon, StartError> {
+    // Read before anything is bound or restored, so a missing secret fails
+    // the start at once. Signatures are dated by the client's wall clock,
+    // so they are checked against the system clock even when the daemon
+    // runs on an injected one.
+    let admin = config
+        .admin
+        .as_ref()
+        .map(|admin| AdminAuth::load(admin, Arc::new(SystemClock)).map(|auth| (admin.listen, auth)))
+        .transpose()?;
     let store = config
         .state_dir
         .as_deref()
@@ -162,6 +197,33 @@ pub async fn start_with(
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
+    // Bound before the gRPC listeners serve, so that once kmsd answers
+    // gRPC (what readiness checks probe) the admin API answers too.
+    let admin_addr = match admin {
+        Some((listen, auth)) => {
+            let listener =
+                TcpListener::bind(listen)
+                    .await
+                    .map_err(|source| StartError::Listen {
+                        address: listen.to_string(),
+                        source,
+                    })?;
+            let bound = listener.local_addr().map_err(|source| StartError::Listen {
+                address: listen.to_string(),
+                source,
+            })?;
+            let router = http::router(kms.clone(), auth);
+            let stop = wait_for_shutdown(shutdown_rx.clone());
+            tasks.spawn(async move {
+                http::serve(listener, router, stop)
+                    .await
+                    .map_err(ServeError::Http)
+            });
+            Some(bound)
+        }
+        None => None,
+    };
+
     let unix_path = match &config.listen.unix {
         Some((path, mode)) => {
             let listener = bind_unix(path, *mode).map_err(|source| StartError::Listen {
@@ -171,11 +233,10 @@ pub async fn start_with(
             let routes = grpc::routes(&kms, health_service.clone())?;
             let incoming = unix_incoming(listener, config.listen.unix_allowed.clone());
             let stop = wait_for_shutdown(shutdown_rx.clone());
-            tasks.spawn(
-                server()
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(incoming, stop),
-            );
+            let serve = server()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, stop);
+            tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
             Some(path.clone())
         }
         None => None,
@@ -205,11 +266,13 @@ pub async fn start_with(
             match &tls {
                 Some(tls) => {
                     let incoming = tls_incoming(listener, tls.server_config(), shutdown_rx.clone());
-                    tasks.spawn(server.serve_with_incoming_shutdown(incoming, stop));
+                    let serve = server.serve_with_incoming_shutdown(incoming, stop);
+                    tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
                 }
                 None => {
                     tracing::warn!(%bound, "serving gRPC over PLAINTEXT TCP (danger_plaintext_tcp): anyone who can reach this port can use every key");
-                    tasks.spawn(server.serve_with_incoming_shutdown(tcp_incoming(listener), stop));
+                    let serve = server.serve_with_incoming_shutdown(tcp_incoming(listener), stop);
+                    tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
                 }
             }
             Some(bound)
@@ -245,6 +308,7 @@ pub async fn start_with(
         kms,
         tcp_addr,
         unix_path,
+        admin_addr,
         shutdown,
         tasks,
     })

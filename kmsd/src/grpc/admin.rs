@@ -5,8 +5,9 @@ use tonic::{Request, Response, Status};
 
 use super::{convert::timestamp, identity::request_context};
 use crate::{
-    lifecycle::{Active, ServiceState},
+    lifecycle::ServiceState,
     service::Kms,
+    status::{self, BackendSummary},
 };
 
 /// The runtime-admin gRPC service.
@@ -21,43 +22,30 @@ impl AdminService {
         Self { kms }
     }
 
-    async fn status_response(&self) -> pb::StatusResponse {
-        let runtime = self.kms.runtime();
-        let healthy = self.kms.readiness().is_ok();
-        let summary = |active: &Active| pb::BackendSummary {
-            backend_type: active.kind().as_str().to_owned(),
-            default_key_id: active
+    fn status_response(&self) -> pb::StatusResponse {
+        let report = status::report(&self.kms);
+        let summary = |b: BackendSummary| pb::BackendSummary {
+            backend_type: b.backend_type.to_owned(),
+            default_key_id: b
                 .default_key_id
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
-            settings: active
-                .summary
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            settings: b
+                .settings
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
         };
-        let backend = match (&runtime.active, &runtime.configured) {
-            (Some(active), _) => Some(summary(active)),
-            (None, Some((kind, default_key_id))) => Some(pb::BackendSummary {
-                backend_type: (*kind).to_owned(),
-                default_key_id: default_key_id
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                settings: Default::default(),
-            }),
-            (None, None) => None,
-        };
         pb::StatusResponse {
-            state: service_state(runtime.state).into(),
-            error: runtime.error.clone().unwrap_or_default(),
-            backend,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            started_at: Some(timestamp(self.kms.started_at())),
-            healthy,
-            previous_backends: runtime.previous.iter().map(|a| summary(a)).collect(),
-            persisted: self.kms.lifecycle().is_persisted(),
+            state: service_state(report.state).into(),
+            error: report.error.unwrap_or_default(),
+            backend: report.backend.map(summary),
+            version: report.version.to_owned(),
+            started_at: Some(timestamp(report.started_at)),
+            healthy: report.healthy,
+            previous_backends: report.previous_backends.into_iter().map(summary).collect(),
+            persisted: report.persisted,
         }
     }
 }
@@ -79,7 +67,7 @@ impl Admin for AdminService {
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         self.kms.authorize_status(&request_context(&request))?;
-        Ok(Response::new(self.status_response().await))
+        Ok(Response::new(self.status_response()))
     }
 
     async fn configure(
@@ -90,7 +78,7 @@ impl Admin for AdminService {
         self.kms
             .configure(&cx, &request.into_inner().backend_config_json)
             .await?;
-        Ok(Response::new(self.status_response().await))
+        Ok(Response::new(self.status_response()))
     }
 
     async fn start(
@@ -98,7 +86,7 @@ impl Admin for AdminService {
         request: Request<pb::StartRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         self.kms.start(&request_context(&request)).await?;
-        Ok(Response::new(self.status_response().await))
+        Ok(Response::new(self.status_response()))
     }
 
     async fn stop(
@@ -106,7 +94,7 @@ impl Admin for AdminService {
         request: Request<pb::StopRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         self.kms.stop(&request_context(&request)).await?;
-        Ok(Response::new(self.status_response().await))
+        Ok(Response::new(self.status_response()))
     }
 
     async fn reconfigure(
@@ -118,7 +106,7 @@ impl Admin for AdminService {
         self.kms
             .reconfigure(&cx, &request.backend_config_json, request.discard_previous)
             .await?;
-        Ok(Response::new(self.status_response().await))
+        Ok(Response::new(self.status_response()))
     }
 
     async fn clear_cache(
