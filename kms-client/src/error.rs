@@ -38,6 +38,12 @@ pub enum Error {
     /// kmsd answered with something this client cannot use.
     #[error("unexpected response from kmsd: {0}")]
     Protocol(&'static str),
+    /// An object stream, layout or range was refused.
+    #[error(transparent)]
+    Stream(#[from] crate::stream::StreamError),
+    /// Object metadata could not be read.
+    #[error(transparent)]
+    Metadata(#[from] crate::metadata::MetadataError),
 }
 
 impl Error {
@@ -70,7 +76,10 @@ impl Error {
                     | Code::DeadlineExceeded
                     | Code::Aborted
             ),
-            Error::InvalidEndpoint { .. } | Error::Protocol(_) => false,
+            Error::InvalidEndpoint { .. }
+            | Error::Protocol(_)
+            | Error::Stream(_)
+            | Error::Metadata(_) => false,
         }
     }
 }

@@ -19,9 +19,12 @@
 #![deny(missing_docs)]
 
 mod client;
+mod crypto;
 mod endpoint;
 mod error;
+pub mod metadata;
 pub mod secret;
+pub mod stream;
 
 use std::collections::BTreeMap;
 

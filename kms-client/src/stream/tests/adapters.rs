@@ -1,0 +1,1 @@
+//! The tokio adapters agree with the std ones.
