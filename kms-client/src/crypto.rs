@@ -136,6 +136,13 @@ impl fmt::Debug for AeadKey {
     }
 }
 
+/// A uniformly random `u64`, for retry jitter.
+pub(crate) fn random_u64() -> Result<u64, RandomFailed> {
+    let mut bytes = [0u8; 8];
+    fill_random(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

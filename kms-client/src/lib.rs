@@ -19,10 +19,13 @@
 #![deny(missing_docs)]
 
 mod client;
+#[cfg(test)]
+mod client_tests;
 mod crypto;
 mod endpoint;
 mod error;
 pub mod metadata;
+mod retry;
 pub mod secret;
 pub mod stream;
 
@@ -33,6 +36,7 @@ pub use endpoint::Endpoint;
 pub use error::Error;
 /// The generated `kms.v1` types, for calls this crate does not wrap.
 pub use kms_proto::v1 as proto;
+pub use retry::RetryPolicy;
 pub use secret::{DataKey, SecretBytes, SecretString};
 
 /// An encryption context: non-secret key-value pairs bound to a blob as
