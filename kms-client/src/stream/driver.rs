@@ -7,7 +7,7 @@
 //! serves both.
 
 use std::{
-    io,
+    fmt, io,
     ops::Range,
     task::{Poll, ready},
 };
@@ -73,13 +73,22 @@ enum Status {
 
 /// A decrypting reader's state: the opener, one chunk of buffer, and the
 /// authenticated plaintext not yet handed out.
-#[derive(Debug)]
 pub(crate) struct ReadCore {
     opener: Opener,
     buf: Vec<u8>,
     filled: usize,
     out: Range<usize>,
     status: Status,
+}
+
+/// Shows the state, never the buffer: it holds plaintext.
+impl fmt::Debug for ReadCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadCore")
+            .field("opener", &self.opener)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ReadCore {
@@ -152,13 +161,22 @@ impl ReadCore {
 
 /// A decrypting writer's state: stored bytes come in, authenticated
 /// plaintext goes out one chunk at a time.
-#[derive(Debug)]
 pub(crate) struct WriteCore {
     opener: Opener,
     buf: Vec<u8>,
     filled: usize,
     out: Range<usize>,
     failed: Option<StreamError>,
+}
+
+/// Shows the state, never the buffer: it holds plaintext.
+impl fmt::Debug for WriteCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteCore")
+            .field("opener", &self.opener)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WriteCore {

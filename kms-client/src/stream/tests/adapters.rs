@@ -141,3 +141,23 @@ async fn a_finished_writer_takes_no_more() {
     let error = writer.write_all(b"d").await.unwrap_err();
     assert_eq!(stream_error(error), StreamError::Finished);
 }
+
+#[test]
+fn debug_output_never_shows_buffered_plaintext() {
+    let marker = b"MARKER-plaintext-MARKER";
+    let encryptor = Encryptor::new(&key(), BINDING, PartNumber::SINGLE, chunk(LOG2)).unwrap();
+    let mut writer = encryptor.writer(std::io::sink());
+    writer.write_all(marker).unwrap();
+    let object = single(marker, chunk(LOG2));
+    let decryptor = Decryptor::new(&key(), BINDING, &object.layout).unwrap();
+    let mut reader = decryptor.reader(std::io::empty());
+    let mut plaintext_in_reader = decryptor.reader(&object.stored[..]);
+    let mut byte = [0u8; 1];
+    std::io::Read::read(&mut plaintext_in_reader, &mut byte).unwrap();
+    let _ = std::io::Read::read(&mut reader, &mut byte);
+    let printed = format!("{writer:?} {plaintext_in_reader:?} {decryptor:?}");
+    // The marker's first bytes, as text and as Debug prints a byte slice.
+    assert!(!printed.contains("MARKER"), "{printed}");
+    assert!(!printed.contains("77, 65, 82, 75"), "{printed}");
+    assert!(printed.contains("[secret elided]"), "{printed}");
+}
