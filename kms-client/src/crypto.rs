@@ -50,10 +50,13 @@ pub(crate) fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Zeroizing<
     }
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
-    // Expanding to 32 bytes cannot fail: HKDF-SHA-256 refuses only outputs
-    // longer than 255 * 32 bytes, and the info length is unbounded.
-    if let Ok(okm) = prk.expand(info, Len32) {
-        let _ = okm.fill(out.as_mut());
+    let filled = prk
+        .expand(info, Len32)
+        .and_then(|okm| okm.fill(out.as_mut()));
+    // HKDF-SHA-256 refuses only outputs longer than 255 * 32 bytes; ours is
+    // 32. Panicking beats returning an all-zero key if that ever changed.
+    if filled.is_err() {
+        unreachable!("HKDF-SHA-256 expands to 32 bytes");
     }
     out
 }

@@ -33,6 +33,10 @@ pub(crate) const MAX_CHUNKS: u64 = 1 << 32;
 /// The largest caller-supplied binding, in bytes.
 pub const MAX_BINDING_LEN: usize = 4096;
 
+// Readers read the header into their chunk buffer, so the smallest chunk
+// must hold it.
+const _: () = assert!(HEADER_LEN <= (1 << ChunkSize::MIN_LOG2) + CHUNK_OVERHEAD);
+
 const LABEL_HEADER: &[u8] = b"OSE1/header-mac\0";
 const LABEL_CHUNK: &[u8] = b"OSE1/chunk-key\0";
 
