@@ -225,3 +225,137 @@ fn parse_part(entry: &str, chunk_size: ChunkSize) -> Result<PartInfo, MetadataEr
         id: PartId(id_bytes),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::{
+        DataKey,
+        stream::{Decryptor, Encryptor},
+    };
+
+    fn sample() -> (ObjectMetadata, DataKey) {
+        let key = DataKey::from_bytes([3; 32]);
+        let chunk_size = ChunkSize::from_log2(6).unwrap();
+        let parts = [2, 5].map(|n| {
+            let encryptor =
+                Encryptor::new(&key, b"b/o", PartNumber::multipart(n).unwrap(), chunk_size)
+                    .unwrap();
+            let mut writer = encryptor.writer(Vec::new());
+            writer.write_all(&[n as u8; 100]).unwrap();
+            writer.finish().unwrap().1
+        });
+        let layout = Layout::seal(&key, b"b/o", parts).unwrap();
+        let metadata = ObjectMetadata {
+            sealed_key: vec![1, 2, 3],
+            key_id: "k1".into(),
+            layout,
+        };
+        (metadata, key)
+    }
+
+    #[test]
+    fn round_trips_through_a_map_in_any_case() {
+        let (metadata, _) = sample();
+        let map = metadata.to_map();
+        assert_eq!(map[keys::FORMAT], "OSE1");
+        assert_eq!(map[keys::CHUNK_SIZE], "64");
+        assert_eq!(map[keys::SEALED_KEY], "AQID");
+        // A server that title-cases its header names, plus foreign keys.
+        let shouted: Vec<(String, String)> = map
+            .iter()
+            .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
+            .chain([("content-type".into(), "image/jpeg".into())])
+            .collect();
+        assert_eq!(ObjectMetadata::from_map(shouted), Ok(metadata));
+    }
+
+    #[test]
+    fn rewrapping_changes_only_the_sealed_key() {
+        let (metadata, key) = sample();
+        let before = metadata.to_map();
+        let after = metadata
+            .clone()
+            .rewrapped(vec![9; 40], "k2".into())
+            .to_map();
+        for (name, value) in &before {
+            let changed = *name == keys::SEALED_KEY || *name == keys::KEY_ID;
+            assert_eq!(after[name] != *value, changed, "{name}");
+        }
+        // The layout still authenticates under the same data key.
+        let reread = ObjectMetadata::from_map(&after).unwrap();
+        assert!(Decryptor::new(&key, b"b/o", &reread.layout).is_ok());
+    }
+
+    #[test]
+    fn refuses_missing_unknown_duplicate_and_malformed_entries() {
+        let (metadata, _) = sample();
+        let map = metadata.to_map();
+        let without = |key: &str| {
+            let mut map = map.clone();
+            map.remove(key);
+            ObjectMetadata::from_map(&map)
+        };
+        assert_eq!(
+            without(keys::PARTS),
+            Err(MetadataError::Missing(keys::PARTS))
+        );
+        assert_eq!(
+            without(keys::LAYOUT_TAG),
+            Err(MetadataError::Missing(keys::LAYOUT_TAG))
+        );
+
+        let with = |key: &str, value: &str| {
+            let mut map = map.clone();
+            map.insert(key.into(), value.into());
+            ObjectMetadata::from_map(&map)
+        };
+        assert_eq!(
+            with("x-kms-iv", "00"),
+            Err(MetadataError::Unknown("x-kms-iv".into()))
+        );
+        assert_eq!(
+            with(keys::FORMAT, "DARE"),
+            Err(invalid(keys::FORMAT, "not OSE1"))
+        );
+        assert!(matches!(
+            with(keys::CHUNK_SIZE, "100"),
+            Err(MetadataError::Invalid { .. })
+        ));
+        assert!(matches!(
+            with(keys::PARTS, "1:+5:00000000000000000000000000000000"),
+            Err(MetadataError::Invalid { .. })
+        ));
+        assert!(matches!(
+            with(keys::SEALED_KEY, "not base64!"),
+            Err(MetadataError::Invalid { .. })
+        ));
+        let reversed =
+            "5:100:00000000000000000000000000000000,2:100:00000000000000000000000000000000";
+        assert!(matches!(
+            with(keys::PARTS, reversed),
+            Err(MetadataError::Layout(_))
+        ));
+
+        let mut pairs: Vec<(String, String)> = map.clone().into_iter().collect();
+        pairs.push(("X-KMS-KEY-ID".into(), "other".into()));
+        assert_eq!(
+            ObjectMetadata::from_map(pairs),
+            Err(MetadataError::Duplicate("x-kms-key-id".into()))
+        );
+    }
+
+    #[test]
+    fn sizes_for_head_need_no_key() {
+        let (metadata, _) = sample();
+        let reread = ObjectMetadata::from_map(&metadata.to_map()).unwrap();
+        assert_eq!(reread.layout.plaintext_size(), 200);
+        // Two streams of 100 bytes in 64-byte chunks: 76 + 100 + 2 * 16 each.
+        assert_eq!(reread.layout.stored_size(), 2 * (76 + 100 + 32));
+        let whole = reread.layout.plan_all();
+        assert_eq!(whole.fetch_ranges().len(), 1);
+        assert_eq!(whole.fetch_ranges()[0], 0..reread.layout.stored_size());
+    }
+}

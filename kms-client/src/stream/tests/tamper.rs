@@ -381,3 +381,48 @@ fn every_stream_has_its_own_key_so_nonces_never_repeat() {
         );
     }
 }
+
+#[test]
+fn parameters_out_of_range_are_refused() {
+    assert_eq!(
+        PartNumber::multipart(0),
+        Err(StreamError::InvalidPartNumber(0))
+    );
+    assert_eq!(
+        PartNumber::multipart(10_001),
+        Err(StreamError::InvalidPartNumber(10_001))
+    );
+    assert_eq!(
+        ChunkSize::from_log2(5),
+        Err(StreamError::InvalidChunkSize(5))
+    );
+    assert_eq!(
+        ChunkSize::from_log2(25),
+        Err(StreamError::InvalidChunkSize(25))
+    );
+    assert!(ChunkSize::from_bytes(1000).is_err());
+    assert_eq!(ChunkSize::from_bytes(1 << 20), Ok(ChunkSize::DEFAULT));
+    let long = vec![0u8; crate::stream::MAX_BINDING_LEN + 1];
+    let error = Encryptor::new(&key(), &long, PartNumber::SINGLE, ChunkSize::DEFAULT).unwrap_err();
+    assert_eq!(error, StreamError::BindingTooLong(long.len()));
+    let object = object();
+    let (a, b) = (
+        object.plaintext.len() as u64,
+        object.plaintext.len() as u64 + 1,
+    );
+    assert_eq!(
+        object.layout.plan_range(a..b).unwrap_err(),
+        StreamError::RangeOutOfBounds {
+            start: a,
+            end: b,
+            size: a
+        }
+    );
+    // A single-part stream cannot sit among parts.
+    let mut parts = three_parts().layout.parts().to_vec();
+    parts[0].part = PartNumber::SINGLE;
+    assert!(matches!(
+        Layout::seal(&key(), BINDING, parts),
+        Err(StreamError::InvalidLayout(_))
+    ));
+}
