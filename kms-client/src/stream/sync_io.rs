@@ -152,7 +152,9 @@ impl Decryptor {
     }
 
     /// Decrypts a plaintext range: `source` yields the concatenation of
-    /// `plan.fetch_ranges()`, in order, and nothing else.
+    /// `plan.fetch_ranges()`, in order, and then ends (bound a longer
+    /// source with [`Read::take`]): the reader checks for end of input and
+    /// fails with [`StreamError::TrailingData`] if more follows.
     pub fn range_reader<R: Read>(
         &self,
         plan: &RangePlan,
