@@ -160,7 +160,7 @@ impl Decryptor {
     pub fn async_reader<R: AsyncRead + Unpin>(&self, source: R) -> AsyncDecryptReader<R> {
         AsyncDecryptReader {
             inner: source,
-            core: ReadCore::new(self.full_opener(), self.buffer_len()),
+            core: ReadCore::new(self.full_opener()),
         }
     }
 
@@ -172,7 +172,7 @@ impl Decryptor {
     ) -> Result<AsyncDecryptReader<R>, StreamError> {
         Ok(AsyncDecryptReader {
             inner: source,
-            core: ReadCore::new(self.opener(plan)?, self.buffer_len()),
+            core: ReadCore::new(self.opener(plan)?),
         })
     }
 
@@ -181,7 +181,7 @@ impl Decryptor {
     pub fn async_writer<W: AsyncWrite + Unpin>(&self, sink: W) -> AsyncDecryptWriter<W> {
         AsyncDecryptWriter {
             inner: sink,
-            core: WriteCore::new(self.full_opener(), self.buffer_len()),
+            core: WriteCore::new(self.full_opener()),
         }
     }
 }

@@ -92,10 +92,10 @@ impl fmt::Debug for ReadCore {
 }
 
 impl ReadCore {
-    pub(crate) fn new(opener: Opener, buffer_len: usize) -> Self {
+    pub(crate) fn new(opener: Opener) -> Self {
         Self {
+            buf: vec![0; opener.max_unit()],
             opener,
-            buf: vec![0; buffer_len],
             filled: 0,
             out: 0..0,
             status: Status::Running,
@@ -180,10 +180,10 @@ impl fmt::Debug for WriteCore {
 }
 
 impl WriteCore {
-    pub(crate) fn new(opener: Opener, buffer_len: usize) -> Self {
+    pub(crate) fn new(opener: Opener) -> Self {
         Self {
+            buf: vec![0; opener.max_unit()],
             opener,
-            buf: vec![0; buffer_len],
             filled: 0,
             out: 0..0,
             failed: None,

@@ -94,11 +94,6 @@ impl Decryptor {
             taken: 0,
         }
     }
-
-    /// The largest unit an opener reads at once: one stored chunk.
-    pub(crate) fn buffer_len(&self) -> usize {
-        self.layout.chunk_size().len() + CHUNK_OVERHEAD
-    }
 }
 
 /// The decryption state machine: says how many bytes the next unit (a
@@ -119,6 +114,22 @@ pub(crate) struct Opener {
 }
 
 impl Opener {
+    /// The largest unit this plan reads: a full stored chunk, unless every
+    /// stream in it is shorter than one chunk, so a reader of a small
+    /// object or range allocates what it needs, not a whole chunk.
+    pub(crate) fn max_unit(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|segment| {
+                if segment.first < segment.final_index {
+                    segment.part.chunk_size.len() + CHUNK_OVERHEAD
+                } else {
+                    segment.final_len + CHUNK_OVERHEAD
+                }
+            })
+            .fold(HEADER_LEN, usize::max)
+    }
+
     /// Bytes of the next unit, or `None` when the plan is complete.
     pub(crate) fn need(&self) -> Option<usize> {
         let segment = self.segments.get(self.segment)?;

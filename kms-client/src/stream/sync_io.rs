@@ -147,7 +147,7 @@ impl Decryptor {
     pub fn reader<R: Read>(&self, source: R) -> DecryptReader<R> {
         DecryptReader {
             inner: source,
-            core: ReadCore::new(self.full_opener(), self.buffer_len()),
+            core: ReadCore::new(self.full_opener()),
         }
     }
 
@@ -162,7 +162,7 @@ impl Decryptor {
     ) -> Result<DecryptReader<R>, StreamError> {
         Ok(DecryptReader {
             inner: source,
-            core: ReadCore::new(self.opener(plan)?, self.buffer_len()),
+            core: ReadCore::new(self.opener(plan)?),
         })
     }
 
@@ -171,7 +171,7 @@ impl Decryptor {
     pub fn writer<W: Write>(&self, sink: W) -> DecryptWriter<W> {
         DecryptWriter {
             inner: sink,
-            core: WriteCore::new(self.full_opener(), self.buffer_len()),
+            core: WriteCore::new(self.full_opener()),
         }
     }
 }

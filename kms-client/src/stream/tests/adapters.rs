@@ -4,6 +4,7 @@
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use super::*;
+use crate::stream::HEADER_LEN;
 
 const LOG2: u8 = 7;
 
@@ -160,4 +161,27 @@ fn debug_output_never_shows_buffered_plaintext() {
     assert!(!printed.contains("MARKER"), "{printed}");
     assert!(!printed.contains("77, 65, 82, 75"), "{printed}");
     assert!(printed.contains("[secret elided]"), "{printed}");
+}
+
+#[test]
+fn readers_of_small_objects_allocate_small_buffers() {
+    // A 100-byte object under the default 1 MiB chunks needs 116 bytes.
+    let small = single(&data(100, 1), ChunkSize::DEFAULT);
+    let decryptor = Decryptor::new(&key(), BINDING, &small.layout).unwrap();
+    assert_eq!(decryptor.full_opener().max_unit(), 116);
+    // Two full chunks and a short one: a whole chunk, except for a range
+    // inside the short last chunk.
+    let c = 1 << LOG2;
+    let large = single(&data(2 * c + 10, 1), chunk(LOG2));
+    let decryptor = Decryptor::new(&key(), BINDING, &large.layout).unwrap();
+    assert_eq!(decryptor.full_opener().max_unit(), c + 16);
+    let tail = large
+        .layout
+        .plan_range(2 * c as u64 + 1..2 * c as u64 + 5)
+        .unwrap();
+    assert_eq!(decryptor.opener(&tail).unwrap().max_unit(), HEADER_LEN);
+    assert_eq!(
+        read_range(&large, 2 * c as u64 + 1..2 * c as u64 + 5).unwrap(),
+        large.plaintext[2 * c + 1..2 * c + 5]
+    );
 }
