@@ -96,26 +96,13 @@ pub struct ObjectMetadata {
 impl ObjectMetadata {
     /// The metadata as key-value pairs, keyed by [`keys`].
     pub fn to_map(&self) -> BTreeMap<String, String> {
-        let layout = &self.layout;
-        let parts: Vec<String> = layout
-            .parts()
-            .iter()
-            .map(|part| format!("{}:{}:{}", part.part.get(), part.plaintext_size, part.id))
-            .collect();
-        BTreeMap::from([
-            (
-                keys::SEALED_KEY.into(),
-                base64::engine::general_purpose::STANDARD.encode(&self.sealed_key),
-            ),
-            (keys::KEY_ID.into(), self.key_id.clone()),
-            (keys::FORMAT.into(), FORMAT_OSE1.into()),
-            (
-                keys::CHUNK_SIZE.into(),
-                layout.chunk_size().bytes().to_string(),
-            ),
-            (keys::PARTS.into(), parts.join(",")),
-            (keys::LAYOUT_TAG.into(), hex::encode(layout.tag())),
-        ])
+        let mut map = layout_to_map(&self.layout);
+        map.insert(
+            keys::SEALED_KEY.into(),
+            base64::engine::general_purpose::STANDARD.encode(&self.sealed_key),
+        );
+        map.insert(keys::KEY_ID.into(), self.key_id.clone());
+        map
     }
 
     /// Reads the metadata back from any map or list of pairs (keys in any
@@ -125,58 +112,13 @@ impl ObjectMetadata {
     pub fn from_map<K: AsRef<str>, V: AsRef<str>>(
         entries: impl IntoIterator<Item = (K, V)>,
     ) -> Result<Self, MetadataError> {
-        const KNOWN: [&str; 6] = [
-            keys::SEALED_KEY,
-            keys::KEY_ID,
-            keys::FORMAT,
-            keys::CHUNK_SIZE,
-            keys::PARTS,
-            keys::LAYOUT_TAG,
-        ];
-        let mut values: [Option<String>; 6] = Default::default();
-        for (key, value) in entries {
-            let key = key.as_ref().to_ascii_lowercase();
-            if !key.starts_with(keys::PREFIX) {
-                continue;
-            }
-            let slot = KNOWN
-                .iter()
-                .position(|known| *known == key)
-                .ok_or_else(|| MetadataError::Unknown(key.clone()))?;
-            if values[slot].replace(value.as_ref().to_owned()).is_some() {
-                return Err(MetadataError::Duplicate(key));
-            }
-        }
-        let [sealed_key, key_id, format, chunk_size, parts, tag] = values;
+        let [sealed_key, key_id, format, chunk_size, parts, tag] = collect(entries)?;
         let sealed_key = sealed_key.ok_or(MetadataError::Missing(keys::SEALED_KEY))?;
         let key_id = key_id.ok_or(MetadataError::Missing(keys::KEY_ID))?;
-        let format = format.ok_or(MetadataError::Missing(keys::FORMAT))?;
-        let chunk_size = chunk_size.ok_or(MetadataError::Missing(keys::CHUNK_SIZE))?;
-        let parts = parts.ok_or(MetadataError::Missing(keys::PARTS))?;
-        let tag = tag.ok_or(MetadataError::Missing(keys::LAYOUT_TAG))?;
-
-        if format != FORMAT_OSE1 {
-            return Err(invalid(keys::FORMAT, "not OSE1"));
-        }
+        let layout = parse_layout(format, chunk_size, parts, tag)?;
         let sealed_key = base64::engine::general_purpose::STANDARD
             .decode(sealed_key)
             .map_err(|_| invalid(keys::SEALED_KEY, "not base64"))?;
-        let chunk_size = chunk_size
-            .parse::<u64>()
-            .ok()
-            .and_then(|bytes| ChunkSize::from_bytes(bytes).ok())
-            .ok_or(invalid(
-                keys::CHUNK_SIZE,
-                "not a power of two from 64 to 16777216",
-            ))?;
-        let parts = parts
-            .split(',')
-            .map(|entry| parse_part(entry, chunk_size))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut tag_bytes = [0u8; LAYOUT_TAG_LEN];
-        hex::decode_to_slice(&tag, &mut tag_bytes)
-            .map_err(|_| invalid(keys::LAYOUT_TAG, "not 64 hex digits"))?;
-        let layout = Layout::from_parts(parts, tag_bytes).map_err(MetadataError::Layout)?;
         Ok(Self {
             sealed_key,
             key_id,
@@ -193,6 +135,96 @@ impl ObjectMetadata {
             ..self
         }
     }
+}
+
+/// The layout keys alone ([`keys::FORMAT`], [`keys::CHUNK_SIZE`],
+/// [`keys::PARTS`], [`keys::LAYOUT_TAG`]), for objects whose key kmsd does
+/// not seal (SSE-C: the customer brings the key on every request).
+pub fn layout_to_map(layout: &Layout) -> BTreeMap<String, String> {
+    let parts: Vec<String> = layout
+        .parts()
+        .iter()
+        .map(|part| format!("{}:{}:{}", part.part.get(), part.plaintext_size, part.id))
+        .collect();
+    BTreeMap::from([
+        (keys::FORMAT.into(), FORMAT_OSE1.into()),
+        (
+            keys::CHUNK_SIZE.into(),
+            layout.chunk_size().bytes().to_string(),
+        ),
+        (keys::PARTS.into(), parts.join(",")),
+        (keys::LAYOUT_TAG.into(), hex::encode(layout.tag())),
+    ])
+}
+
+/// Reads a layout written by [`layout_to_map`] (or [`ObjectMetadata::to_map`],
+/// whose key entries it ignores), with the rules of
+/// [`ObjectMetadata::from_map`].
+pub fn layout_from_map<K: AsRef<str>, V: AsRef<str>>(
+    entries: impl IntoIterator<Item = (K, V)>,
+) -> Result<Layout, MetadataError> {
+    let [_, _, format, chunk_size, parts, tag] = collect(entries)?;
+    parse_layout(format, chunk_size, parts, tag)
+}
+
+/// The values of the known keys, in the order of `KNOWN`.
+fn collect<K: AsRef<str>, V: AsRef<str>>(
+    entries: impl IntoIterator<Item = (K, V)>,
+) -> Result<[Option<String>; 6], MetadataError> {
+    const KNOWN: [&str; 6] = [
+        keys::SEALED_KEY,
+        keys::KEY_ID,
+        keys::FORMAT,
+        keys::CHUNK_SIZE,
+        keys::PARTS,
+        keys::LAYOUT_TAG,
+    ];
+    let mut values: [Option<String>; 6] = Default::default();
+    for (key, value) in entries {
+        let key = key.as_ref().to_ascii_lowercase();
+        if !key.starts_with(keys::PREFIX) {
+            continue;
+        }
+        let slot = KNOWN
+            .iter()
+            .position(|known| *known == key)
+            .ok_or_else(|| MetadataError::Unknown(key.clone()))?;
+        if values[slot].replace(value.as_ref().to_owned()).is_some() {
+            return Err(MetadataError::Duplicate(key));
+        }
+    }
+    Ok(values)
+}
+
+fn parse_layout(
+    format: Option<String>,
+    chunk_size: Option<String>,
+    parts: Option<String>,
+    tag: Option<String>,
+) -> Result<Layout, MetadataError> {
+    let format = format.ok_or(MetadataError::Missing(keys::FORMAT))?;
+    let chunk_size = chunk_size.ok_or(MetadataError::Missing(keys::CHUNK_SIZE))?;
+    let parts = parts.ok_or(MetadataError::Missing(keys::PARTS))?;
+    let tag = tag.ok_or(MetadataError::Missing(keys::LAYOUT_TAG))?;
+    if format != FORMAT_OSE1 {
+        return Err(invalid(keys::FORMAT, "not OSE1"));
+    }
+    let chunk_size = chunk_size
+        .parse::<u64>()
+        .ok()
+        .and_then(|bytes| ChunkSize::from_bytes(bytes).ok())
+        .ok_or(invalid(
+            keys::CHUNK_SIZE,
+            "not a power of two from 64 to 16777216",
+        ))?;
+    let parts = parts
+        .split(',')
+        .map(|entry| parse_part(entry, chunk_size))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tag_bytes = [0u8; LAYOUT_TAG_LEN];
+    hex::decode_to_slice(&tag, &mut tag_bytes)
+        .map_err(|_| invalid(keys::LAYOUT_TAG, "not 64 hex digits"))?;
+    Layout::from_parts(parts, tag_bytes).map_err(MetadataError::Layout)
 }
 
 fn invalid(key: &'static str, reason: &'static str) -> MetadataError {
@@ -344,6 +376,19 @@ mod tests {
         assert_eq!(
             ObjectMetadata::from_map(pairs),
             Err(MetadataError::Duplicate("x-kms-key-id".into()))
+        );
+    }
+
+    #[test]
+    fn a_layout_alone_round_trips_for_sse_c() {
+        let (metadata, _) = sample();
+        let map = layout_to_map(&metadata.layout);
+        assert!(!map.contains_key(keys::SEALED_KEY));
+        assert_eq!(layout_from_map(&map), Ok(metadata.layout.clone()));
+        assert_eq!(layout_from_map(&metadata.to_map()), Ok(metadata.layout));
+        assert_eq!(
+            ObjectMetadata::from_map(&map),
+            Err(MetadataError::Missing(keys::SEALED_KEY))
         );
     }
 
