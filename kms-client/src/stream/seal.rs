@@ -105,9 +105,14 @@ impl Encryptor {
     }
 }
 
+/// The first buffer of a sealer, in plaintext bytes; it doubles up to a
+/// chunk as plaintext arrives.
+const INITIAL_BUFFER: usize = 4096;
+
 /// The encryption state machine. Plaintext accumulates in `buf` until a
 /// chunk is full (or the stream ends); the chunk is then sealed in place and
-/// drained from the same buffer, so no byte is copied by the sealer itself.
+/// drained from the same buffer, so no byte is copied by the sealer itself
+/// (beyond growing the buffer while the first chunk fills).
 pub(crate) struct Sealer {
     keys: StreamKeys,
     header: [u8; HEADER_LEN],
@@ -149,7 +154,7 @@ impl Sealer {
             id: encryptor.header.part_id(),
             keys: encryptor.keys,
             chunk_size,
-            buf: vec![0; chunk_size.len() + format::CHUNK_OVERHEAD],
+            buf: vec![0; chunk_size.len().min(INITIAL_BUFFER) + format::CHUNK_OVERHEAD],
             filled: 0,
             out_pos: 0,
             out_end: 0,
@@ -188,7 +193,15 @@ impl Sealer {
         if self.draining() || self.finished {
             return &mut [];
         }
-        let end = self.chunk_size.len();
+        let chunk = self.chunk_size.len();
+        let capacity = self.buf.len() - format::CHUNK_OVERHEAD;
+        if self.filled == capacity && capacity < chunk {
+            // Grow geometrically: a small object never costs a whole chunk,
+            // and a large one reaches full size within its first chunk.
+            let grown = (capacity * 2).min(chunk);
+            self.buf.resize(grown + format::CHUNK_OVERHEAD, 0);
+        }
+        let end = (self.buf.len() - format::CHUNK_OVERHEAD).min(chunk);
         &mut self.buf[self.filled..end]
     }
 

@@ -25,7 +25,9 @@ fn interesting_len(log2: u8) -> impl Strategy<Value = usize> {
 }
 
 fn single_case() -> impl Strategy<Value = (u8, usize, usize)> {
-    (6u8..=8).prop_flat_map(|log2| (Just(log2), interesting_len(log2), 1usize..300))
+    // 2^13 exceeds the sealer's first buffer, so its growth is exercised.
+    prop_oneof![6u8..=8, Just(13u8)]
+        .prop_flat_map(|log2| (Just(log2), interesting_len(log2), 1usize..300))
 }
 
 /// 1 to 5 parts with ascending, possibly gapped part numbers.
