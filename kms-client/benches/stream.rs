@@ -189,6 +189,46 @@ fn stored_object(key: &DataKey, chunks: usize) -> (Vec<u8>, Layout) {
     (stored, Layout::seal(key, BINDING, [info]).expect("layout"))
 }
 
+/// This thread's time on a CPU, in seconds, from the scheduler's account
+/// (`se.sum_exec_runtime` in /proc/thread-self/sched). Unlike wall time it
+/// does not grow while a neighbour's build holds the core. The kernel
+/// updates it only at scheduler ticks (every 4 ms here), so it is summed
+/// over all rounds, where the rounding errors average out, rather than
+/// compared round by round. `None` where the kernel lacks the file.
+fn cpu_seconds() -> Option<f64> {
+    let sched = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
+    let line = sched
+        .lines()
+        .find(|line| line.starts_with("se.sum_exec_runtime"))?;
+    let ms: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
+    Some(ms / 1e3)
+}
+
+/// Wall and CPU time of one measurement.
+struct Clock {
+    wall: Instant,
+    cpu: Option<f64>,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Self {
+            cpu: cpu_seconds(),
+            wall: Instant::now(),
+        }
+    }
+
+    /// (wall seconds, CPU seconds or else wall seconds).
+    fn elapsed(&self) -> (f64, f64) {
+        let wall = self.wall.elapsed().as_secs_f64();
+        let cpu = match (self.cpu, cpu_seconds()) {
+            (Some(start), Some(end)) if end > start => end - start,
+            _ => wall,
+        };
+        (wall, cpu)
+    }
+}
+
 fn gbps(bytes: usize, seconds: f64) -> f64 {
     bytes as f64 / seconds / 1e9
 }
@@ -238,9 +278,10 @@ fn throughput(config: &Config) {
         "OSE1 decrypt, tokio AsyncDecryptReader",
     ];
     let mut results = vec![Vec::new(); names.len()];
+    let mut cpu_results = vec![Vec::new(); names.len()];
     for _ in 0..=config.reps {
         let mut timings = Vec::new();
-        let start = Instant::now();
+        let start = Clock::start();
         for i in 0..config.mib_per_rep {
             let tag = raw.seal_in_place_separate_tag(
                 nonce(i as u64),
@@ -251,7 +292,7 @@ fn throughput(config: &Config) {
         }
         timings.push((bytes, start.elapsed()));
 
-        let start = Instant::now();
+        let start = Clock::start();
         let encryptor = Encryptor::new(&key, BINDING, PartNumber::SINGLE, ChunkSize::DEFAULT)
             .expect("encryptor");
         drain_buf(encryptor.reader(FreeSource {
@@ -260,7 +301,7 @@ fn throughput(config: &Config) {
         .expect("encrypt");
         timings.push((bytes, start.elapsed()));
 
-        let start = Instant::now();
+        let start = Clock::start();
         let encryptor = Encryptor::new(&key, BINDING, PartNumber::SINGLE, ChunkSize::DEFAULT)
             .expect("encryptor");
         runtime
@@ -270,7 +311,7 @@ fn throughput(config: &Config) {
             .expect("encrypt");
         timings.push((bytes, start.elapsed()));
 
-        let start = Instant::now();
+        let start = Clock::start();
         let encryptor = Encryptor::new(&key, BINDING, PartNumber::SINGLE, ChunkSize::DEFAULT)
             .expect("encryptor");
         let mut writer = encryptor.writer(io::sink());
@@ -280,7 +321,7 @@ fn throughput(config: &Config) {
         writer.finish().expect("finish");
         timings.push((bytes, start.elapsed()));
 
-        let start = Instant::now();
+        let start = Clock::start();
         for _ in 0..passes {
             for (i, chunk) in raw_chunks.iter().enumerate() {
                 buf.copy_from_slice(chunk);
@@ -292,7 +333,9 @@ fn throughput(config: &Config) {
         timings.push((bytes, start.elapsed()));
 
         // Open only: seal first (untimed), then time the open.
-        let mut open_time = std::time::Duration::ZERO;
+        // Timed call by call, so wall time only (reading the CPU account
+        // per call would cost more than the calls are worth measuring).
+        let mut open_time = 0.0;
         for i in 0..config.mib_per_rep {
             let tag = raw
                 .seal_in_place_separate_tag(
@@ -305,18 +348,18 @@ fn throughput(config: &Config) {
             let start = Instant::now();
             let opened =
                 raw.open_in_place(nonce(i as u64), aead::Aad::from(&[0u8; 41]), &mut buf[..]);
-            open_time += start.elapsed();
+            open_time += start.elapsed().as_secs_f64();
             assert!(opened.is_ok());
         }
-        timings.push((bytes, open_time));
+        timings.push((bytes, (open_time, open_time)));
 
-        let start = Instant::now();
+        let start = Clock::start();
         for _ in 0..passes {
             drain_buf(decryptor.reader(&stored[..])).expect("decrypt");
         }
         timings.push((bytes, start.elapsed()));
 
-        let start = Instant::now();
+        let start = Clock::start();
         for _ in 0..passes {
             runtime
                 .block_on(drain_async(decryptor.async_reader(&stored[..])))
@@ -326,8 +369,11 @@ fn throughput(config: &Config) {
 
         // The first round warms caches and frequency; it is not counted.
         if results[0].len() < config.reps && timings.len() == names.len() {
-            for (slot, (n, elapsed)) in results.iter_mut().zip(timings) {
-                slot.push(gbps(n, elapsed.as_secs_f64()));
+            for ((wall, cpu), (n, (wall_s, cpu_s))) in
+                results.iter_mut().zip(cpu_results.iter_mut()).zip(timings)
+            {
+                wall.push(gbps(n, wall_s));
+                cpu.push(cpu_s);
             }
         }
         if results[0].len() == config.reps {
@@ -336,7 +382,9 @@ fn throughput(config: &Config) {
     }
     // Ratios are taken within each round, then the median: the machine is
     // shared, and a neighbour's load shifts whole rounds, not single runs.
-    let ratio = |a: usize, b: usize| {
+    // CPU time does not count time spent preempted; it is summed over the
+    // rounds because the kernel accounts it in 4 ms ticks.
+    let ratio = |results: &[Vec<f64>], a: usize, b: usize| {
         median(
             results[a]
                 .iter()
@@ -345,28 +393,34 @@ fn throughput(config: &Config) {
                 .collect(),
         )
     };
-    let ratios = [
-        ("encrypt: std EncryptReader / raw seal", ratio(1, 0)),
-        ("encrypt: tokio AsyncEncryptReader / raw seal", ratio(2, 0)),
-        ("encrypt: std EncryptWriter / raw seal", ratio(3, 0)),
-        ("decrypt: std DecryptReader / raw copy+open", ratio(6, 4)),
-        (
-            "decrypt: tokio AsyncDecryptReader / raw copy+open",
-            ratio(7, 4),
-        ),
-        ("decrypt: std DecryptReader / raw open only", ratio(6, 5)),
+    let cpu_gbps: Vec<f64> = cpu_results
+        .iter()
+        .map(|seconds| gbps(bytes * seconds.len(), seconds.iter().sum()))
+        .collect();
+    let pairs = [
+        ("encrypt: std EncryptReader / raw seal", 1, 0),
+        ("encrypt: tokio AsyncEncryptReader / raw seal", 2, 0),
+        ("encrypt: std EncryptWriter / raw seal", 3, 0),
+        ("decrypt: std DecryptReader / raw copy+open", 6, 4),
+        ("decrypt: tokio AsyncDecryptReader / raw copy+open", 7, 4),
+        ("decrypt: std DecryptReader / raw open only (wall)", 6, 5),
     ];
-    let medians: Vec<f64> = results.into_iter().map(median).collect();
     println!(
-        "\n## Throughput, one core, 1 MiB chunks, median of {} rounds x {} MiB (GB/s)",
+        "\n## Throughput, one core, 1 MiB chunks, {} rounds x {} MiB (GB/s; CPU: totals, wall: median)",
         config.reps, config.mib_per_rep
     );
-    for (name, value) in names.iter().zip(&medians) {
-        println!("{name:<48} {value:>7.2}");
+    println!("{:<48} {:>8} {:>8}", "", "CPU time", "wall");
+    for (index, name) in names.iter().enumerate() {
+        let cpu = cpu_gbps[index];
+        let wall = median(results[index].clone());
+        println!("{name:<48} {cpu:>8.2} {wall:>8.2}");
     }
-    println!("\n## Ratios (median of per-round ratios)");
-    for (name, value) in ratios {
-        println!("{name:<52} {value:.3}");
+    println!("\n## Ratios (CPU: of totals over all rounds; wall: median of per-round ratios)");
+    println!("{:<52} {:>8} {:>8}", "", "CPU time", "wall");
+    for (name, a, b) in pairs {
+        let cpu = cpu_gbps[a] / cpu_gbps[b];
+        let wall = ratio(&results, a, b);
+        println!("{name:<52} {cpu:>8.3} {wall:>8.3}");
     }
 }
 
