@@ -14,7 +14,9 @@
 //! raw or not, must first bring the ciphertext into its buffer). Sources
 //! are free (they claim to fill the buffer and leave it as it is) and sinks
 //! take bytes through `BufRead`, so what is measured is the format and the
-//! adapters, not a memcpy of the test harness.
+//! adapters, not a memcpy of the test harness. Each figure is reported in
+//! the thread's CPU time (immune to preemption by neighbours on a shared
+//! machine) and in wall time; see docs/performance.md.
 // A benchmark has no caller to report to: any failure aborts the run.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
