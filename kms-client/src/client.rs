@@ -1,6 +1,6 @@
 //! A typed async client of kmsd over one shared HTTP/2 channel.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use hyper_util::rt::TokioIo;
 use kms_proto::v1::{
@@ -9,7 +9,7 @@ use kms_proto::v1::{
 };
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 
-use crate::{DataKey, EncryptionContext, Endpoint, Error, SecretBytes};
+use crate::{DataKey, EncryptionContext, Endpoint, Error, RetryPolicy, SecretBytes};
 
 /// How to reach kmsd.
 #[derive(Debug, Clone)]
@@ -20,15 +20,19 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// How long establishing the connection may take.
     pub connect_timeout: Duration,
+    /// How data-plane calls are retried on transient errors (each attempt
+    /// has its own `timeout`). Admin calls are never retried.
+    pub retry: RetryPolicy,
 }
 
 impl ClientConfig {
-    /// Defaults: 5 s per call, 2 s to connect.
+    /// Defaults: 5 s per call, 2 s to connect, [`RetryPolicy::default`].
     pub fn new(endpoint: Endpoint) -> Self {
         Self {
             endpoint,
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -37,8 +41,15 @@ impl ClientConfig {
 ///
 /// Clones share the underlying HTTP/2 channel, so create one per process and
 /// clone it into every task.
+///
+/// The data-plane methods below retry transient failures under the
+/// configured [`RetryPolicy`]; they are safe to repeat. The generated
+/// clients ([`key_admin`](Self::key_admin), [`admin`](Self::admin)) are
+/// handed out as they are and never retry: CreateKey or RotateKey may have
+/// taken effect even when the reply was lost.
 #[derive(Debug, Clone)]
 pub struct KmsClient {
+    retry: RetryPolicy,
     channel: Channel,
     data: KeyManagementClient<Channel>,
     keys: KeyAdminClient<Channel>,
@@ -102,24 +113,47 @@ impl KmsClient {
     /// call.
     pub async fn connect_with(config: ClientConfig) -> Result<Self, Error> {
         let channel = channel(&config, false).await?;
-        Ok(Self::from_channel(channel))
+        Ok(Self::from_channel(channel, config.retry))
     }
 
     /// Returns at once; the connection is made on the first call and made
     /// again whenever it breaks.
     pub async fn connect_lazy(config: ClientConfig) -> Result<Self, Error> {
         let channel = channel(&config, true).await?;
-        Ok(Self::from_channel(channel))
+        Ok(Self::from_channel(channel, config.retry))
     }
 
-    /// Wraps a channel built elsewhere (a custom transport or TLS setup).
-    pub fn from_channel(channel: Channel) -> Self {
+    /// Wraps a channel built elsewhere (a custom transport or TLS setup),
+    /// retrying data-plane calls per `retry`.
+    pub fn from_channel(channel: Channel, retry: RetryPolicy) -> Self {
         Self {
+            retry,
             data: KeyManagementClient::new(channel.clone()),
             keys: KeyAdminClient::new(channel.clone()),
             admin: AdminClient::new(channel.clone()),
             channel,
         }
+    }
+
+    /// One data-plane call, retried on transient errors. The request is
+    /// cloned per attempt (a few hundred bytes at most).
+    async fn call<Req, Resp, F, Fut>(&self, request: Req, rpc: F) -> Result<Resp, Error>
+    where
+        Req: Clone,
+        F: Fn(KeyManagementClient<Channel>, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        self.retry
+            .run(|| {
+                let attempt = rpc(self.data.clone(), request.clone());
+                async move { Ok(attempt.await?.into_inner()) }
+            })
+            .await
+    }
+
+    /// The retry policy of the data-plane calls.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
     }
 
     /// The shared channel, for other gRPC services kmsd serves (health,
@@ -150,15 +184,15 @@ impl KmsClient {
         key_id: Option<&str>,
         context: &EncryptionContext,
     ) -> Result<GeneratedDataKey, Error> {
+        let request = pb::GenerateDataKeyRequest {
+            key_id: key_id.unwrap_or_default().to_owned(),
+            encryption_context: context.clone(),
+        };
         let response = self
-            .data
-            .clone()
-            .generate_data_key(pb::GenerateDataKeyRequest {
-                key_id: key_id.unwrap_or_default().to_owned(),
-                encryption_context: context.clone(),
+            .call(request, |mut client, request| async move {
+                client.generate_data_key(request).await
             })
-            .await?
-            .into_inner();
+            .await?;
         let key = DataKey::take_from_vec(response.plaintext)
             .ok_or(Error::Protocol("the data key is not 32 bytes long"))?;
         Ok(GeneratedDataKey {
@@ -175,15 +209,15 @@ impl KmsClient {
         key_id: Option<&str>,
         context: &EncryptionContext,
     ) -> Result<SealedBlob, Error> {
+        let request = pb::GenerateDataKeyRequest {
+            key_id: key_id.unwrap_or_default().to_owned(),
+            encryption_context: context.clone(),
+        };
         let response = self
-            .data
-            .clone()
-            .generate_data_key_without_plaintext(pb::GenerateDataKeyRequest {
-                key_id: key_id.unwrap_or_default().to_owned(),
-                encryption_context: context.clone(),
+            .call(request, |mut client, request| async move {
+                client.generate_data_key_without_plaintext(request).await
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(SealedBlob {
             blob: response.ciphertext_blob,
             key_id: response.key_id,
@@ -198,16 +232,16 @@ impl KmsClient {
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<SealedBlob, Error> {
+        let request = pb::EncryptRequest {
+            key_id: key_id.unwrap_or_default().to_owned(),
+            plaintext: plaintext.to_vec(),
+            encryption_context: context.clone(),
+        };
         let response = self
-            .data
-            .clone()
-            .encrypt(pb::EncryptRequest {
-                key_id: key_id.unwrap_or_default().to_owned(),
-                plaintext: plaintext.to_vec(),
-                encryption_context: context.clone(),
+            .call(request, |mut client, request| async move {
+                client.encrypt(request).await
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(SealedBlob {
             blob: response.ciphertext_blob,
             key_id: response.key_id,
@@ -223,16 +257,16 @@ impl KmsClient {
         context: &EncryptionContext,
         expected_key_id: Option<&str>,
     ) -> Result<Decrypted, Error> {
+        let request = pb::DecryptRequest {
+            ciphertext_blob: blob.to_vec(),
+            encryption_context: context.clone(),
+            expected_key_id: expected_key_id.unwrap_or_default().to_owned(),
+        };
         let response = self
-            .data
-            .clone()
-            .decrypt(pb::DecryptRequest {
-                ciphertext_blob: blob.to_vec(),
-                encryption_context: context.clone(),
-                expected_key_id: expected_key_id.unwrap_or_default().to_owned(),
+            .call(request, |mut client, request| async move {
+                client.decrypt(request).await
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(Decrypted {
             plaintext: SecretBytes::new(response.plaintext),
             key_id: response.key_id,
@@ -263,22 +297,22 @@ impl KmsClient {
         destination_key_id: Option<&str>,
         destination_context: Option<&EncryptionContext>,
     ) -> Result<ReEncrypted, Error> {
+        let request = pb::ReEncryptRequest {
+            ciphertext_blob: blob.to_vec(),
+            source_encryption_context: source_context.clone(),
+            expected_source_key_id: String::new(),
+            destination_key_id: destination_key_id.unwrap_or_default().to_owned(),
+            destination_encryption_context: destination_context.map(|entries| {
+                pb::EncryptionContext {
+                    entries: entries.clone(),
+                }
+            }),
+        };
         let response = self
-            .data
-            .clone()
-            .re_encrypt(pb::ReEncryptRequest {
-                ciphertext_blob: blob.to_vec(),
-                source_encryption_context: source_context.clone(),
-                expected_source_key_id: String::new(),
-                destination_key_id: destination_key_id.unwrap_or_default().to_owned(),
-                destination_encryption_context: destination_context.map(|entries| {
-                    pb::EncryptionContext {
-                        entries: entries.clone(),
-                    }
-                }),
+            .call(request, |mut client, request| async move {
+                client.re_encrypt(request).await
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(ReEncrypted {
             blob: SealedBlob {
                 blob: response.ciphertext_blob,

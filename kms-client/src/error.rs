@@ -38,6 +38,12 @@ pub enum Error {
     /// kmsd answered with something this client cannot use.
     #[error("unexpected response from kmsd: {0}")]
     Protocol(&'static str),
+    /// An object stream, layout or range was refused.
+    #[error(transparent)]
+    Stream(#[from] crate::stream::StreamError),
+    /// Object metadata could not be read.
+    #[error(transparent)]
+    Metadata(#[from] crate::metadata::MetadataError),
 }
 
 impl Error {
@@ -63,14 +69,22 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Connect { .. } => true,
+            // kmsd never answers CANCELLED itself: the client's transport
+            // reports it for a request the server refused unstarted (a
+            // stream above the last one in a GOAWAY while kmsd drains), so
+            // retrying cannot run the request twice.
             Error::Rpc { code, .. } => matches!(
                 code,
                 Code::Unavailable
                     | Code::ResourceExhausted
                     | Code::DeadlineExceeded
                     | Code::Aborted
+                    | Code::Cancelled
             ),
-            Error::InvalidEndpoint { .. } | Error::Protocol(_) => false,
+            Error::InvalidEndpoint { .. }
+            | Error::Protocol(_)
+            | Error::Stream(_)
+            | Error::Metadata(_) => false,
         }
     }
 }

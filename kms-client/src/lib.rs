@@ -1,27 +1,87 @@
 //! The client side of kmsd, linked into a storage server.
 //!
 //! kmsd holds (or reaches) the master keys; this crate asks it for
-//! per-object data keys and keeps object payloads local.
+//! per-object data keys and keeps object payloads local. It has three
+//! parts:
+//!
+//! - [`KmsClient`]: the kms.v1 API over one shared HTTP/2 channel (unix
+//!   socket or TCP), with a deadline per call and retries with exponential
+//!   backoff and full jitter on transient errors ([`RetryPolicy`]) for the
+//!   data-plane calls, which are safe to repeat. Admin calls are never
+//!   retried.
+//! - [`stream`]: OSE1, the streaming AES-256-GCM format of object payloads:
+//!   `std::io` and tokio adapters with memory bounded by one chunk, sizes
+//!   for HEAD, range reads that fetch only the covering chunks, and
+//!   multipart uploads whose parts are encrypted independently.
+//! - [`metadata`]: what the storage server persists next to each object (the
+//!   sealed data key and the authenticated layout), so that re-wrapping a
+//!   data key never rewrites the payload.
+//!
+//! **Threat model.** Whoever can read or modify stored objects and their
+//! metadata, but not kmsd's master keys, learns nothing of the plaintext
+//! beyond its length, and cannot make a reader release a byte that was not
+//! written to that object at that offset: every flipped bit, truncation,
+//! extension, reordering, splice from another object under the same key,
+//! stale part retry or metadata edit is refused with a specific
+//! [`stream::StreamError`]. Key material lives only in zeroizing types that
+//! never print through `Debug` ([`secret`]). The cryptography is ring's
+//! (or aws-lc-rs's, with the `aws-lc` feature), reached through one module.
+//!
+//! # A PUT and a GET
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), kms_client::Error> {
-//! use kms_client::{EncryptionContext, KmsClient};
+//! # async fn demo(body: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::io::{Read, Write};
+//! use kms_client::{
+//!     EncryptionContext, KmsClient,
+//!     metadata::ObjectMetadata,
+//!     stream::{ChunkSize, Decryptor, Encryptor, Layout, PartNumber},
+//! };
 //!
 //! let client = KmsClient::connect("unix:/run/kmsd/kmsd.sock".parse()?).await?;
-//! let context = EncryptionContext::from([("bucket".to_owned(), "photos".to_owned())]);
+//! let context = EncryptionContext::from([
+//!     ("bucket".to_owned(), "photos".to_owned()),
+//!     ("object".to_owned(), "cat.jpg".to_owned()),
+//! ]);
+//! let binding = b"photos/cat.jpg";
+//!
+//! // PUT: a fresh data key, the payload encrypted as it streams through.
 //! let data_key = client.generate_data_key(None, &context).await?;
-//! // ... encrypt with data_key.key, store data_key.blob next to the object ...
-//! let again = client.decrypt_data_key(&data_key.blob, &context).await?;
-//! assert_eq!(again.expose_secret(), data_key.key.expose_secret());
+//! let encryptor = Encryptor::new(&data_key.key, binding, PartNumber::SINGLE, ChunkSize::DEFAULT)?;
+//! let mut writer = encryptor.writer(Vec::new()); // the object's storage
+//! writer.write_all(body)?;
+//! let (stored, info) = writer.finish()?;
+//! let metadata = ObjectMetadata {
+//!     sealed_key: data_key.blob,
+//!     key_id: data_key.key_id,
+//!     layout: Layout::seal(&data_key.key, binding, [info])?,
+//! };
+//! let map = metadata.to_map(); // persist next to the object
+//!
+//! // GET: HEAD needs no key; the payload needs the data key back.
+//! let metadata = ObjectMetadata::from_map(&map)?;
+//! assert_eq!(metadata.layout.plaintext_size(), body.len() as u64);
+//! let key = client.decrypt_data_key(&metadata.sealed_key, &context).await?;
+//! let mut plaintext = Vec::new();
+//! Decryptor::new(&key, binding, &metadata.layout)?
+//!     .reader(&stored[..])
+//!     .read_to_end(&mut plaintext)?;
+//! assert_eq!(plaintext, body);
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod client;
+#[cfg(test)]
+mod client_tests;
+mod crypto;
 mod endpoint;
 mod error;
+pub mod metadata;
+mod retry;
 pub mod secret;
+pub mod stream;
 
 use std::collections::BTreeMap;
 
@@ -30,6 +90,7 @@ pub use endpoint::Endpoint;
 pub use error::Error;
 /// The generated `kms.v1` types, for calls this crate does not wrap.
 pub use kms_proto::v1 as proto;
+pub use retry::RetryPolicy;
 pub use secret::{DataKey, SecretBytes, SecretString};
 
 /// An encryption context: non-secret key-value pairs bound to a blob as

@@ -40,7 +40,10 @@ async fn tls_client(port: u16, ca_pem: &str, client: Option<&Issued>) -> Result<
         .connect()
         .await
         .map_err(|e| format!("{e:?}"))?;
-    Ok(KmsClient::from_channel(channel))
+    Ok(KmsClient::from_channel(
+        channel,
+        kms_client::RetryPolicy::default(),
+    ))
 }
 
 fn policy(alice: &Issued, bob: &Issued) -> String {
