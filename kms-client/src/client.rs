@@ -9,7 +9,7 @@ use kms_proto::v1::{
 };
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 
-use crate::{DataKey, EncryptionContext, Endpoint, Error, RetryPolicy, SecretBytes};
+use crate::{DataKey, EncryptionContext, Endpoint, Error, RetryPolicy, SecretBytes, TlsSettings};
 
 /// How to reach kmsd.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct ClientConfig {
     /// How data-plane calls are retried on transient errors (each attempt
     /// has its own `timeout`). Admin calls are never retried.
     pub retry: RetryPolicy,
+    /// TLS for an `https://` endpoint (required there, ignored elsewhere).
+    pub tls: Option<TlsSettings>,
 }
 
 impl ClientConfig {
@@ -33,6 +35,7 @@ impl ClientConfig {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             retry: RetryPolicy::default(),
+            tls: None,
         }
     }
 }
@@ -331,12 +334,21 @@ async fn channel(config: &ClientConfig, lazy: bool) -> Result<Channel, Error> {
         source,
     };
     match &config.endpoint {
-        Endpoint::Http(url) => {
-            let endpoint = TonicEndpoint::from_shared(url.clone())
+        Endpoint::Http(url) | Endpoint::Https(url) => {
+            let mut endpoint = TonicEndpoint::from_shared(url.clone())
                 .map_err(connect_error)?
                 .timeout(config.timeout)
                 .connect_timeout(config.connect_timeout)
                 .tcp_nodelay(true);
+            if matches!(config.endpoint, Endpoint::Https(_)) {
+                let tls = config.tls.as_ref().ok_or_else(|| Error::InvalidEndpoint {
+                    endpoint: url.clone(),
+                    reason: "an https endpoint needs TLS settings (the CA that signed kmsd's certificate)",
+                })?;
+                endpoint = endpoint
+                    .tls_config(tls.tonic_config())
+                    .map_err(|e| Error::Tls(e.to_string()))?;
+            }
             if lazy {
                 Ok(endpoint.connect_lazy())
             } else {

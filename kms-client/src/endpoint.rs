@@ -12,8 +12,12 @@ use crate::Error;
 pub enum Endpoint {
     /// A unix domain socket.
     Unix(PathBuf),
-    /// Plain-text HTTP/2 over TCP, e.g. `http://127.0.0.1:7373`.
+    /// Plain-text HTTP/2 over TCP, e.g. `http://127.0.0.1:7373` (kmsd
+    /// serves it only with `danger_plaintext_tcp`).
     Http(String),
+    /// HTTP/2 over (mutual) TLS, e.g. `https://kmsd.internal:7373`; needs
+    /// [`crate::TlsSettings`].
+    Https(String),
 }
 
 impl FromStr for Endpoint {
@@ -31,13 +35,21 @@ impl FromStr for Endpoint {
             }
             return Ok(Endpoint::Unix(PathBuf::from(path)));
         }
-        if let Some(authority) = s.strip_prefix("http://") {
-            if authority.is_empty() || authority.contains('/') && !authority.ends_with('/') {
-                return Err(invalid("expected http://host:port"));
+        for (scheme, make) in [
+            ("http://", Endpoint::Http as fn(String) -> Endpoint),
+            ("https://", Endpoint::Https),
+        ] {
+            if let Some(authority) = s.strip_prefix(scheme) {
+                let authority = authority.trim_end_matches('/');
+                if authority.is_empty() || authority.contains('/') {
+                    return Err(invalid("expected http(s)://host:port"));
+                }
+                return Ok(make(s.trim_end_matches('/').to_owned()));
             }
-            return Ok(Endpoint::Http(s.trim_end_matches('/').to_owned()));
         }
-        Err(invalid("expected unix:/path or http://host:port"))
+        Err(invalid(
+            "expected unix:/path, http://host:port or https://host:port",
+        ))
     }
 }
 
@@ -45,7 +57,7 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
-            Endpoint::Http(url) => f.write_str(url),
+            Endpoint::Http(url) | Endpoint::Https(url) => f.write_str(url),
         }
     }
 }
@@ -68,7 +80,16 @@ mod tests {
         assert_eq!(unix3, unix);
         let tcp: Endpoint = "http://127.0.0.1:7373".parse().unwrap();
         assert_eq!(tcp.to_string(), "http://127.0.0.1:7373");
-        for bad in ["", "unix:", "tcp://x", "127.0.0.1:7373", "http://h/path"] {
+        let tls: Endpoint = "https://kmsd.internal:7373/".parse().unwrap();
+        assert_eq!(tls, Endpoint::Https("https://kmsd.internal:7373".into()));
+        for bad in [
+            "",
+            "unix:",
+            "tcp://x",
+            "127.0.0.1:7373",
+            "http://h/path",
+            "https://",
+        ] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
         }
     }

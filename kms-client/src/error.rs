@@ -24,6 +24,9 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The TLS settings cannot be used.
+    #[error("TLS settings: {0}")]
+    Tls(String),
     /// kmsd answered with an error status.
     #[error("kmsd refused the call ({code:?}{}): {message}", reason.as_deref().map(|r| format!(", {r}")).unwrap_or_default())]
     Rpc {
@@ -82,6 +85,7 @@ impl Error {
                     | Code::Cancelled
             ),
             Error::InvalidEndpoint { .. }
+            | Error::Tls(_)
             | Error::Protocol(_)
             | Error::Stream(_)
             | Error::Metadata(_) => false,

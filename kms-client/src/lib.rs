@@ -82,6 +82,7 @@ pub mod metadata;
 mod retry;
 pub mod secret;
 pub mod stream;
+mod tls;
 
 use std::collections::BTreeMap;
 
@@ -92,6 +93,7 @@ pub use error::Error;
 pub use kms_proto::v1 as proto;
 pub use retry::RetryPolicy;
 pub use secret::{DataKey, SecretBytes, SecretString};
+pub use tls::{ClientIdentity, TlsSettings};
 
 /// An encryption context: non-secret key-value pairs bound to a blob as
 /// authenticated data. The same pairs must be given to open it.

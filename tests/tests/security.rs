@@ -7,15 +7,12 @@
 
 use std::time::Duration;
 
-use kms_client::{KmsClient, proto};
+use kms_client::{ClientConfig, ClientIdentity, KmsClient, SecretBytes, TlsSettings, proto};
 use kmsd_tests::{
     Kmsd, KmsdOptions, ctx, free_port,
     pki::{Ca, Issued},
 };
-use tonic::{
-    Code,
-    transport::{Certificate, ClientTlsConfig, Endpoint, Identity as TlsIdentity},
-};
+use tonic::Code;
 
 struct Setup {
     kmsd: Kmsd,
@@ -26,24 +23,19 @@ struct Setup {
 }
 
 async fn tls_client(port: u16, ca_pem: &str, client: Option<&Issued>) -> Result<KmsClient, String> {
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca_pem))
-        .domain_name("localhost");
+    let mut tls = TlsSettings::new(ca_pem.as_bytes().to_vec()).with_domain("localhost");
     if let Some(client) = client {
-        tls = tls.identity(TlsIdentity::from_pem(&client.cert_pem, &client.key_pem));
+        tls = tls.with_identity(ClientIdentity::from_pem(
+            client.cert_pem.clone().into_bytes(),
+            SecretBytes::new(client.key_pem.clone().into_bytes()),
+        ));
     }
-    let channel = Endpoint::from_shared(format!("https://localhost:{port}"))
-        .unwrap()
-        .tls_config(tls)
-        .map_err(|e| e.to_string())?
-        .timeout(Duration::from_secs(5))
-        .connect()
+    let mut config = ClientConfig::new(format!("https://127.0.0.1:{port}").parse().unwrap());
+    config.tls = Some(tls);
+    config.retry = kms_client::RetryPolicy::NEVER;
+    KmsClient::connect_with(config)
         .await
-        .map_err(|e| format!("{e:?}"))?;
-    Ok(KmsClient::from_channel(
-        channel,
-        kms_client::RetryPolicy::default(),
-    ))
+        .map_err(|e| e.to_string())
 }
 
 fn policy(alice: &Issued, bob: &Issued) -> String {
@@ -465,4 +457,35 @@ async fn plain_tcp_needs_an_explicit_danger_flag() {
         .unwrap();
     assert_eq!(output.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&output.stderr).contains("needs [server.tls]"));
+}
+
+#[tokio::test]
+async fn the_cli_speaks_mutual_tls() {
+    let s = setup().await;
+    let dir = s.kmsd.dir();
+    std::fs::write(dir.join("client-ca.crt"), s.ca.cert_pem()).unwrap();
+    let (cert, key) = s.alice.write(dir, "alice");
+    let output = std::process::Command::new(kmsd_tests::binary("kmsd"))
+        .args([
+            "datakey",
+            "--endpoint",
+            &format!("https://127.0.0.1:{}", s.port),
+        ])
+        .arg("--tls-ca")
+        .arg(dir.join("client-ca.crt"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    // kmsd's certificate names localhost and 127.0.0.1, so the endpoint's
+    // host verifies without an override.
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["key_id"], "default");
 }

@@ -22,6 +22,16 @@ pub(crate) struct ClientArgs {
     /// Per-call deadline in seconds.
     #[arg(long, global = true, default_value_t = 10)]
     timeout: u64,
+    /// For an https:// endpoint: the CA bundle that signed kmsd's
+    /// certificate (PEM).
+    #[arg(long, global = true, env = "KMSD_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// For an https:// endpoint: this client's certificate (PEM).
+    #[arg(long, global = true, env = "KMSD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// For an https:// endpoint: this client's private key (PEM).
+    #[arg(long, global = true, env = "KMSD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 impl ClientArgs {
@@ -29,6 +39,13 @@ impl ClientArgs {
         let endpoint: Endpoint = self.endpoint.parse()?;
         let mut config = ClientConfig::new(endpoint);
         config.timeout = Duration::from_secs(self.timeout);
+        if let Some(ca) = &self.tls_ca {
+            config.tls = Some(kms_client::TlsSettings::from_files(
+                ca,
+                self.tls_cert.as_deref(),
+                self.tls_key.as_deref(),
+            )?);
+        }
         Ok(KmsClient::connect_with(config).await?)
     }
 }
