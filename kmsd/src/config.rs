@@ -702,6 +702,31 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// The fuzz target's idea, run by every `cargo test`: TOML-shaped
+        /// input made of the real sections and keys with values of every
+        /// type never panics the parser or the validation.
+        #[test]
+        fn config_parsing_never_panics(lines in proptest::collection::vec(
+            (
+                proptest::sample::select(vec!["server", "server.tls", "backend", "backend.sealing", "log", "audit", "limits", "cache", "breaker", "health", "metrics", "admin", "policy", "security", "keys", "nope"]),
+                proptest::sample::select(vec!["tcp", "unix_socket", "unix_socket_mode", "backend_type", "key_dir", "default_key_id", "passphrase_env", "output", "max_concurrent_requests", "data_key_ttl_secs", "failure_threshold", "probe_interval_secs", "listen", "file", "mlock", "level", "format", "danger_plaintext_tcp", "cert_file", "state_dir"]),
+                proptest::sample::select(vec!["\"127.0.0.1:0\"", "\"/abs/path\"", "\"rel\"", "\"local\"", "\"vault\"", "0", "1", "-1", "18446744073709551616", "true", "\"0660\"", "\"stdout\"", "[]", "{}", "\"\u{0}\""]),
+            ),
+            0..12,
+        )) {
+            let mut text = String::new();
+            for (section, key, value) in lines {
+                text.push_str(&format!("[{section}]\n{key} = {value}\n"));
+            }
+            if let Ok(raw) = toml::from_str::<RawConfig>(&text) {
+                let _ = Config::from_raw(raw);
+            }
+            let json = text.replace(" = ", "\": ").replace('\n', ",\"");
+            let _ = BackendConfig::from_json(&format!("{{\"{json}\"}}")).map(BackendSettings::from_raw);
+        }
+    }
+
     #[test]
     fn json_errors_do_not_echo_values() {
         let err = BackendConfig::from_json(r#"{"backend_type": "local", "key_dir": 5}"#)

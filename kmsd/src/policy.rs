@@ -412,6 +412,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The fuzz target's oracle: without wildcards a pattern matches
+        /// only itself; `*` matches everything; nothing panics.
+        #[test]
+        fn wildcard_properties(pattern in "[a-c*?-]{0,8}", text in "[a-c-]{0,8}") {
+            let matched = wildcard_match(&pattern, &text);
+            if !pattern.contains(['*', '?']) {
+                proptest::prop_assert_eq!(matched, pattern == text);
+            }
+            proptest::prop_assert!(wildcard_match("*", &text));
+            let suffix_pattern = format!("*{}", text);
+            proptest::prop_assert!(wildcard_match(&suffix_pattern, &text));
+        }
+
+        #[test]
+        fn policy_parsing_never_panics(text in "[\\[\\]a-z_.=\"*0-9\n ]{0,200}") {
+            let _ = Policy::from_toml(&text);
+        }
+    }
+
     #[test]
     fn wildcards() {
         for (pattern, text, expected) in [
