@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod backend;
+pub mod bench;
 pub mod blob;
 pub mod breaker;
 pub mod cache;

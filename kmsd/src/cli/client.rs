@@ -36,6 +36,10 @@ pub(crate) struct ClientArgs {
 
 impl ClientArgs {
     pub(crate) async fn connect(&self) -> anyhow::Result<KmsClient> {
+        Ok(KmsClient::connect_with(self.config()?).await?)
+    }
+
+    pub(crate) fn config(&self) -> anyhow::Result<ClientConfig> {
         let endpoint: Endpoint = self.endpoint.parse()?;
         let mut config = ClientConfig::new(endpoint);
         config.timeout = Duration::from_secs(self.timeout);
@@ -46,7 +50,7 @@ impl ClientArgs {
                 self.tls_key.as_deref(),
             )?);
         }
-        Ok(KmsClient::connect_with(config).await?)
+        Ok(config)
     }
 }
 

@@ -2,6 +2,7 @@
 //! is a client of a running kmsd (docs/cli.md).
 
 mod admin;
+mod bench;
 mod client;
 mod keys;
 mod output;
@@ -41,6 +42,8 @@ enum Command {
     Status,
     /// Configure, start, stop or reconfigure a running kmsd.
     Admin(admin::AdminArgs),
+    /// Load-test a running kmsd (or OpenBao directly, for comparison).
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Decrypt(args) => client::block_on(keys::run_decrypt(cli.client, args)),
         Command::Status => client::block_on(client::run_status(cli.client)),
         Command::Admin(args) => client::block_on(admin::run(cli.client, args)),
+        Command::Bench(args) => bench::run(cli.client, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,100 @@
+//! The benchmark's result, as text or JSON.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::Load;
+
+/// Requests per second and latency percentiles of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Concurrent callers.
+    pub concurrency: usize,
+    /// Connections.
+    pub connections: usize,
+    /// Measured seconds.
+    pub duration_secs: f64,
+    /// Successful requests.
+    pub requests: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// Successful requests per second.
+    pub rps: f64,
+    /// Latency percentiles in microseconds.
+    pub p50_us: f64,
+    /// 90th percentile.
+    pub p90_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// 99.9th percentile.
+    pub p999_us: f64,
+    /// The slowest request.
+    pub max_us: f64,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    // Nearest rank.
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+}
+
+impl Report {
+    pub(super) fn new(mut latencies_ns: Vec<u64>, errors: u64, load: &Load) -> Self {
+        latencies_ns.sort_unstable();
+        let requests = latencies_ns.len() as u64;
+        let secs = load.duration.as_secs_f64();
+        Self {
+            concurrency: load.concurrency,
+            connections: load.connections,
+            duration_secs: secs,
+            requests,
+            errors,
+            rps: requests as f64 / secs,
+            p50_us: percentile(&latencies_ns, 50.0),
+            p90_us: percentile(&latencies_ns, 90.0),
+            p99_us: percentile(&latencies_ns, 99.0),
+            p999_us: percentile(&latencies_ns, 99.9),
+            max_us: latencies_ns.last().map_or(0.0, |l| *l as f64 / 1000.0),
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} callers on {} connections for {:.1} s",
+            self.concurrency, self.connections, self.duration_secs
+        )?;
+        writeln!(
+            f,
+            "  requests  {} ok, {} errors",
+            self.requests, self.errors
+        )?;
+        writeln!(f, "  rate      {:.0} requests/s", self.rps)?;
+        write!(
+            f,
+            "  latency   p50 {:.0} µs  p90 {:.0} µs  p99 {:.0} µs  p99.9 {:.0} µs  max {:.0} µs",
+            self.p50_us, self.p90_us, self.p99_us, self.p999_us, self.max_us
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let sorted: Vec<u64> = (1..=1000).map(|us| us * 1000).collect();
+        assert_eq!(percentile(&sorted, 50.0), 500.0);
+        assert_eq!(percentile(&sorted, 99.0), 990.0);
+        assert_eq!(percentile(&sorted, 99.9), 999.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(percentile(&[7000], 99.9), 7.0);
+    }
+}
