@@ -33,12 +33,14 @@ pub struct Report {
     pub max_us: f64,
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+/// The nearest-rank percentile, `per_mille` thousandths (999 = p99.9),
+/// in microseconds. Integer arithmetic: 99.9 % of 1000 samples is exactly
+/// rank 999, which floating point would round up to 1000.
+fn percentile(sorted: &[u64], per_mille: usize) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
-    // Nearest rank.
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    let rank = (per_mille * sorted.len()).div_ceil(1000);
     sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
 }
 
@@ -54,10 +56,10 @@ impl Report {
             requests,
             errors,
             rps: requests as f64 / secs,
-            p50_us: percentile(&latencies_ns, 50.0),
-            p90_us: percentile(&latencies_ns, 90.0),
-            p99_us: percentile(&latencies_ns, 99.0),
-            p999_us: percentile(&latencies_ns, 99.9),
+            p50_us: percentile(&latencies_ns, 500),
+            p90_us: percentile(&latencies_ns, 900),
+            p99_us: percentile(&latencies_ns, 990),
+            p999_us: percentile(&latencies_ns, 999),
             max_us: latencies_ns.last().map_or(0.0, |l| *l as f64 / 1000.0),
         }
     }
@@ -91,10 +93,10 @@ mod tests {
     #[test]
     fn percentiles_use_the_nearest_rank() {
         let sorted: Vec<u64> = (1..=1000).map(|us| us * 1000).collect();
-        assert_eq!(percentile(&sorted, 50.0), 500.0);
-        assert_eq!(percentile(&sorted, 99.0), 990.0);
-        assert_eq!(percentile(&sorted, 99.9), 999.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
-        assert_eq!(percentile(&[7000], 99.9), 7.0);
+        assert_eq!(percentile(&sorted, 500), 500.0);
+        assert_eq!(percentile(&sorted, 990), 990.0);
+        assert_eq!(percentile(&sorted, 999), 999.0);
+        assert_eq!(percentile(&[], 500), 0.0);
+        assert_eq!(percentile(&[7000], 999), 7.0);
     }
 }
