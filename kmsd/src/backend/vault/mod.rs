@@ -101,6 +101,7 @@ pub struct VaultBackend {
     cache: MetadataCache,
     clock: Arc<dyn Clock>,
     summary: Vec<(&'static str, String)>,
+    // Held for its Drop, which stops the renewal task.
     _renewal: TaskGuard,
 }
 
@@ -164,6 +165,12 @@ impl VaultBackend {
     /// Token counters and the token's remaining TTL (for metrics).
     pub fn auth_stats(&self) -> AuthStats {
         self.client.auth.stats()
+    }
+
+    /// Stops the token renewal task, so a test can let the token expire.
+    #[cfg(test)]
+    fn stop_renewal(&self) {
+        self._renewal.0.abort();
     }
 
     /// How long the current token has left; `None` if it does not expire.

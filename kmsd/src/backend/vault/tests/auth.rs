@@ -160,6 +160,32 @@ async fn approle_logs_in_and_a_revoked_token_costs_one_login() {
 }
 
 #[tokio::test]
+async fn an_expired_token_costs_one_login() {
+    let bao = OpenBao::dev().await;
+    bao.write_policy("kmsd", &documented_policy()).await;
+    let (role_id, secret_id) = bao.approle("kmsd", &["kmsd"], "2s", "2s").await;
+    let auth = approle_auth(&bao, &role_id, &secret_id);
+    let backend = Arc::new(backend(&bao, &auth, "", &clock()).await);
+    create(backend.as_ref(), "k").await;
+    // Without the renewal task nothing replaces the token before it dies.
+    backend.stop_renewal();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(backend.token_ttl(), Some(Duration::ZERO));
+
+    let context = ctx(&[]);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let backend = Arc::clone(&backend);
+        let context = context.clone();
+        tasks.spawn(async move { backend.generate_data_key(&id("k"), &context).await });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap().unwrap();
+    }
+    assert_eq!(backend.auth_stats().relogins, 1, "sixteen 403s, one login");
+}
+
+#[tokio::test]
 async fn short_lived_tokens_are_renewed_then_replaced() {
     let bao = OpenBao::dev().await;
     bao.write_policy("kmsd", &documented_policy()).await;
