@@ -57,7 +57,7 @@ fn token_auth(token: &str) -> String {
 /// `bao` with default key `default`, `extra` backend fields, then `auth`.
 fn config(bao: &OpenBao, auth: &str, extra: &str) -> Config {
     let text = format!(
-        "[server]\ntcp = \"127.0.0.1:0\"\ndanger_plaintext_tcp = true\n[backend]\nbackend_type = \"vault\"\naddress = \"{}\"\ndefault_key_id = \"default\"\n{extra}\n{auth}",
+        "[server]\ntcp = \"127.0.0.1:0\"\ndanger_plaintext_tcp = true\n[audit]\noutput = \"off\"\n[backend]\nbackend_type = \"vault\"\naddress = \"{}\"\ndefault_key_id = \"default\"\n{extra}\n{auth}",
         bao.address()
     );
     let raw: RawConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
