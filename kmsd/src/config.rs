@@ -16,8 +16,13 @@ use serde::{Deserialize, Serialize};
 
 pub use self::admin::{AccessKeyConfig, AdminConfig, AdminSecretSource, RawAccessKey, RawAdmin};
 use crate::{
-    audit::AuditOutput, breaker::BreakerSettings, cache::CacheSettings, key_id::KeyId,
-    service::ServiceOptions, tls::TlsSettings,
+    audit::AuditOutput,
+    backend::vault::{RawVaultConfig, VaultSettings},
+    breaker::BreakerSettings,
+    cache::CacheSettings,
+    key_id::KeyId,
+    service::ServiceOptions,
+    tls::TlsSettings,
 };
 
 mod admin;
@@ -253,6 +258,8 @@ pub enum LogFormat {
 pub enum BackendConfig {
     /// Key files on disk.
     Local(LocalBackendConfig),
+    /// Vault or OpenBao (docs/vault.md).
+    Vault(Box<RawVaultConfig>),
 }
 
 /// The local backend's settings.
@@ -365,6 +372,8 @@ pub enum BackendKindSettings {
         /// The sealing secret's source.
         sealing: Option<SealingSource>,
     },
+    /// Vault or OpenBao.
+    Vault(Box<VaultSettings>),
 }
 
 /// Where a sealing secret is read from, when the backend is built.
@@ -570,6 +579,14 @@ impl BackendSettings {
                     },
                 })
             }
+            BackendConfig::Vault(vault) => {
+                let valid = vault.validate()?;
+                Ok(Self {
+                    default_key_id: valid.default_key_id,
+                    create_default_key: valid.create_default_key,
+                    kind: BackendKindSettings::Vault(Box::new(valid.settings)),
+                })
+            }
         }
     }
 }
@@ -613,6 +630,7 @@ impl BackendSettings {
     pub fn kind_name(&self) -> &'static str {
         match &self.kind {
             BackendKindSettings::Local { .. } => "local",
+            BackendKindSettings::Vault(_) => "vault",
         }
     }
 
@@ -624,6 +642,10 @@ impl BackendSettings {
                 BackendKindSettings::Local { key_dir: a, .. },
                 BackendKindSettings::Local { key_dir: b, .. },
             ) => a == b,
+            // Vault backends are not exclusive; one is shared only when
+            // every setting but the default key is the same.
+            (BackendKindSettings::Vault(a), BackendKindSettings::Vault(b)) => a == b,
+            _ => false,
         }
     }
 
@@ -635,6 +657,7 @@ impl BackendSettings {
                 BackendKindSettings::Local { sealing: a, .. },
                 BackendKindSettings::Local { sealing: b, .. },
             ) => a != b,
+            _ => false,
         }
     }
 }
@@ -695,7 +718,9 @@ mod tests {
         assert!(config.listen.unix.is_none());
         let backend = config.backend.unwrap();
         assert_eq!(backend.default_key_id.unwrap().as_str(), "rustfs-master");
-        let BackendKindSettings::Local { sealing, .. } = backend.kind;
+        let BackendKindSettings::Local { sealing, .. } = backend.kind else {
+            panic!("a local backend")
+        };
         assert_eq!(
             sealing,
             Some(SealingSource::PassphraseEnv("KMSD_PASSPHRASE".into()))

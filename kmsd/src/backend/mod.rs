@@ -5,6 +5,7 @@
 //! [`Backend`] enum rather than boxed trait objects.
 
 pub mod local;
+pub mod vault;
 
 use std::{collections::BTreeMap, future::Future};
 
@@ -257,12 +258,15 @@ pub trait KeyBackend: Send + Sync {
 pub enum Backend {
     /// Key files on disk.
     Local(local::LocalBackend),
+    /// Vault or OpenBao: Transit keys, metadata in KV v2.
+    Vault(vault::VaultBackend),
 }
 
 macro_rules! dispatch {
     ($self:ident, $b:ident => $call:expr) => {
         match $self {
             Backend::Local($b) => $call,
+            Backend::Vault($b) => $call,
         }
     };
 }

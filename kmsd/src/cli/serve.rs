@@ -160,6 +160,9 @@ fn load(args: &ServeArgs) -> anyhow::Result<(Config, Option<(String, PathBuf)>)>
     if let Some(key_dir) = &args.key_dir {
         match &mut raw.backend {
             Some(BackendConfig::Local(local)) => local.key_dir = key_dir.clone(),
+            Some(BackendConfig::Vault(_)) => {
+                anyhow::bail!("--key-dir applies to the local backend, not vault")
+            }
             None => {
                 raw.backend = Some(BackendConfig::Local(LocalBackendConfig {
                     key_dir: key_dir.clone(),
@@ -173,6 +176,7 @@ fn load(args: &ServeArgs) -> anyhow::Result<(Config, Option<(String, PathBuf)>)>
     if let Some(id) = &args.default_key_id {
         match &mut raw.backend {
             Some(BackendConfig::Local(local)) => local.default_key_id = Some(id.clone()),
+            Some(BackendConfig::Vault(vault)) => vault.default_key_id = Some(id.clone()),
             None => anyhow::bail!(
                 "--default-key-id needs a backend (--key-dir, --dev or a config file)"
             ),
@@ -346,11 +350,12 @@ fn announce(config: &Config, running: &daemon::RunningDaemon, dev: Option<&DevIn
     if let Some(dev) = dev {
         println!("kmsd {} (development mode)", env!("CARGO_PKG_VERSION"));
         if let Some(backend) = &config.backend {
-            let crate::config::BackendKindSettings::Local { key_dir, .. } = &backend.kind;
-            println!(
-                "  keys:        {} (local backend, not sealed: for development only)",
-                key_dir.display()
-            );
+            if let crate::config::BackendKindSettings::Local { key_dir, .. } = &backend.kind {
+                println!(
+                    "  keys:        {} (local backend, not sealed: for development only)",
+                    key_dir.display()
+                );
+            }
             if let Some(id) = &backend.default_key_id {
                 println!("  default key: {id}");
             }

@@ -8,6 +8,7 @@ use crate::{
     backend::{
         Backend, KeyBackend,
         local::{LocalBackend, LocalConfig, LocalError, SealingSecret},
+        vault::{VaultBackend, VaultBuildError, VaultSettings},
     },
     breaker::{Breaker, BreakerSettings},
     clock::Clock,
@@ -23,6 +24,9 @@ pub enum BuildError {
     /// The local key directory could not be opened.
     #[error(transparent)]
     Local(#[from] LocalError),
+    /// Vault could not be reached or refused kmsd.
+    #[error("vault backend: {0}")]
+    Vault(#[from] VaultBuildError),
     /// The sealing secret could not be read.
     #[error("cannot read the sealing secret ({source_desc}): {reason}")]
     SealingSecret {
@@ -73,6 +77,11 @@ pub async fn build_backend(
                 ("sealed", backend.is_sealed().to_string()),
             ];
             (Backend::Local(backend), summary)
+        }
+        BackendKindSettings::Vault(vault) => {
+            let backend = VaultBackend::connect(VaultSettings::clone(vault), clock).await?;
+            let summary = backend.summary();
+            (Backend::Vault(backend), summary)
         }
     };
     let breaker = Arc::new(Breaker::new(

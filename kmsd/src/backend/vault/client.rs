@@ -1,0 +1,223 @@
+//! Sending one logical Vault call: vaultrs' typed endpoint turned into a
+//! request, retries with backoff and full jitter for calls that may be
+//! repeated, all within one deadline, and one token refresh when Vault
+//! answers 403.
+
+use std::{sync::Arc, time::Duration};
+
+use rustify::endpoint::Endpoint;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use super::{
+    auth::Auth,
+    error::VaultError,
+    settings::RetryPolicy,
+    transport::{Transport, VaultRequest},
+};
+use crate::crypto;
+
+/// The transport with its retry policy and deadline.
+#[derive(Debug)]
+pub(crate) struct Sender {
+    /// The HTTP client.
+    pub(crate) transport: Transport,
+    /// Retries of failed attempts.
+    pub(crate) retry: RetryPolicy,
+    /// The deadline of one call, retries included.
+    pub(crate) timeout: Duration,
+}
+
+impl Sender {
+    /// Sends `req` with `token`, retrying what [`VaultError::retryable`]
+    /// allows until the attempts or the deadline run out.
+    pub(crate) async fn send(
+        &self,
+        req: &VaultRequest,
+        token: Option<&reqwest::header::HeaderValue>,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut attempt = 0u32;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let result = self.transport.send(req, token, remaining).await;
+            let err = match result {
+                Ok(body) => return Ok(Zeroizing::new(body)),
+                Err(e) => e,
+            };
+            if attempt >= self.retry.attempts || !err.retryable(req.idempotent) {
+                return Err(err);
+            }
+            let pause = backoff(&self.retry, attempt);
+            if Instant::now() + pause >= deadline {
+                return Err(err);
+            }
+            tracing::debug!(op = %req.op(), attempt, error = %err, ?pause, "retrying a Vault call");
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// Full jitter: a uniformly random pause below an exponentially growing
+/// ceiling, so kmsd instances that failed together do not retry together.
+pub(crate) fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let ceiling = policy
+        .initial_backoff
+        .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
+        .min(policy.max_backoff);
+    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    let random = crypto::random_array::<8>()
+        .map(u64::from_le_bytes)
+        // The system RNG does not fail in practice; half the ceiling keeps
+        // the retry going if it ever does.
+        .unwrap_or(nanos / 2);
+    Duration::from_nanos(random % nanos.saturating_add(1))
+}
+
+/// An authenticated view of Vault: every call carries the current token.
+#[derive(Debug, Clone)]
+pub(crate) struct VaultClient {
+    /// Transport, retries and deadline.
+    pub(crate) sender: Arc<Sender>,
+    /// The token and its lifecycle.
+    pub(crate) auth: Arc<Auth>,
+}
+
+impl VaultClient {
+    /// Sends `req` with the current token. A 403 gets one chance: the
+    /// token is checked (once for all requests that failed with it) and,
+    /// if it is dead, replaced; then the request is sent again.
+    pub(crate) async fn call(&self, req: &VaultRequest) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let token = self.auth.current();
+        match self.sender.send(req, Some(token.header())).await {
+            Err(VaultError::Denied { op }) => {
+                if self
+                    .auth
+                    .recover_from_denial(&self.sender, token.generation())
+                    .await?
+                {
+                    let token = self.auth.current();
+                    self.sender.send(req, Some(token.header())).await
+                } else {
+                    Err(VaultError::Denied { op })
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Sends a vaultrs endpoint and returns its `data`.
+    pub(crate) async fn data<E, T>(&self, endpoint: &E, idempotent: bool) -> Result<T, VaultError>
+    where
+        E: Endpoint,
+        T: DeserializeOwned,
+    {
+        let req = request(endpoint, idempotent)?;
+        let body = self.call(&req).await?;
+        data(&req.op(), &body)
+    }
+
+    /// Sends a vaultrs endpoint whose answer carries nothing kmsd needs.
+    pub(crate) async fn exec<E: Endpoint>(
+        &self,
+        endpoint: &E,
+        idempotent: bool,
+    ) -> Result<(), VaultError> {
+        let req = request(endpoint, idempotent)?;
+        self.call(&req).await.map(drop)
+    }
+}
+
+/// Turns a vaultrs endpoint into a request.
+pub(crate) fn request<E: Endpoint>(
+    endpoint: &E,
+    idempotent: bool,
+) -> Result<VaultRequest, VaultError> {
+    let path = endpoint.path();
+    // Some vaultrs paths start with '/' (or, for renew-self, a tab); the
+    // transport wants them relative to /v1/.
+    let path = path.trim().trim_start_matches('/').to_owned();
+    let bad = |reason: String| VaultError::Decode {
+        op: path.clone(),
+        reason,
+    };
+    let query = endpoint
+        .query()
+        .map_err(|e| bad(format!("cannot encode the query: {e}")))?;
+    let body = endpoint
+        .body()
+        .map_err(|e| bad(format!("cannot encode the body: {e}")))?
+        .filter(|b| !b.is_empty())
+        .map(Zeroizing::new);
+    Ok(VaultRequest {
+        method: endpoint.method().into(),
+        path,
+        query,
+        body,
+        idempotent,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct Envelope<T> {
+    data: Option<T>,
+}
+
+/// The `data` of a Vault answer.
+pub(crate) fn data<T: DeserializeOwned>(op: &str, body: &[u8]) -> Result<T, VaultError> {
+    serde_json::from_slice::<Envelope<T>>(body)
+        .map_err(|e| VaultError::Decode {
+            op: op.to_owned(),
+            reason: e.to_string(),
+        })?
+        .data
+        .ok_or_else(|| VaultError::Decode {
+            op: op.to_owned(),
+            reason: "the answer has no data".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_full_jitter_under_a_growing_capped_ceiling() {
+        let policy = RetryPolicy {
+            attempts: 5,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+        };
+        for attempt in 0..20 {
+            let ceiling =
+                Duration::from_millis(10 * (1 << attempt.min(10))).min(policy.max_backoff);
+            for _ in 0..50 {
+                assert!(backoff(&policy, attempt) <= ceiling, "attempt {attempt}");
+            }
+        }
+        // Jitter: the pauses of one attempt are not all equal.
+        let pauses: std::collections::HashSet<_> = (0..20).map(|_| backoff(&policy, 3)).collect();
+        assert!(pauses.len() > 1);
+    }
+
+    #[test]
+    fn vaultrs_paths_become_relative() {
+        let renew = vaultrs::api::token::requests::RenewTokenSelfRequest {
+            increment: Some("60s".into()),
+        };
+        let req = request(&renew, true).unwrap();
+        assert_eq!(req.path, "auth/token/renew-self");
+        assert_eq!(req.method, reqwest::Method::POST);
+        let body = req.body.unwrap();
+        assert_eq!(&body[..], br#"{"increment":"60s"}"#);
+        let list = vaultrs::api::kv2::requests::ListSecretsRequest {
+            mount: "secret".into(),
+            path: "a/b".into(),
+        };
+        let req = request(&list, true).unwrap();
+        assert_eq!(req.op(), "LIST secret/metadata/a/b");
+        assert!(req.body.is_none());
+    }
+}

@@ -1,0 +1,492 @@
+//! The vault backend: master keys are Transit keys in Vault or OpenBao and
+//! never leave it; kmsd's own key records (state, description, tags,
+//! dates) live in KV v2. See docs/vault.md for the policy, the setup and
+//! the failure behaviour.
+//!
+//! A blob is `header || Transit ciphertext` (docs/format.md): Transit
+//! encrypts the data key with `associated_data = header-without-version ||
+//! canonical context` and an explicit `key_version`, the current version
+//! from the metadata cache, so the header's version is the one Transit
+//! used; decrypt checks that the two agree before asking Transit.
+//!
+//! ReEncrypt is decrypt-then-encrypt inside kmsd, not Transit `rewrap`:
+//! `rewrap` takes no `associated_data` (OpenBao 2.x, Vault 1.x), so it
+//! cannot open a ciphertext bound to a context. The plaintext stays in
+//! zeroizing memory for the one round trip.
+//!
+//! Layers: `transport` (one HTTP client), `client` (retries, deadline, one
+//! re-login on 403), `auth` (token lifecycle), `transit` and `kv` (the two
+//! engines), `cache` (metadata), and this file, which composes them into
+//! [`KeyBackend`].
+
+mod auth;
+mod cache;
+mod client;
+mod error;
+mod kv;
+mod metadata;
+pub mod settings;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod transit;
+mod transport;
+
+#[cfg(test)]
+mod tests;
+
+use std::{sync::Arc, time::Duration};
+
+use kms_client::DataKey;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use self::{
+    auth::Auth,
+    cache::MetadataCache,
+    client::{Sender, VaultClient},
+    kv::{KeyRecord, RECORD_FORMAT, Records, Written},
+    metadata::{compose, has_version, unreadable},
+    transit::Transit,
+    transport::Transport,
+};
+pub use self::{
+    auth::AuthStats,
+    error::VaultError,
+    settings::{RawVaultConfig, VaultSettings},
+    transport::TransportError,
+};
+use super::{GeneratedKey, KeyBackend, KeyMetadata, KeyState, NewKey, Opened, Sealed, StateChange};
+use crate::{
+    blob::{self, BackendKind, BlobHeader, ParsedBlob},
+    clock::Clock,
+    context::EncryptionContext,
+    crypto,
+    error::KmsError,
+    key_id::KeyId,
+};
+
+/// When Transit refuses a blob, a cached entry older than this is re-read
+/// to tell a bad blob from a key destroyed or a version unknown (another
+/// kmsd may have changed the key). Younger entries are trusted, so a flood
+/// of bad blobs cannot become a flood of Vault reads.
+const REVALIDATE_AFTER: Duration = Duration::from_secs(1);
+/// How often a state change retries after losing a check-and-set race.
+const CAS_ATTEMPTS: usize = 5;
+
+/// Why the backend could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultBuildError {
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// Vault refused or could not be reached.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// Aborts the token renewal task when the backend goes away.
+struct TaskGuard(tokio::task::AbortHandle);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The vault backend.
+pub struct VaultBackend {
+    client: VaultClient,
+    transit: Transit,
+    records: Records,
+    cache: MetadataCache,
+    clock: Arc<dyn Clock>,
+    summary: Vec<(&'static str, String)>,
+    // Held for its Drop, which stops the renewal task.
+    _renewal: TaskGuard,
+}
+
+impl std::fmt::Debug for VaultBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultBackend")
+            .field("summary", &self.summary)
+            .field("auth", &self.client.auth)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VaultBackend {
+    /// Connects: builds the HTTP client, authenticates, starts the token
+    /// renewal task.
+    pub async fn connect(
+        settings: VaultSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, VaultBuildError> {
+        let transport = Transport::build(&settings).await?;
+        let sender = Arc::new(Sender {
+            transport,
+            retry: settings.retry,
+            timeout: settings.timeout,
+        });
+        let auth = Arc::new(Auth::establish(settings.auth.clone(), &sender).await?);
+        let renewal = tokio::spawn(Arc::clone(&auth).maintain(Arc::clone(&sender)));
+        let client = VaultClient { sender, auth };
+        let transit = Transit::new(client.clone(), settings.transit_mount.clone());
+        let mount = &settings.transit_mount;
+        match transit.upsert_disabled().await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "Transit at {mount} creates a missing key on encrypt: a key destroyed through one kmsd could be silently re-created by another that still caches it. Set `bao write {mount}/config/keys disable_upsert=true` (docs/vault.md)"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check {mount}/config/keys; make sure disable_upsert=true (docs/vault.md)")
+            }
+        }
+        Ok(Self {
+            records: Records::new(
+                client.clone(),
+                settings.kv_mount.clone(),
+                settings.key_path_prefix.clone(),
+            ),
+            summary: summary(&settings),
+            cache: MetadataCache::new(settings.cache_ttl, settings.max_cached_keys),
+            client,
+            transit,
+            clock,
+            _renewal: TaskGuard(renewal.abort_handle()),
+        })
+    }
+
+    /// Non-secret settings for `kmsd status`.
+    pub fn summary(&self) -> Vec<(&'static str, String)> {
+        self.summary.clone()
+    }
+
+    /// Token counters and the token's remaining TTL (for metrics).
+    pub fn auth_stats(&self) -> AuthStats {
+        self.client.auth.stats()
+    }
+
+    /// Stops the token renewal task, so a test can let the token expire.
+    #[cfg(test)]
+    fn stop_renewal(&self) {
+        self._renewal.0.abort();
+    }
+
+    /// How long the current token has left; `None` if it does not expire.
+    pub fn token_ttl(&self) -> Option<Duration> {
+        self.auth_stats().token_ttl
+    }
+
+    async fn seal(
+        &self,
+        key_id: &KeyId,
+        meta: &KeyMetadata,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Sealed, KmsError> {
+        let key_version = meta.current_version;
+        let header = BlobHeader {
+            backend: BackendKind::Vault,
+            key_id: key_id.clone(),
+            key_version,
+        };
+        let mut out = header.encode(40 + plaintext.len().div_ceil(3) * 4);
+        let aad = blob::aad(&out, context);
+        let ciphertext = match self
+            .transit
+            .encrypt(key_id, plaintext, &aad, key_version)
+            .await
+        {
+            Ok(ciphertext) => ciphertext,
+            Err(VaultError::BadRequest { op, message }) => {
+                // The key (or version) is gone since it was cached.
+                self.reload(key_id).await?;
+                return Err(KmsError::Internal(format!("Vault refused {op}: {message}")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if transit::ciphertext_version(&ciphertext) != Some(key_version) {
+            return Err(KmsError::Internal(format!(
+                "Transit sealed under another version than the requested {key_version} of {key_id}"
+            )));
+        }
+        out.extend_from_slice(ciphertext.as_bytes());
+        if out.len() > blob::MAX_BLOB_LEN {
+            return Err(KmsError::Internal(
+                "the sealed blob outgrew the format's limit".into(),
+            ));
+        }
+        Ok(Sealed {
+            blob: out,
+            key_id: key_id.clone(),
+            key_version,
+        })
+    }
+}
+
+impl KeyBackend for VaultBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Vault
+    }
+
+    async fn generate_data_key(
+        &self,
+        key_id: &KeyId,
+        context: &EncryptionContext,
+    ) -> Result<GeneratedKey, KmsError> {
+        let cached = self.usable(key_id).await?;
+        // Generated here (one getrandom) rather than by transit/datakey,
+        // which cannot bind associated data.
+        let mut material = Zeroizing::new([0u8; crypto::KEY_LEN]);
+        crypto::fill_random(material.as_mut()).map_err(|e| KmsError::Internal(e.to_string()))?;
+        let key = DataKey::from_bytes(*material);
+        let sealed = self
+            .seal(key_id, &cached.meta, key.expose_secret(), context)
+            .await?;
+        Ok(GeneratedKey { key, sealed })
+    }
+
+    async fn encrypt(
+        &self,
+        key_id: &KeyId,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Sealed, KmsError> {
+        let cached = self.usable(key_id).await?;
+        self.seal(key_id, &cached.meta, plaintext, context).await
+    }
+
+    async fn decrypt(
+        &self,
+        blob: &ParsedBlob<'_>,
+        context: &EncryptionContext,
+    ) -> Result<Opened, KmsError> {
+        let header = &blob.header;
+        let key_id = &header.key_id;
+        // The version sits outside the explicit AAD; Transit picks the key
+        // version from its own prefix, so the two must agree.
+        let ciphertext = std::str::from_utf8(blob.payload)
+            .ok()
+            .filter(|ct| transit::ciphertext_version(ct) == Some(header.key_version))
+            .ok_or(KmsError::InvalidCiphertext)?;
+        self.usable(key_id).await?;
+        let aad = blob::aad(blob.header_bytes, context);
+        match self.transit.decrypt(key_id, ciphertext, &aad).await {
+            // A version this kmsd does not know yet was made by a rotation
+            // through another kmsd: Transit knows it, which is enough.
+            Ok(plaintext) => Ok(Opened {
+                plaintext,
+                key_id: key_id.clone(),
+                key_version: header.key_version,
+            }),
+            // Transit answers 400 when the ciphertext does not authenticate
+            // (another context, changed bytes), when the version does not
+            // exist, and when the key was destroyed since it was cached.
+            Err(VaultError::BadRequest { .. }) => {
+                let current = self.lookup(key_id, REVALIDATE_AFTER).await?;
+                current.meta.check_usable()?;
+                if has_version(&current.meta, header.key_version) {
+                    Err(KmsError::InvalidCiphertext)
+                } else {
+                    Err(KmsError::KeyVersionNotFound {
+                        key_id: key_id.clone(),
+                        version: header.key_version,
+                    })
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn create_key(&self, new: NewKey) -> Result<KeyMetadata, KmsError> {
+        let key_id = new.key_id;
+        match self.records.read(&key_id).await {
+            Ok(None) => {}
+            Ok(Some(_)) | Err(VaultError::Decode { .. }) => {
+                return Err(KmsError::KeyAlreadyExists(key_id));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // Transit first: a record never points at a missing Transit key. A
+        // failure between the two leaves a Transit key without a record,
+        // which is not a kmsd key; creating the id again adopts it.
+        self.transit.create(&key_id).await?;
+        let transit = self.transit.read(&key_id).await?.ok_or_else(|| {
+            KmsError::Internal(format!("Transit did not keep the new key {key_id}"))
+        })?;
+        if let Some(reason) = transit.unsuitable() {
+            return Err(KmsError::InvalidArgument(format!(
+                "a Transit key named {key_id} already exists and kmsd cannot adopt it: {reason}"
+            )));
+        }
+        let record = KeyRecord {
+            format: RECORD_FORMAT,
+            key_id: key_id.to_string(),
+            state: KeyState::Enabled,
+            description: new.description,
+            tags: new.tags,
+            created_at: self.clock.now(),
+            deletion_date: None,
+        };
+        if self.records.write(&record, 0).await? == Written::Conflict {
+            return Err(KmsError::KeyAlreadyExists(key_id));
+        }
+        let meta = compose(&key_id, &record, &transit);
+        self.cache.put(meta.clone());
+        Ok(meta)
+    }
+
+    async fn describe_key(&self, key_id: &KeyId) -> Result<KeyMetadata, KmsError> {
+        self.describe_fresh(key_id).await
+    }
+
+    async fn list_keys(
+        &self,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Result<Vec<KeyMetadata>, KmsError> {
+        let mut ids = self.records.list().await?;
+        ids.sort();
+        let start = after.map_or(0, |after| ids.partition_point(|id| id <= after));
+        let mut keys = Vec::with_capacity(limit.min(ids.len()));
+        for key_id in &ids[start..] {
+            if keys.len() >= limit {
+                break;
+            }
+            match self.lookup(key_id, Duration::MAX).await {
+                Ok(cached) => keys.push(KeyMetadata::clone(&cached.meta)),
+                // Destroyed meanwhile, or damaged (logged): the others are
+                // still listed.
+                Err(KmsError::KeyNotFound(_) | KmsError::KeyUnreadable(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn rotate_key(&self, key_id: &KeyId) -> Result<KeyMetadata, KmsError> {
+        let meta = self.describe_fresh(key_id).await?;
+        if meta.state == KeyState::PendingDeletion {
+            return Err(KmsError::InvalidStateTransition {
+                key_id: key_id.clone(),
+                state: meta.state.as_str(),
+                action: "rotate",
+            });
+        }
+        self.transit.rotate(key_id).await?;
+        self.describe_fresh(key_id).await
+    }
+
+    async fn change_state(
+        &self,
+        key_id: &KeyId,
+        change: StateChange,
+    ) -> Result<KeyMetadata, KmsError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self
+                .records
+                .read(key_id)
+                .await
+                .map_err(|e| unreadable(key_id, e))?
+                .ok_or_else(|| KmsError::KeyNotFound(key_id.clone()))?;
+            let (state, deletion_date) = change.apply(key_id, current.record.state)?;
+            if state == current.record.state && deletion_date == current.record.deletion_date {
+                return self.describe_fresh(key_id).await;
+            }
+            let mut record = current.record;
+            record.state = state;
+            record.deletion_date = deletion_date;
+            if self.records.write(&record, current.version).await? == Written::Done {
+                return self.describe_fresh(key_id).await;
+            }
+        }
+        Err(KmsError::BackendUnavailable {
+            backend: "vault",
+            detail: format!("key {key_id} kept changing under concurrent updates; try again"),
+        })
+    }
+
+    async fn destroy_due_keys(&self, now: OffsetDateTime) -> Result<Vec<KeyId>, KmsError> {
+        let due = |state: KeyState, date: Option<OffsetDateTime>| {
+            state == KeyState::PendingDeletion && date.is_some_and(|d| d <= now)
+        };
+        let mut destroyed = Vec::new();
+        for key_id in self.records.list().await? {
+            // A cached entry rules keys out cheaply (windows are days long,
+            // the cache seconds); a fresh read confirms before destroying.
+            if let Some(cached) = self.cache.get(&key_id)
+                && !due(cached.meta.state, cached.meta.deletion_date)
+            {
+                continue;
+            }
+            let current = match self.records.read(&key_id).await {
+                Ok(Some(current)) => current,
+                Ok(None) => continue,
+                Err(VaultError::Decode { reason, .. }) => {
+                    tracing::error!(%key_id, %reason, "skipping an unreadable key record in the deletion sweep");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if !due(current.record.state, current.record.deletion_date) {
+                continue;
+            }
+            // Transit key first: once it is gone the key is unusable even
+            // if removing the record fails (the next sweep retries).
+            self.transit.destroy(&key_id).await?;
+            self.records.delete(&key_id).await?;
+            self.cache.remove(&key_id);
+            tracing::info!(%key_id, "key destroyed: its deletion window has passed (Transit key and KV record deleted)");
+            destroyed.push(key_id);
+        }
+        Ok(destroyed)
+    }
+
+    async fn health(&self) -> Result<(), KmsError> {
+        let sender = &self.client.sender;
+        sender
+            .transport
+            .health(sender.timeout)
+            .await
+            .map_err(KmsError::from)
+    }
+}
+
+fn summary(settings: &VaultSettings) -> Vec<(&'static str, String)> {
+    let tls = &settings.tls;
+    let mut tls_desc = Vec::new();
+    if let Some(ca) = &tls.ca_cert_path {
+        tls_desc.push(format!("ca {}", ca.display()));
+    }
+    if let Some((cert, _)) = &tls.client_identity {
+        tls_desc.push(format!("client cert {}", cert.display()));
+    }
+    if tls.danger_skip_verify {
+        tls_desc.push("DANGER: certificate not verified".into());
+    }
+    vec![
+        (
+            "address",
+            settings.address.as_str().trim_end_matches('/').to_owned(),
+        ),
+        ("namespace", settings.namespace.clone().unwrap_or_default()),
+        ("mount_path", settings.transit_mount.clone()),
+        ("kv_mount", settings.kv_mount.clone()),
+        ("key_path_prefix", settings.key_path_prefix.clone()),
+        ("auth_method", settings.auth.describe()),
+        (
+            "tls",
+            match (settings.address.scheme(), tls_desc.is_empty()) {
+                ("http", _) => "none (plain http)".into(),
+                (_, true) => "system roots".into(),
+                (_, false) => tls_desc.join(", "),
+            },
+        ),
+        ("timeout_seconds", settings.timeout.as_secs().to_string()),
+        (
+            "cache_ttl_seconds",
+            settings.cache_ttl.as_secs().to_string(),
+        ),
+    ]
+}

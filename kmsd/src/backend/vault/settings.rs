@@ -1,0 +1,522 @@
+//! The vault backend's configuration: the `[backend]` table as written (the
+//! field names of the RustFS configure JSON) and the validated form the
+//! backend is built from.
+//!
+//! Secrets (a token, an AppRole secret id) may be written inline, as the
+//! seed's JSON does, but the intended form names a file or an environment
+//! variable; either way they live in [`SecretString`]s, whose `Debug` never
+//! shows them. Files and variables are read when the backend is built (and
+//! re-read on every AppRole login or token reload), never here.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use kms_client::SecretString;
+use reqwest::Url;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use self::paths::{mount, parse_address, vault_path};
+use crate::{config::ConfigError, key_id::KeyId};
+
+/// `timeout_seconds` when unset: the deadline of one Vault operation,
+/// retries included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `cache_ttl_seconds` when unset (see docs/vault.md, "Metadata cache").
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
+/// `max_cached_keys` when unset.
+pub const DEFAULT_MAX_CACHED_KEYS: usize = 1000;
+
+/// `[backend]` with `backend_type = "vault"`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVaultConfig {
+    /// `https://vault.example.com:8200`.
+    pub address: String,
+    /// How kmsd authenticates.
+    pub auth_method: RawAuthMethod,
+    /// Vault Enterprise / OpenBao namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Where the Transit engine is mounted (default `transit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_path: Option<String>,
+    /// Where the KV v2 engine holding key metadata is mounted (default
+    /// `secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_mount: Option<String>,
+    /// The KV folder of key records (default `rustfs/kms/keys`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_path_prefix: Option<String>,
+    /// The key used when a request names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_key_id: Option<String>,
+    /// Create the default key at startup if it does not exist (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_default_key: Option<bool>,
+    /// TLS towards Vault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawTls>,
+    /// Deadline of one Vault operation, retries included (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    /// Retries after the first attempt, for idempotent calls (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_attempts: Option<u32>,
+    /// First backoff before a retry, in milliseconds (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_initial_backoff_ms: Option<u64>,
+    /// Largest backoff before a retry, in milliseconds (default 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_max_backoff_ms: Option<u64>,
+    /// How long key metadata is cached, in seconds (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ttl_seconds: Option<u64>,
+    /// How many keys' metadata is cached at most (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cached_keys: Option<usize>,
+    /// Allow `http://` to a host other than loopback: tokens would cross
+    /// the network in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub danger_allow_http: Option<bool>,
+}
+
+/// `auth_method`: exactly one of its fields.
+///
+/// `{"token": "s.XYZ"}` is the seed's form; `token_file`, `token_env` and
+/// the `approle` table keep the secret out of the config file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthMethod {
+    /// A token, inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<RawSecret>,
+    /// A file holding the token (e.g. written by Vault Agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// An environment variable holding the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// AppRole login.
+    #[serde(alias = "AppRole")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approle: Option<RawAppRole>,
+}
+
+/// `auth_method.approle`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAppRole {
+    /// Where the AppRole auth method is mounted (default `approle`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<String>,
+    /// The role id, inline (it is an identifier, not a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_id: Option<String>,
+    /// A file holding the role id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_id_file: Option<PathBuf>,
+    /// The secret id, inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_id: Option<RawSecret>,
+    /// A file holding the secret id (re-read at every login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_id_file: Option<PathBuf>,
+    /// An environment variable holding the secret id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_id_env: Option<String>,
+}
+
+/// `tls`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM bundle of the CAs that may sign Vault's certificate; when set,
+    /// only these are trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_path: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_path: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_path: Option<PathBuf>,
+    /// Accept any server certificate. Never in production: anyone on the
+    /// path can then read every token and data key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub danger_skip_tls_verify: Option<bool>,
+}
+
+/// A secret written inline in the config; redacted from `Debug`.
+#[derive(Clone)]
+pub struct RawSecret(pub SecretString);
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| RawSecret(SecretString::new(s)))
+    }
+}
+
+/// An inline secret is never written out: the runtime state kmsd persists
+/// (`server.state_dir`) would then hold it in clear. Refusing is the safe
+/// default; a secret the admin API must persist is given by file or
+/// environment variable.
+impl Serialize for RawSecret {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "an inline Vault secret (token or secret_id) is never written to disk; reference it with token_file / secret_id_file or an environment variable instead",
+        ))
+    }
+}
+
+impl fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[secret elided]")
+    }
+}
+
+/// The validated vault settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultSettings {
+    /// Vault's address (scheme, host, port, optional path).
+    pub address: Url,
+    /// Sent as `X-Vault-Namespace`.
+    pub namespace: Option<String>,
+    /// The Transit mount.
+    pub transit_mount: String,
+    /// The KV v2 mount.
+    pub kv_mount: String,
+    /// The KV folder of key records.
+    pub key_path_prefix: String,
+    /// How kmsd authenticates.
+    pub auth: AuthSettings,
+    /// TLS towards Vault.
+    pub tls: TlsSettings,
+    /// Deadline of one Vault operation, retries included.
+    pub timeout: Duration,
+    /// Retries of idempotent calls.
+    pub retry: RetryPolicy,
+    /// The metadata cache.
+    pub cache_ttl: Duration,
+    /// Its bound.
+    pub max_cached_keys: usize,
+}
+
+/// How kmsd authenticates to Vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthSettings {
+    /// A token given to kmsd (renewed while renewable; re-read from its
+    /// file or variable when Vault rejects it).
+    Token(SecretSource),
+    /// AppRole login (renewed, and logged in again when renewal ends).
+    AppRole {
+        /// The auth mount.
+        mount: String,
+        /// The role id.
+        role_id: SecretSource,
+        /// The secret id.
+        secret_id: SecretSource,
+    },
+}
+
+impl AuthSettings {
+    /// A description without secrets, for status and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            AuthSettings::Token(source) => format!("token ({})", source.describe()),
+            AuthSettings::AppRole {
+                mount, secret_id, ..
+            } => format!(
+                "approle (mount {mount}, secret id {})",
+                secret_id.describe()
+            ),
+        }
+    }
+}
+
+/// Where a secret comes from.
+#[derive(Clone)]
+pub enum SecretSource {
+    /// Written in the config.
+    Inline(SecretString),
+    /// A file (trailing newline ignored).
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+}
+
+impl SecretSource {
+    /// Where the secret comes from, never the secret itself.
+    pub fn describe(&self) -> String {
+        match self {
+            SecretSource::Inline(_) => "inline in the config".into(),
+            SecretSource::File(path) => format!("file {}", path.display()),
+            SecretSource::Env(var) => format!("environment variable {var}"),
+        }
+    }
+}
+
+impl PartialEq for SecretSource {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (SecretSource::Inline(a), SecretSource::Inline(b)) => {
+                a.expose_secret() == b.expose_secret()
+            }
+            (SecretSource::File(a), SecretSource::File(b)) => a == b,
+            (SecretSource::Env(a), SecretSource::Env(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for SecretSource {}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// TLS settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Trust only the CAs of this bundle.
+    pub ca_cert_path: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+    /// Accept any certificate.
+    pub danger_skip_verify: bool,
+}
+
+/// Retries with exponential backoff and full jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub attempts: u32,
+    /// The first backoff ceiling.
+    pub initial_backoff: Duration,
+    /// The largest backoff ceiling.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What `[backend]` validates to, besides the settings.
+#[derive(Debug)]
+pub struct ValidatedVault {
+    /// The default key.
+    pub default_key_id: Option<KeyId>,
+    /// Whether to create it.
+    pub create_default_key: bool,
+    /// The rest.
+    pub settings: VaultSettings,
+}
+
+pub(super) fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+impl RawVaultConfig {
+    /// Validates the table.
+    pub fn validate(self) -> Result<ValidatedVault, ConfigError> {
+        let address = parse_address(&self.address, self.danger_allow_http.unwrap_or(false))?;
+        let namespace = self
+            .namespace
+            .map(|ns| vault_path("backend.namespace", &ns))
+            .transpose()?
+            .filter(|ns| !ns.is_empty());
+        let transit_mount = mount("backend.mount_path", self.mount_path, "transit")?;
+        let kv_mount = mount("backend.kv_mount", self.kv_mount, "secret")?;
+        let key_path_prefix = mount(
+            "backend.key_path_prefix",
+            self.key_path_prefix,
+            "rustfs/kms/keys",
+        )?;
+        let default_key_id = self
+            .default_key_id
+            .as_deref()
+            .map(|id| KeyId::parse(id).map_err(|e| invalid(format!("backend.default_key_id: {e}"))))
+            .transpose()?;
+        let tls = self.tls.unwrap_or_default();
+        let client_identity = match (tls.client_cert_path, tls.client_key_path) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "backend.tls: client_cert_path and client_key_path go together",
+                ));
+            }
+        };
+        let timeout =
+            Duration::from_secs(self.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT.as_secs()));
+        if timeout.is_zero() || timeout > Duration::from_secs(300) {
+            return Err(invalid("backend.timeout_seconds must be between 1 and 300"));
+        }
+        let defaults = RetryPolicy::default();
+        let retry = RetryPolicy {
+            attempts: self.retry_attempts.unwrap_or(defaults.attempts),
+            initial_backoff: self
+                .retry_initial_backoff_ms
+                .map_or(defaults.initial_backoff, Duration::from_millis),
+            max_backoff: self
+                .retry_max_backoff_ms
+                .map_or(defaults.max_backoff, Duration::from_millis),
+        };
+        if retry.attempts > 10
+            || retry.initial_backoff.is_zero()
+            || retry.max_backoff < retry.initial_backoff
+        {
+            return Err(invalid(
+                "backend.retry_attempts must be at most 10, and 0 < retry_initial_backoff_ms <= retry_max_backoff_ms",
+            ));
+        }
+        let cache_ttl = self
+            .cache_ttl_seconds
+            .map_or(DEFAULT_CACHE_TTL, Duration::from_secs);
+        if cache_ttl > Duration::from_secs(3600) {
+            return Err(invalid("backend.cache_ttl_seconds must be at most 3600"));
+        }
+        let max_cached_keys = self.max_cached_keys.unwrap_or(DEFAULT_MAX_CACHED_KEYS);
+        if max_cached_keys == 0 {
+            return Err(invalid("backend.max_cached_keys must be at least 1"));
+        }
+        Ok(ValidatedVault {
+            default_key_id,
+            create_default_key: self.create_default_key.unwrap_or(true),
+            settings: VaultSettings {
+                address,
+                namespace,
+                transit_mount,
+                kv_mount,
+                key_path_prefix,
+                auth: self.auth_method.validate()?,
+                tls: TlsSettings {
+                    ca_cert_path: tls.ca_cert_path,
+                    client_identity,
+                    danger_skip_verify: tls.danger_skip_tls_verify.unwrap_or(false),
+                },
+                timeout,
+                retry,
+                cache_ttl,
+                max_cached_keys,
+            },
+        })
+    }
+}
+
+impl RawAuthMethod {
+    fn validate(self) -> Result<AuthSettings, ConfigError> {
+        let token = one_source(
+            "backend.auth_method",
+            self.token,
+            self.token_file,
+            self.token_env,
+        )?;
+        match (token, self.approle) {
+            (Some(source), None) => Ok(AuthSettings::Token(source)),
+            (None, Some(approle)) => approle.validate(),
+            _ => Err(invalid(
+                "backend.auth_method needs exactly one of token, token_file, token_env, approle",
+            )),
+        }
+    }
+}
+
+impl RawAppRole {
+    fn validate(self) -> Result<AuthSettings, ConfigError> {
+        let role_id = match (self.role_id, self.role_id_file) {
+            (Some(id), None) if !id.is_empty() => SecretSource::Inline(SecretString::new(id)),
+            (None, Some(path)) => SecretSource::File(path),
+            _ => {
+                return Err(invalid(
+                    "backend.auth_method.approle needs exactly one of role_id, role_id_file",
+                ));
+            }
+        };
+        let secret_id = one_source(
+            "backend.auth_method.approle",
+            self.secret_id,
+            self.secret_id_file,
+            self.secret_id_env,
+        )?
+        .ok_or_else(|| {
+            invalid(
+                "backend.auth_method.approle needs exactly one of secret_id, secret_id_file, secret_id_env",
+            )
+        })?;
+        Ok(AuthSettings::AppRole {
+            mount: mount("backend.auth_method.approle.mount", self.mount, "approle")?,
+            role_id,
+            secret_id,
+        })
+    }
+}
+
+/// At most one of an inline secret, a file and a variable.
+fn one_source(
+    table: &str,
+    inline: Option<RawSecret>,
+    file: Option<PathBuf>,
+    env: Option<String>,
+) -> Result<Option<SecretSource>, ConfigError> {
+    match (inline, file, env) {
+        (None, None, None) => Ok(None),
+        (Some(RawSecret(s)), None, None) if !s.expose_secret().is_empty() => {
+            Ok(Some(SecretSource::Inline(s)))
+        }
+        (None, Some(path), None) => Ok(Some(SecretSource::File(path))),
+        (None, None, Some(var)) if !var.is_empty() => Ok(Some(SecretSource::Env(var))),
+        _ => Err(invalid(format!(
+            "{table}: give a secret exactly one way (inline, file or environment variable), and not empty"
+        ))),
+    }
+}
+
+/// Reads a secret from its source. Blocking file I/O: call from a blocking
+/// context or through [`read_secret`].
+fn read_secret_blocking(source: &SecretSource) -> Result<SecretString, String> {
+    let text = match source {
+        SecretSource::Inline(secret) => return Ok(secret.clone()),
+        SecretSource::File(path) => read_file(path)?,
+        SecretSource::Env(var) => std::env::var(var)
+            .map_err(|_| format!("environment variable {var} is not set or not UTF-8"))?,
+    };
+    let secret = SecretString::new(text);
+    let trimmed = secret.expose_secret().trim_end_matches(['\n', '\r']);
+    if trimmed.is_empty() {
+        return Err(format!("{} is empty", source.describe()));
+    }
+    Ok(SecretString::new(trimmed.to_owned()))
+}
+
+fn read_file(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Reads a secret from its source off the async runtime. The error names
+/// the source, never the secret.
+pub async fn read_secret(source: &SecretSource) -> Result<SecretString, String> {
+    match source {
+        SecretSource::Inline(secret) => Ok(secret.clone()),
+        other => {
+            let other = other.clone();
+            tokio::task::spawn_blocking(move || read_secret_blocking(&other))
+                .await
+                .map_err(|e| format!("secret reader task failed: {e}"))?
+        }
+    }
+}
+
+mod paths;
+#[cfg(test)]
+mod tests;

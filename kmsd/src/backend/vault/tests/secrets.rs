@@ -1,0 +1,135 @@
+//! Tokens, secret ids and data keys never reach a log line, an error, a
+//! `Debug` print or the status summary.
+
+use std::sync::Mutex;
+
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use serde_json::json;
+use tracing_subscriber::fmt::MakeWriter;
+
+use super::*;
+use crate::backend::vault::testing::documented_policy;
+
+/// Collects everything the subscriber writes.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+fn show(err: KmsError) -> String {
+    let text = format!("{err} {err:?}");
+    format!("{text} {:?}", tonic::Status::from(err))
+}
+
+// One thread: every task's events go to the subscriber set below.
+#[tokio::test(flavor = "current_thread")]
+async fn secrets_never_reach_logs_errors_debug_or_status() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let bao = OpenBao::dev().await;
+    bao.write_policy("kmsd", &documented_policy()).await;
+    let (role_id, secret_id) = bao.approle("kmsd", &["kmsd"], "1h", "4h").await;
+    let auth = format!(
+        "[backend.auth_method.approle]\nrole_id = \"{role_id}\"\nsecret_id = \"{secret_id}\"\n"
+    );
+    let daemon = start_daemon(&bao, &auth, "", &clock()).await;
+    let kms = &daemon.kms;
+    let context = ctx(&[("bucket", "b")]);
+    let generated = kms
+        .generate_data_key(&cx(), Operation::GenerateDataKey, None, &context)
+        .await
+        .unwrap();
+    let secret_small = kms
+        .encrypt(&cx(), None, b"small-secret-plaintext", &context)
+        .await
+        .unwrap();
+    kms.decrypt(&cx(), &secret_small.blob, &context, None)
+        .await
+        .unwrap();
+    // A revoked token: one re-login, with the secret id sent again.
+    bao.api("PUT", "sys/leases/revoke-prefix/auth/approle/login", None)
+        .await;
+    kms.decrypt(&cx(), &generated.sealed.blob, &context, None)
+        .await
+        .unwrap();
+    // Errors: a wrong context, a denied path, a dead given token.
+    let mut printed = Vec::new();
+    let err = kms
+        .decrypt(&cx(), &generated.sealed.blob, &ctx(&[]), None)
+        .await
+        .unwrap_err();
+    printed.push(show(err));
+    let token = bao.create_token(&["kmsd"], "1h").await;
+    let outside = try_backend(
+        &bao,
+        &token_auth(&token),
+        "key_path_prefix = \"elsewhere\"",
+        &clock(),
+    )
+    .await
+    .unwrap();
+    let err = outside.describe_key(&id("x")).await.unwrap_err();
+    printed.push(show(err));
+    bao.api("POST", "auth/token/revoke", Some(json!({ "token": token })))
+        .await;
+    let err = outside.describe_key(&id("x")).await.unwrap_err();
+    printed.push(show(err));
+    let err = try_backend(&bao, &token_auth(&token), "", &clock())
+        .await
+        .unwrap_err();
+    printed.push(format!("{err} {err:?}"));
+
+    // Debug prints and the status summary.
+    printed.push(format!(
+        "{kms:?} {outside:?} {:?}",
+        vault_of(&daemon).summary
+    ));
+    printed.push(format!("{:?}", config(&bao, &auth, "")));
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("authenticated to Vault"), "the capture works");
+    assert!(
+        logs.contains("obtaining a new one"),
+        "the re-login was logged"
+    );
+    let everything = format!("{logs}\n{}", printed.join("\n"));
+    let dek = B64.encode(generated.key.expose_secret());
+    for (what, secret) in [
+        ("secret id", secret_id.as_str()),
+        ("token", token.as_str()),
+        ("data key", dek.as_str()),
+        (
+            "data key (hex)",
+            &hex::encode(generated.key.expose_secret()),
+        ),
+        ("small secret", "small-secret-plaintext"),
+        (
+            "small secret (base64)",
+            &B64.encode(b"small-secret-plaintext"),
+        ),
+    ] {
+        assert!(!everything.contains(secret), "the {what} leaked");
+    }
+    daemon.shutdown().await.unwrap();
+}

@@ -1,0 +1,316 @@
+//! The Transit engine: master keys (`aes256-gcm96`, never exportable) and
+//! the wrap and unwrap of data keys and small secrets.
+//!
+//! Key management goes through vaultrs' endpoints. Encrypt and decrypt
+//! use kmsd's own bodies: vaultrs' keep the plaintext in plain `String`s
+//! with a derived `Debug`, where kmsd wants it in zeroizing memory.
+
+use std::collections::HashMap;
+
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use kms_client::SecretBytes;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use vaultrs::api::transit::{
+    KeyType,
+    requests::{
+        CreateKeyRequest, DeleteKeyRequest, ReadKeyRequest, RotateKeyRequest,
+        UpdateKeyConfigurationRequest,
+    },
+};
+use zeroize::Zeroizing;
+
+use super::{client::VaultClient, error::VaultError, transport::VaultRequest};
+use crate::{backend::VersionInfo, key_id::KeyId};
+
+/// The only key type kmsd creates or adopts.
+pub(crate) const KEY_TYPE: &str = "aes256-gcm96";
+
+/// What Transit says about a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TransitKey {
+    /// `aes256-gcm96` for keys kmsd may use.
+    pub(crate) key_type: String,
+    /// Per-context derived keys (kmsd does not use them).
+    pub(crate) derived: bool,
+    /// Whether the key material may be exported.
+    pub(crate) exportable: bool,
+    /// The newest version.
+    pub(crate) latest_version: u32,
+    /// The versions that can decrypt, oldest first.
+    pub(crate) versions: Vec<VersionInfo>,
+}
+
+impl TransitKey {
+    /// Why kmsd must not use this key, if it must not.
+    pub(crate) fn unsuitable(&self) -> Option<String> {
+        (self.key_type != KEY_TYPE || self.derived || self.exportable).then(|| {
+            format!(
+                "type {}, derived {}, exportable {}; kmsd only uses {KEY_TYPE} keys that are neither derived nor exportable",
+                self.key_type, self.derived, self.exportable
+            )
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct KeyData {
+    #[serde(rename = "type")]
+    key_type: String,
+    #[serde(default)]
+    derived: bool,
+    #[serde(default)]
+    exportable: bool,
+    latest_version: u32,
+    /// Version -> creation time (unix seconds) for symmetric keys.
+    keys: HashMap<String, serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct EncryptBody<'a> {
+    plaintext: &'a str,
+    associated_data: &'a str,
+    key_version: u32,
+}
+
+#[derive(Deserialize)]
+struct EncryptData {
+    ciphertext: String,
+}
+
+#[derive(Serialize)]
+struct DecryptBody<'a> {
+    ciphertext: &'a str,
+    associated_data: &'a str,
+}
+
+#[derive(Deserialize)]
+struct DecryptData {
+    plaintext: Zeroizing<String>,
+}
+
+#[derive(Deserialize)]
+struct KeysConfig {
+    #[serde(default)]
+    disable_upsert: bool,
+}
+
+/// Transit at one mount.
+#[derive(Debug, Clone)]
+pub(crate) struct Transit {
+    client: VaultClient,
+    mount: String,
+}
+
+impl Transit {
+    /// Transit mounted at `mount`.
+    pub(crate) fn new(client: VaultClient, mount: String) -> Self {
+        Self { client, mount }
+    }
+
+    /// Creates the key, or does nothing if it exists (so a create that
+    /// failed half-way can be retried).
+    pub(crate) async fn create(&self, key_id: &KeyId) -> Result<(), VaultError> {
+        let endpoint = CreateKeyRequest {
+            mount: self.mount.clone(),
+            name: key_id.to_string(),
+            key_type: Some(KeyType::Aes256Gcm96),
+            exportable: Some(false),
+            derived: Some(false),
+            allow_plaintext_backup: Some(false),
+            ..Default::default()
+        };
+        self.client.exec(&endpoint, true).await
+    }
+
+    /// The key's type and versions; `None` if there is no such key.
+    pub(crate) async fn read(&self, key_id: &KeyId) -> Result<Option<TransitKey>, VaultError> {
+        let endpoint = ReadKeyRequest {
+            mount: self.mount.clone(),
+            name: key_id.to_string(),
+        };
+        let data: KeyData = match self.client.data(&endpoint, true).await {
+            Ok(data) => data,
+            Err(VaultError::NotFound { routed: true, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut versions: Vec<VersionInfo> = data
+            .keys
+            .iter()
+            .filter_map(|(version, created)| {
+                let version = version.parse::<u32>().ok()?;
+                let created_at = created
+                    .as_i64()
+                    .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+                Some(VersionInfo {
+                    version,
+                    created_at,
+                })
+            })
+            .collect();
+        versions.sort_by_key(|v| v.version);
+        Ok(Some(TransitKey {
+            key_type: data.key_type,
+            derived: data.derived,
+            exportable: data.exportable,
+            latest_version: data.latest_version,
+            versions,
+        }))
+    }
+
+    /// Adds a version. Not repeated on a lost answer: that would add two.
+    pub(crate) async fn rotate(&self, key_id: &KeyId) -> Result<(), VaultError> {
+        let endpoint = RotateKeyRequest {
+            mount: self.mount.clone(),
+            name: key_id.to_string(),
+        };
+        self.client.exec(&endpoint, false).await
+    }
+
+    /// Deletes the key for good: Transit refuses unless `deletion_allowed`
+    /// was set first. A key that is already gone is not an error.
+    pub(crate) async fn destroy(&self, key_id: &KeyId) -> Result<(), VaultError> {
+        let allow = UpdateKeyConfigurationRequest {
+            mount: self.mount.clone(),
+            name: key_id.to_string(),
+            deletion_allowed: Some(true),
+            ..Default::default()
+        };
+        match self.client.exec(&allow, true).await {
+            Ok(()) => {}
+            Err(VaultError::NotFound { routed: true, .. }) => return Ok(()),
+            Err(VaultError::BadRequest { .. }) if self.read(key_id).await?.is_none() => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        let delete = DeleteKeyRequest {
+            mount: self.mount.clone(),
+            name: key_id.to_string(),
+        };
+        match self.client.exec(&delete, true).await {
+            Ok(()) | Err(VaultError::NotFound { routed: true, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Encrypts `plaintext` under version `version`, binding `aad`.
+    /// Returns Transit's `vault:v<N>:<base64>` ciphertext.
+    pub(crate) async fn encrypt(
+        &self,
+        key_id: &KeyId,
+        plaintext: &[u8],
+        aad: &[u8],
+        version: u32,
+    ) -> Result<String, VaultError> {
+        let plaintext = Zeroizing::new(B64.encode(plaintext));
+        let aad = B64.encode(aad);
+        let body = EncryptBody {
+            plaintext: &plaintext,
+            associated_data: &aad,
+            key_version: version,
+        };
+        let req = self.post(format!("{}/encrypt/{key_id}", self.mount), &body)?;
+        let body = self.client.call(&req).await?;
+        let data: EncryptData = super::client::data(&req.op(), &body)?;
+        Ok(data.ciphertext)
+    }
+
+    /// Decrypts a Transit ciphertext, checking `aad`.
+    pub(crate) async fn decrypt(
+        &self,
+        key_id: &KeyId,
+        ciphertext: &str,
+        aad: &[u8],
+    ) -> Result<SecretBytes, VaultError> {
+        let aad = B64.encode(aad);
+        let body = DecryptBody {
+            ciphertext,
+            associated_data: &aad,
+        };
+        let req = self.post(format!("{}/decrypt/{key_id}", self.mount), &body)?;
+        let body = self.client.call(&req).await?;
+        let data: DecryptData = super::client::data(&req.op(), &body)?;
+        let plaintext = B64
+            .decode(data.plaintext.as_bytes())
+            .map_err(|e| VaultError::Decode {
+                op: req.op(),
+                reason: format!("plaintext is not base64: {e}"),
+            })?;
+        Ok(SecretBytes::new(plaintext))
+    }
+
+    /// Whether `encrypt` refuses to create missing keys
+    /// (`<mount>/config/keys`, `disable_upsert`).
+    pub(crate) async fn upsert_disabled(&self) -> Result<bool, VaultError> {
+        let req = VaultRequest {
+            method: Method::GET,
+            path: format!("{}/config/keys", self.mount),
+            query: None,
+            body: None,
+            idempotent: true,
+        };
+        let body = self.client.call(&req).await?;
+        let config: KeysConfig = super::client::data(&req.op(), &body)?;
+        Ok(config.disable_upsert)
+    }
+
+    fn post(&self, path: String, body: &impl Serialize) -> Result<VaultRequest, VaultError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| VaultError::Decode {
+            op: format!("POST {path}"),
+            reason: e.to_string(),
+        })?;
+        Ok(VaultRequest {
+            method: Method::POST,
+            path,
+            query: None,
+            body: Some(Zeroizing::new(bytes)),
+            // Encrypt and decrypt change nothing in Vault.
+            idempotent: true,
+        })
+    }
+}
+
+/// The version of a Transit ciphertext `vault:v<N>:<base64>`, or `None` if
+/// it does not have that form. Leading zeros are refused: Transit would
+/// read `v01` as version 1, and a blob has exactly one spelling.
+pub(crate) fn ciphertext_version(ciphertext: &str) -> Option<u32> {
+    let rest = ciphertext.strip_prefix("vault:v")?;
+    let (digits, data) = rest.split_once(':')?;
+    if digits.is_empty()
+        || digits.starts_with('0')
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || data.is_empty()
+    {
+        return None;
+    }
+    digits.parse::<u32>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ciphertext_versions_have_one_spelling() {
+        assert_eq!(ciphertext_version("vault:v1:abcd"), Some(1));
+        assert_eq!(ciphertext_version("vault:v42:ab:cd"), Some(42));
+        for bad in [
+            "",
+            "vault:v1:",
+            "vault:v:ab",
+            "vault:v01:ab",
+            "vault:v0:ab",
+            "vault:x1:ab",
+            "Vault:v1:ab",
+            "vault:v1",
+            "vault:v-1:ab",
+            "vault:v+1:ab",
+            "vault:v99999999999:ab",
+        ] {
+            assert_eq!(ciphertext_version(bad), None, "{bad:?}");
+        }
+    }
+}

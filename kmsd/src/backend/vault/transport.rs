@@ -1,0 +1,330 @@
+//! The one HTTP client kmsd talks to Vault through: built once, shared by
+//! every request, keeping its connections alive (HTTP/2 over TLS when
+//! Vault offers it), with rustls on the ring provider.
+//!
+//! Why not `vaultrs::client::VaultClient`: it keeps the token in a plain
+//! `String` of a `Debug`-printable settings struct, fills unset settings
+//! from `VAULT_*` environment variables (including CA and client-key
+//! paths), needs `&mut` to change the token, logs every Vault error at
+//! ERROR level, and folds transport errors into a form that no longer
+//! tells "connection refused" from "timed out". kmsd needs each of those
+//! to behave otherwise, so it sends vaultrs' typed endpoints (paths, bodies,
+//! response types; see `client.rs`) through this transport instead.
+
+use std::time::Duration;
+
+use reqwest::{
+    Method, StatusCode, Url,
+    header::{HeaderMap, HeaderName, HeaderValue},
+};
+use zeroize::Zeroizing;
+
+use super::{error::VaultError, settings::VaultSettings};
+
+/// `X-Vault-Token`.
+pub(crate) const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-vault-token");
+const NAMESPACE_HEADER: HeaderName = HeaderName::from_static("x-vault-namespace");
+const REQUEST_HEADER: HeaderName = HeaderName::from_static("x-vault-request");
+
+/// One request to Vault.
+pub(crate) struct VaultRequest {
+    /// The method (`LIST` included).
+    pub(crate) method: Method,
+    /// Relative to `/v1/`, without a leading slash.
+    pub(crate) path: String,
+    /// The query string, if any.
+    pub(crate) query: Option<String>,
+    /// The JSON body. Zeroizing: for Transit it holds a plaintext.
+    pub(crate) body: Option<Zeroizing<Vec<u8>>>,
+    /// Whether sending it twice has the same effect as once.
+    pub(crate) idempotent: bool,
+}
+
+impl VaultRequest {
+    /// `METHOD path`, the name of the operation in errors and logs.
+    pub(crate) fn op(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+impl std::fmt::Debug for VaultRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The body may hold a plaintext or a secret id.
+        f.debug_struct("VaultRequest")
+            .field("op", &self.op())
+            .field("body_len", &self.body.as_ref().map(|b| b.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// A TLS file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A TLS file did not parse.
+    #[error("{what} {path} is not usable PEM: {reason}")]
+    Pem {
+        /// Which setting.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// The parser's reason.
+        reason: String,
+    },
+    /// reqwest refused the configuration.
+    #[error("cannot build the Vault HTTP client: {0}")]
+    Build(String),
+}
+
+/// The shared HTTP client and what every request carries.
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    /// The address with `v1/` appended.
+    base: Url,
+    address: String,
+    namespace: Option<HeaderValue>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// Builds the client. Reads the TLS files (off the runtime).
+    pub(crate) async fn build(settings: &VaultSettings) -> Result<Self, TransportError> {
+        // The build's one crypto provider. An error only says a provider is
+        // installed already, and ring is the only one compiled in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = &settings.tls;
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .user_agent(concat!("kmsd/", env!("CARGO_PKG_VERSION")))
+            // A redirect would send the token to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true)
+            .tcp_keepalive(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .connect_timeout(settings.timeout.min(Duration::from_secs(5)));
+        match &tls.ca_cert_path {
+            Some(path) => {
+                let pem = read(path).await?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    TransportError::Pem {
+                        what: "tls.ca_cert_path",
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                builder = builder.tls_certs_only(certs);
+            }
+            // Plain HTTP needs no trust store; building the platform's one
+            // can fail on hosts without CA certificates.
+            None if settings.address.scheme() == "http" => {
+                builder = builder.tls_certs_only(Vec::new());
+            }
+            None => {}
+        }
+        if let Some((cert, key)) = &tls.client_identity {
+            let mut pem = Zeroizing::new(read(cert).await?);
+            pem.push(b'\n');
+            pem.extend_from_slice(&Zeroizing::new(read(key).await?));
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| TransportError::Pem {
+                what: "tls.client_cert_path/client_key_path",
+                path: format!("{} + {}", cert.display(), key.display()),
+                reason: e.to_string(),
+            })?;
+            builder = builder.identity(identity);
+        }
+        if tls.danger_skip_verify {
+            tracing::warn!(
+                address = %settings.address,
+                "tls.danger_skip_tls_verify is set: Vault's certificate is NOT verified; anyone on the network path can read kmsd's token and every data key. Never use this in production."
+            );
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| TransportError::Build(root_cause(&e)))?;
+        let base = settings
+            .address
+            .join("v1/")
+            .map_err(|e| TransportError::Build(format!("address: {e}")))?;
+        let namespace = settings
+            .namespace
+            .as_deref()
+            .map(HeaderValue::from_str)
+            .transpose()
+            .map_err(|e| TransportError::Build(format!("namespace: {e}")))?;
+        Ok(Self {
+            http,
+            base,
+            address: settings.address.as_str().trim_end_matches('/').to_owned(),
+            namespace,
+        })
+    }
+
+    /// Sends one request, once. `token` is the `X-Vault-Token` value
+    /// (marked sensitive, so no HTTP log shows it).
+    pub(crate) async fn send(
+        &self,
+        req: &VaultRequest,
+        token: Option<&HeaderValue>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, VaultError> {
+        let mut url = self.base.join(&req.path).map_err(|e| VaultError::Decode {
+            op: req.op(),
+            reason: format!("bad path: {e}"),
+        })?;
+        url.set_query(req.query.as_deref());
+        let mut headers = HeaderMap::with_capacity(4);
+        headers.insert(REQUEST_HEADER, HeaderValue::from_static("true"));
+        if let Some(token) = token {
+            headers.insert(TOKEN_HEADER, token.clone());
+        }
+        if let Some(ns) = &self.namespace {
+            headers.insert(NAMESPACE_HEADER, ns.clone());
+        }
+        let mut builder = self
+            .http
+            .request(req.method.clone(), url)
+            .headers(headers)
+            .timeout(timeout);
+        if let Some(body) = &req.body {
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec());
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e, req, timeout))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e, req, timeout))?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        Err(status_error(status, &bytes, req.op()))
+    }
+
+    /// `GET sys/health`, unauthenticated: Ok when Vault serves requests
+    /// (active, or a standby that forwards them).
+    pub(crate) async fn health(&self, timeout: Duration) -> Result<(), VaultError> {
+        let req = VaultRequest {
+            method: Method::GET,
+            path: "sys/health".into(),
+            query: None,
+            body: None,
+            idempotent: true,
+        };
+        match self.send(&req, None, timeout).await {
+            Ok(_) => Ok(()),
+            // 429 standby, 472 DR secondary, 473 performance standby.
+            Err(VaultError::Status {
+                status: 429 | 472 | 473,
+                ..
+            }) => Ok(()),
+            Err(VaultError::Status {
+                status: 501, op, ..
+            }) => Err(VaultError::Status {
+                status: 501,
+                op,
+                message: "Vault is not initialized".into(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn transport_error(
+        &self,
+        e: &reqwest::Error,
+        req: &VaultRequest,
+        timeout: Duration,
+    ) -> VaultError {
+        if e.is_timeout() {
+            return VaultError::Timeout {
+                address: self.address.clone(),
+                op: req.op(),
+                after: timeout,
+            };
+        }
+        VaultError::Unreachable {
+            address: self.address.clone(),
+            reason: root_cause(e),
+            before_sending: e.is_connect(),
+        }
+    }
+}
+
+async fn read(path: &std::path::Path) -> Result<Vec<u8>, TransportError> {
+    tokio::fs::read(path)
+        .await
+        .map_err(|source| TransportError::Read {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// The innermost cause: "Connection refused (os error 111)" rather than
+/// "error sending request for url (...)".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<String>,
+}
+
+fn status_error(status: StatusCode, body: &[u8], op: String) -> VaultError {
+    let errors = serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| b.errors)
+        .unwrap_or_default();
+    let mut message = errors
+        .iter()
+        .map(|e| e.trim().replace("\n\t", " ").replace('\n', " "))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if message.len() > 300 {
+        let mut end = 300;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    match status.as_u16() {
+        400 => VaultError::BadRequest { op, message },
+        403 => VaultError::Denied { op },
+        // A missing object answers 404 with no error text; a path no
+        // engine is mounted at names the missing route.
+        404 => VaultError::NotFound {
+            op,
+            routed: errors.is_empty(),
+        },
+        503 => VaultError::Sealed { op },
+        status => VaultError::Status {
+            status,
+            op,
+            message,
+        },
+    }
+}
