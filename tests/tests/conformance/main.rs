@@ -8,12 +8,15 @@ mod data_plane;
 mod key_admin;
 
 use kms_client::KmsClient;
+use kmsd::backend::vault::testing::OpenBao;
 use kmsd_tests::{Kmsd, KmsdOptions};
 
 /// Which backend a run uses.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Backend {
     Local,
+    /// A real OpenBao dev server of the test's own.
+    Vault,
 }
 
 /// A kmsd on one backend and a client for it.
@@ -21,16 +24,30 @@ pub(crate) enum Backend {
 pub(crate) struct Fixture {
     pub(crate) kmsd: Kmsd,
     pub(crate) client: KmsClient,
+    /// Kept alive for the test's duration.
+    _openbao: Option<OpenBao>,
 }
 
 impl Fixture {
     pub(crate) async fn start(backend: Backend) -> Self {
-        let options = match backend {
-            Backend::Local => KmsdOptions::local(),
+        let (options, openbao) = match backend {
+            Backend::Local => (KmsdOptions::local(), None),
+            Backend::Vault => {
+                let openbao = OpenBao::dev().await;
+                let options = KmsdOptions {
+                    backend_toml: Some(openbao.backend_toml(&openbao.root_token(), "default")),
+                    ..KmsdOptions::local()
+                };
+                (options, Some(openbao))
+            }
         };
         let kmsd = Kmsd::start(options).await;
         let client = kmsd.client().await;
-        Self { kmsd, client }
+        Self {
+            kmsd,
+            client,
+            _openbao: openbao,
+        }
     }
 
     /// Restarts the kmsd process (same config and state).
@@ -74,6 +91,7 @@ macro_rules! tests_for {
 macro_rules! suite {
     ($($name:ident => $path:path),* $(,)?) => {
         tests_for!(local, crate::Backend::Local, $($name => $path),*);
+        tests_for!(vault, crate::Backend::Vault, $($name => $path),*);
     };
 }
 
