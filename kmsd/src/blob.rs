@@ -17,8 +17,8 @@
 //! context`: magic, format, backend and key id are bound explicitly. The key
 //! version is bound by key selection: each version is an independent key, so
 //! a blob whose version field was changed is opened under the wrong key and
-//! fails. (Keeping the version out of the explicit AAD is what lets Vault's
-//! `rewrap` move a blob to a new version without kmsd seeing the plaintext.)
+//! fails. The Vault backend also checks the header's version against
+//! Transit's own `vault:v<N>:` prefix.
 
 use crate::{context::EncryptionContext, crypto, error::KmsError, key_id::KeyId};
 

@@ -41,6 +41,10 @@ pub struct Breaker {
     settings: BreakerSettings,
     failures: AtomicU32,
     open: AtomicBool,
+    /// What the backend said last time it failed: callers refused by the
+    /// open breaker learn the cause (say, "Vault is sealed"), not only that
+    /// the breaker is open. Written only on failures.
+    last_failure: std::sync::Mutex<String>,
     metrics: Metrics,
 }
 
@@ -53,6 +57,7 @@ impl Breaker {
             settings,
             failures: AtomicU32::new(0),
             open: AtomicBool::new(false),
+            last_failure: std::sync::Mutex::new(String::new()),
             metrics,
         }
     }
@@ -60,10 +65,16 @@ impl Breaker {
     /// Fails fast while open.
     pub fn admit(&self) -> Result<(), KmsError> {
         if self.open.load(Ordering::Acquire) {
+            let cause = self
+                .last_failure
+                .lock()
+                .map(|c| c.clone())
+                .unwrap_or_default();
             return Err(KmsError::BackendUnavailable {
                 backend: self.backend,
-                detail: "circuit breaker open after repeated failures; retrying in the background"
-                    .into(),
+                detail: format!(
+                    "circuit breaker open after repeated failures (last: {cause}); retrying in the background"
+                ),
             });
         }
         Ok(())
@@ -78,7 +89,12 @@ impl Breaker {
     /// the breaker: the caller then starts [`Self::probe_until_closed`].
     pub fn record<T>(&self, result: &Result<T, KmsError>) -> bool {
         match result {
-            Err(KmsError::BackendUnavailable { .. }) if self.settings.failure_threshold > 0 => {
+            Err(KmsError::BackendUnavailable { detail, .. })
+                if self.settings.failure_threshold > 0 =>
+            {
+                if let Ok(mut last) = self.last_failure.lock() {
+                    last.clone_from(detail);
+                }
                 let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
                 if failures >= self.settings.failure_threshold
                     && !self.open.swap(true, Ordering::AcqRel)
@@ -152,7 +168,8 @@ mod tests {
         assert!(!breaker.record(&unavailable()));
         breaker.admit().unwrap();
         assert!(breaker.record(&unavailable()), "the third failure opens it");
-        assert!(breaker.admit().is_err());
+        let refused = breaker.admit().unwrap_err().to_string();
+        assert!(refused.contains("last: down"), "{refused}");
         assert!(!breaker.record(&unavailable()), "it opens once");
 
         let up = Arc::new(AtomicBool::new(false));

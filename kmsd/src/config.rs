@@ -592,6 +592,34 @@ impl BackendSettings {
 }
 
 impl BackendConfig {
+    /// Moves inline secrets (a Vault token or secret id given to the admin
+    /// API) into private files through `store`, so the configuration can be
+    /// persisted without them.
+    pub fn externalize_secrets<E>(
+        &mut self,
+        store: impl FnMut(&kms_client::SecretString) -> Result<PathBuf, E>,
+    ) -> Result<(), E> {
+        match self {
+            // The local backend takes its sealing secret by file or
+            // variable only.
+            BackendConfig::Local(_) => Ok(()),
+            BackendConfig::Vault(vault) => vault.externalize_secrets(store),
+        }
+    }
+
+    /// Every file the configuration reads a secret from.
+    pub fn secret_files(&self) -> Vec<PathBuf> {
+        match self {
+            BackendConfig::Local(local) => local
+                .sealing
+                .iter()
+                .flat_map(|s| s.passphrase_file.iter().chain(s.key_file.iter()))
+                .cloned()
+                .collect(),
+            BackendConfig::Vault(vault) => vault.secret_files(),
+        }
+    }
+
     /// Parses a backend configuration given as JSON (admin API bodies).
     ///
     /// serde's messages quote the offending value; a misplaced secret must

@@ -221,8 +221,19 @@ impl Lifecycle {
         }
     }
 
+    /// Moves inline secrets into private files when the configuration will
+    /// be persisted, so `runtime.json` never holds one.
+    fn externalize(&self, mut raw: BackendConfig) -> Result<BackendConfig, KmsError> {
+        if let Some(store) = &self.store {
+            raw.externalize_secrets(|secret| store.store_secret(secret))
+                .map_err(|e| KmsError::Internal(format!("storing a secret: {e}")))?;
+        }
+        Ok(raw)
+    }
+
     /// Validates and stores a configuration without starting it.
     pub async fn configure(&self, raw: BackendConfig) -> Result<(), KmsError> {
+        let raw = self.externalize(raw)?;
         let settings = BackendSettings::from_raw(raw.clone())
             .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
         let mut control = self.control.lock().await;
@@ -289,6 +300,7 @@ impl Lifecycle {
         raw: BackendConfig,
         discard_previous: bool,
     ) -> Result<(), KmsError> {
+        let raw = self.externalize(raw)?;
         let settings = BackendSettings::from_raw(raw.clone())
             .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
         let mut control = self.control.lock().await;
@@ -363,14 +375,22 @@ impl Lifecycle {
         let (Some(store), Some((raw, _))) = (&self.store, &control.config) else {
             return Ok(());
         };
+        let previous_backends: Vec<BackendConfig> =
+            control.previous.iter().map(|p| p.raw.clone()).collect();
         store
             .save(&PersistedRuntime {
                 format: 1,
                 state,
                 backend: raw.clone(),
-                previous_backends: control.previous.iter().map(|p| p.raw.clone()).collect(),
+                previous_backends: previous_backends.clone(),
             })
-            .map_err(|e| KmsError::Internal(format!("saving the runtime state: {e}")))
+            .map_err(|e| KmsError::Internal(format!("saving the runtime state: {e}")))?;
+        let referenced: Vec<_> = std::iter::once(raw)
+            .chain(&previous_backends)
+            .flat_map(BackendConfig::secret_files)
+            .collect();
+        store.prune_secrets(&referenced);
+        Ok(())
     }
 
     fn publish(&self, control: &Control, state: ServiceState, error: Option<String>) {

@@ -87,7 +87,7 @@ pub struct Metrics {
     cache_evictions: IntCounterVec,
     state: IntGaugeVec,
     keys: IntGaugeVec,
-    /// Seconds the Vault token has left (absent until known).
+    /// Seconds the Vault token has left; -1 when no credential expires.
     pub vault_token_ttl: IntGauge,
     /// Whether the last self-probe succeeded (1) or not (0).
     pub probe_success: IntGauge,
@@ -328,6 +328,7 @@ impl Metrics {
             registry,
         };
         metrics.set_state(ServiceState::NotConfigured);
+        metrics.vault_token_ttl.set(-1);
         metrics
     }
 

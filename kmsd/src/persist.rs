@@ -3,8 +3,10 @@
 //! the same backend.
 //!
 //! Secrets are never in this file: backend configurations reference them by
-//! file path or environment variable (an inline secret given to the admin
-//! API is first written to a 0600 file under `<state_dir>/secrets/`).
+//! file path or environment variable. An inline secret given to the admin
+//! API (the seed's `"auth_method": {"token": "…"}`) is first written to a
+//! 0600 file under `<state_dir>/secrets/` and referenced from there; files
+//! no configuration references any more are removed.
 
 use std::{
     io,
@@ -12,6 +14,8 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+
+use kms_client::SecretString;
 
 use crate::{config::BackendConfig, fsutil};
 
@@ -124,6 +128,46 @@ impl RuntimeStore {
             path: self.path(),
             source,
         })
+    }
+
+    fn secrets_dir(&self) -> PathBuf {
+        self.dir.join("secrets")
+    }
+
+    /// Writes a secret given inline to the admin API into a new private
+    /// file (`<state_dir>/secrets/`, mode 0600 in a 0700 directory) and
+    /// returns its path, which the persisted configuration references.
+    pub fn store_secret(&self, secret: &SecretString) -> Result<PathBuf, PersistError> {
+        let dir = self.secrets_dir();
+        let io = |source| PersistError::Io {
+            path: dir.clone(),
+            source,
+        };
+        fsutil::ensure_private_dir(&dir).map_err(io)?;
+        let name = format!(
+            "secret-{}",
+            hex::encode(
+                crate::crypto::random_array::<8>().map_err(|e| io(std::io::Error::other(e)))?
+            )
+        );
+        fsutil::write_atomic(&dir, &name, secret.expose_secret().as_bytes()).map_err(io)?;
+        Ok(dir.join(name))
+    }
+
+    /// Removes stored secrets no configuration references any more.
+    pub fn prune_secrets(&self, referenced: &[PathBuf]) {
+        let dir = self.secrets_dir();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !referenced.contains(&path)
+                && let Err(e) = fsutil::remove_durably(&dir, &path)
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an unused stored secret");
+            }
+        }
     }
 
     /// Forgets the persisted runtime.

@@ -194,6 +194,16 @@ async fn a_failed_reconfigure_leaves_the_old_backend_serving() {
         Code::InvalidArgument,
         "INVALID_CONFIG",
     );
+    // A Vault nobody listens on.
+    let unreachable = format!(
+        r#"{{"backend_type": "vault", "address": "http://127.0.0.1:{}", "auth_method": {{"token": "t"}}, "timeout_seconds": 2, "retry_attempts": 1}}"#,
+        kmsd_tests::free_port()
+    );
+    assert_error(
+        reconfigure(&client, &unreachable).await,
+        Code::FailedPrecondition,
+        "BACKEND_START_FAILED",
+    );
     let after = status(&client).await;
     assert_eq!(after.state(), proto::ServiceState::Running);
     assert!(after.backend.unwrap().settings["key_dir"].ends_with("keys-a"));
@@ -376,4 +386,141 @@ async fn swapping_backends_under_load_fails_no_request() {
         "too little load to prove anything: {total} requests"
     );
     assert_eq!(total, checked * 2);
+}
+
+fn vault_json(openbao: &kmsd::backend::vault::testing::OpenBao) -> String {
+    format!(
+        r#"{{"backend_type": "vault", "address": "{}", "auth_method": {{"token": "{}"}}, "mount_path": "transit", "kv_mount": "secret", "key_path_prefix": "rustfs/kms/keys", "default_key_id": "default"}}"#,
+        openbao.address(),
+        openbao.root_token()
+    )
+}
+
+/// The seed's Vault configure body carries the token inline; persisting it
+/// must not write the token into runtime.json, and a restart must still
+/// come back Running on Vault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_vault_token_is_persisted_only_in_a_private_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let openbao = kmsd::backend::vault::testing::OpenBao::dev().await;
+    let mut kmsd = Kmsd::start(not_configured()).await;
+    let client = kmsd.client().await;
+    configure(&client, &vault_json(&openbao)).await.unwrap();
+    start(&client).await.unwrap();
+    let blob = client.generate_data_key(None, &ctx(&[])).await.unwrap();
+
+    let state = kmsd.dir().join("state");
+    let runtime = std::fs::read_to_string(state.join("runtime.json")).unwrap();
+    assert!(
+        !runtime.contains(&openbao.root_token()),
+        "the token reached runtime.json"
+    );
+    let secrets: Vec<_> = std::fs::read_dir(state.join("secrets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(secrets.len(), 1);
+    assert!(runtime.contains(secrets[0].to_str().unwrap()), "{runtime}");
+    assert_eq!(
+        std::fs::read_to_string(&secrets[0]).unwrap(),
+        openbao.root_token()
+    );
+    assert_eq!(
+        std::fs::metadata(&secrets[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let reported = status(&client).await;
+    assert!(!format!("{reported:?}").contains(&openbao.root_token()));
+
+    kmsd.restart().await;
+    let client = kmsd.client().await;
+    let restored = status(&client).await;
+    assert_eq!(restored.state(), proto::ServiceState::Running);
+    assert_eq!(restored.backend.unwrap().backend_type, "vault");
+    let opened = client.decrypt(&blob.blob, &ctx(&[]), None).await.unwrap();
+    assert_eq!(opened.plaintext.expose_secret(), blob.key.expose_secret());
+
+    // Switching back to local leaves Vault as a previous backend, so its
+    // secret stays; discarding it removes the file.
+    rpc(client
+        .admin()
+        .reconfigure(proto::ReconfigureRequest {
+            backend_config_json: local_json(&kmsd, "keys-a"),
+            discard_previous: true,
+        })
+        .await)
+    .unwrap();
+    assert_eq!(std::fs::read_dir(state.join("secrets")).unwrap().count(), 0);
+}
+
+/// Local -> Vault -> local -> Vault -> local under a steady load of
+/// GenerateDataKey and Decrypt: not one request fails, and every blob
+/// opens at the end, whichever backend sealed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapping_between_local_and_vault_under_load_fails_no_request() {
+    let openbao = kmsd::backend::vault::testing::OpenBao::dev().await;
+    let kmsd = Kmsd::start(not_configured()).await;
+    let admin = kmsd.client().await;
+    configure(&admin, &local_json(&kmsd, "keys-a"))
+        .await
+        .unwrap();
+    start(&admin).await.unwrap();
+
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..8 {
+        let client = kmsd.client().await;
+        let stop_flag = Arc::clone(&stop_flag);
+        workers.push(tokio::spawn(async move {
+            let context = ctx(&[("worker", &worker.to_string())]);
+            let mut blobs = Vec::new();
+            while !stop_flag.load(Ordering::Relaxed) {
+                let generated = client
+                    .generate_data_key(None, &context)
+                    .await
+                    .unwrap_or_else(|e| panic!("GenerateDataKey failed during a swap: {e}"));
+                let opened = client
+                    .decrypt(&generated.blob, &context, None)
+                    .await
+                    .unwrap_or_else(|e| panic!("Decrypt failed during a swap: {e}"));
+                assert_eq!(
+                    opened.plaintext.expose_secret(),
+                    generated.key.expose_secret()
+                );
+                blobs.push(generated);
+            }
+            (context, blobs)
+        }));
+    }
+    let vault = vault_json(&openbao);
+    let local = local_json(&kmsd, "keys-a");
+    for target in [&vault, &local, &vault, &local] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        reconfigure(&admin, target).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_flag.store(true, Ordering::Relaxed);
+    let client = kmsd.client().await;
+    let (mut local_blobs, mut vault_blobs) = (0, 0);
+    for worker in workers {
+        let (context, blobs) = worker.await.unwrap();
+        for generated in blobs {
+            match generated.blob[3] {
+                0x01 => local_blobs += 1,
+                _ => vault_blobs += 1,
+            }
+            let opened = client
+                .decrypt(&generated.blob, &context, None)
+                .await
+                .unwrap();
+            assert_eq!(
+                opened.plaintext.expose_secret(),
+                generated.key.expose_secret()
+            );
+        }
+    }
+    assert!(
+        local_blobs > 50 && vault_blobs > 50,
+        "local {local_blobs}, vault {vault_blobs}"
+    );
 }

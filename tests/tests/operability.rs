@@ -138,3 +138,133 @@ async fn health_endpoints_follow_the_service_state() {
     // Nothing else is served on the metrics listener.
     assert_eq!(get("/rustfs/admin/v3/kms/status").await.status, 404);
 }
+
+/// OpenBao goes away under load: requests fail fast with UNAVAILABLE while
+/// the breaker is open, readiness flips to 503, and both recover within a
+/// second of OpenBao's return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_outage_fails_fast_and_recovers_within_a_second() {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicBool, AtomicU64, Ordering},
+        },
+        time::Instant,
+    };
+    let mut openbao = kmsd::backend::vault::testing::OpenBao::persistent().await;
+    let (mut options, port) = with_metrics();
+    options.backend_toml = Some(
+        openbao
+            .backend_toml(&openbao.root_token(), "default")
+            .replace(
+                "[backend.auth_method]",
+                "timeout_seconds = 2\nretry_attempts = 1\n[backend.auth_method]",
+            ),
+    );
+    options
+        .extra_toml
+        .push_str("[breaker]\nfailure_threshold = 3\nprobe_interval_ms = 100\n");
+    let kmsd = Kmsd::start(options).await;
+    let http = AdminClient::new(port, "", "");
+    let ready = || {
+        let http = http.clone();
+        async move {
+            http.send(http.unsigned("GET", "/health/ready", ""))
+                .await
+                .status
+                == 200
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ready().await {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A steady load through the outage.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let client = kmsd
+            .client_with(|c| c.retry = kms_client::RetryPolicy::NEVER)
+            .await;
+        let (stop, failures) = (Arc::clone(&stop), Arc::clone(&failures));
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Err(e) = client.generate_data_key(None, &ctx(&[])).await {
+                    assert_eq!(e.code(), Some(tonic::Code::Unavailable), "{e}");
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    openbao.stop();
+
+    // The breaker opens: calls fail fast, and readiness says so.
+    let probe = kmsd
+        .client_with(|c| c.retry = kms_client::RetryPolicy::NEVER)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let started = Instant::now();
+        let result = probe.generate_data_key(None, &ctx(&[])).await;
+        if result
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("circuit breaker open"))
+        {
+            assert!(
+                started.elapsed() < Duration::from_millis(100),
+                "an open breaker must fail fast: {:?}",
+                started.elapsed()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the breaker never opened: {result:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !ready().await,
+        "readiness must flip while the backend is down"
+    );
+    assert!(
+        scrape(port)
+            .await
+            .contains("kmsd_circuit_breaker_open{backend=\"vault\"} 1")
+    );
+
+    // OpenBao returns (a persistent server comes back sealed).
+    openbao.restart().await;
+    openbao.unseal().await;
+    let back = Instant::now();
+    loop {
+        if probe.generate_data_key(None, &ctx(&[])).await.is_ok() {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(1),
+            "not serving a second after the backend returned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let recovered = back.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready().await {
+        assert!(Instant::now() < deadline, "readiness never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert!(
+        failures.load(Ordering::Relaxed) > 0,
+        "the outage was not noticed"
+    );
+    eprintln!("serving again {recovered:?} after OpenBao's return");
+}

@@ -271,6 +271,25 @@ macro_rules! dispatch {
     };
 }
 
+impl Backend {
+    /// Drops the backend's own caches (key metadata); returns how many
+    /// entries there were. The local backend holds its keys, not a cache.
+    pub fn clear_cache(&self) -> usize {
+        match self {
+            Backend::Local(_) => 0,
+            Backend::Vault(vault) => vault.clear_cache(),
+        }
+    }
+
+    /// How long the backend's credentials have left, where they expire.
+    pub fn credential_ttl(&self) -> Option<std::time::Duration> {
+        match self {
+            Backend::Local(_) => None,
+            Backend::Vault(vault) => vault.token_ttl(),
+        }
+    }
+}
+
 impl KeyBackend for Backend {
     fn kind(&self) -> BackendKind {
         dispatch!(self, b => b.kind())

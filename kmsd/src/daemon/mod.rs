@@ -13,7 +13,9 @@ use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 pub use self::build::{BuildEnv, BuildError, build_backend, ensure_default_key};
 use self::{
     listen::{bind_unix, server, tcp_incoming, tls_incoming, unix_incoming, wait_for_shutdown},
-    tasks::{deletion_sweeper, key_counts, readiness_loop, reload_on_change, watchdog},
+    tasks::{
+        credential_gauges, deletion_sweeper, key_counts, readiness_loop, reload_on_change, watchdog,
+    },
 };
 use crate::{
     audit::AuditLog,
@@ -325,6 +327,7 @@ pub async fn start_with(
         shutdown_rx.clone(),
     ));
     tokio::spawn(watchdog(shutdown_rx.clone()));
+    tokio::spawn(credential_gauges(kms.clone(), shutdown_rx.clone()));
     tokio::spawn(deletion_sweeper(
         kms.clone(),
         config.deletion_sweep_interval,

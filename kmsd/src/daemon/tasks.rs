@@ -80,6 +80,27 @@ pub(crate) async fn key_counts(kms: Kms, every: Duration, stop: watch::Receiver<
     }
 }
 
+/// Keeps the credential gauges current (the Vault token's time to live),
+/// often enough for an alert to fire before the token expires.
+pub(crate) async fn credential_gauges(kms: Kms, stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = wait_for_shutdown(stop.clone()) => return,
+        }
+        let ttl = kms
+            .lifecycle()
+            .active()
+            .ok()
+            .and_then(|active| active.backend.credential_ttl());
+        // -1: no credential that expires (the local backend, a root or
+        // periodic token), so "expiring soon" alerts can exclude it.
+        let seconds = ttl.map_or(-1, |ttl| i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        kms.metrics().vault_token_ttl.set(seconds);
+    }
+}
+
 /// Pets systemd's watchdog while the runtime is alive, when the unit asks
 /// for it (`WatchdogSec=`).
 pub(crate) async fn watchdog(stop: watch::Receiver<bool>) {

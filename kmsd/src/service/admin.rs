@@ -89,10 +89,17 @@ impl Kms {
         .await
     }
 
-    /// Admin: drop every cached data key; returns how many there were.
+    /// Admin: drop every cached data key and the backend's metadata cache;
+    /// returns how many entries there were.
     pub async fn clear_cache(&self, cx: &RequestContext) -> Result<u64, KmsError> {
         self.admin_op(cx, Operation::ClearCache, async || {
-            Ok(self.inner.cache.clear())
+            let backend = self
+                .inner
+                .lifecycle
+                .active()
+                .map(|active| active.backend.clear_cache())
+                .unwrap_or(0);
+            Ok(self.inner.cache.clear() + u64::try_from(backend).unwrap_or(u64::MAX))
         })
         .await
     }

@@ -112,6 +112,14 @@ impl MetadataCache {
             .remove(key_id);
     }
 
+    /// Forgets everything; returns how many entries there were.
+    pub(crate) fn clear(&self) -> usize {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = entries.len();
+        entries.clear();
+        count
+    }
+
     /// How many entries are held (expired ones included).
     pub(crate) fn len(&self) -> usize {
         self.entries

@@ -173,6 +173,12 @@ impl VaultBackend {
         self._renewal.0.abort();
     }
 
+    /// Drops the key-metadata cache (the admin API's ClearCache); returns
+    /// how many entries there were.
+    pub fn clear_cache(&self) -> usize {
+        self.cache.clear()
+    }
+
     /// How long the current token has left; `None` if it does not expire.
     pub fn token_ttl(&self) -> Option<Duration> {
         self.auth_stats().token_ttl

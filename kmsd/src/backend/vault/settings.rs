@@ -149,6 +149,37 @@ pub struct RawTls {
     pub danger_skip_tls_verify: Option<bool>,
 }
 
+impl RawVaultConfig {
+    /// Moves every inline secret out of the configuration through `store`
+    /// (which writes it to a private file and returns the path), leaving a
+    /// `*_file` reference in its place.
+    pub fn externalize_secrets<E>(
+        &mut self,
+        mut store: impl FnMut(&SecretString) -> Result<PathBuf, E>,
+    ) -> Result<(), E> {
+        let auth = &mut self.auth_method;
+        if let Some(RawSecret(token)) = auth.token.take() {
+            auth.token_file = Some(store(&token)?);
+        }
+        if let Some(approle) = &mut auth.approle
+            && let Some(RawSecret(secret_id)) = approle.secret_id.take()
+        {
+            approle.secret_id_file = Some(store(&secret_id)?);
+        }
+        Ok(())
+    }
+
+    /// Every file the configuration reads a secret from.
+    pub fn secret_files(&self) -> Vec<PathBuf> {
+        let auth = &self.auth_method;
+        auth.token_file
+            .iter()
+            .chain(auth.approle.iter().flat_map(|a| a.secret_id_file.iter()))
+            .cloned()
+            .collect()
+    }
+}
+
 /// A secret written inline in the config; redacted from `Debug`.
 #[derive(Clone)]
 pub struct RawSecret(pub SecretString);
