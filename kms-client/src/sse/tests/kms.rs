@@ -7,7 +7,7 @@ fn kms_error(code: tonic::Code, reason: &str) -> SseError {
 }
 
 #[test]
-fn k1_to_k6_kmsd_errors() {
+fn k1_to_k7_kmsd_errors() {
     use tonic::Code;
     for (error, code, status) in [
         (
