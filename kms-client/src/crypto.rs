@@ -4,7 +4,8 @@
 //! types below, so the backend can be swapped by a cargo feature: `ring` by
 //! default, `aws-lc-rs` with the `aws-lc` feature (same API, about twice as
 //! fast at AES-GCM on VAES/AVX-512 machines). Nothing outside this file
-//! names either crate.
+//! names either crate. MD5, which S3's SSE-C protocol requires and neither
+//! backend offers, comes from RustCrypto's `md-5`, also only here.
 
 use std::fmt;
 
@@ -70,6 +71,14 @@ pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; KEY_LEN] {
     let mut out = [0u8; KEY_LEN];
     out.copy_from_slice(context.sign().as_ref());
     out
+}
+
+/// MD5, only because S3 makes clients send the MD5 of an SSE-C key (to catch
+/// transmission errors, not as a security check). Never use it for anything
+/// else: nothing here stores or trusts an MD5.
+pub(crate) fn md5(data: &[u8]) -> [u8; 16] {
+    use md5::Digest as _;
+    md5::Md5::digest(data).into()
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
@@ -187,6 +196,12 @@ mod tests {
             key.open_in_place([1; NONCE_LEN], b"aad", &mut buf),
             Err(Unauthentic)
         );
+    }
+
+    // RFC 1321, appendix A.5.
+    #[test]
+    fn md5_matches_rfc1321() {
+        assert_eq!(hex::encode(md5(b"abc")), "900150983cd24fb0d6963f7d28e17f72");
     }
 
     #[test]

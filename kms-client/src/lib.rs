@@ -16,6 +16,9 @@
 //! - [`metadata`]: what the storage server persists next to each object (the
 //!   sealed data key and the authenticated layout), so that re-wrapping a
 //!   data key never rewrites the payload.
+//! - [`sse`]: S3 server-side encryption (SSE-S3, SSE-KMS, SSE-C) from the
+//!   request headers to the data key, the stored metadata and the response
+//!   headers, with [`bucket_key`]s so many objects share one kmsd call.
 //!
 //! **Threat model.** Whoever can read or modify stored objects and their
 //! metadata, but not kmsd's master keys, learns nothing of the plaintext
@@ -72,6 +75,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bucket_key;
 mod client;
 #[cfg(test)]
 mod client_tests;
@@ -81,6 +85,7 @@ mod error;
 pub mod metadata;
 mod retry;
 pub mod secret;
+pub mod sse;
 pub mod stream;
 mod tls;
 

@@ -12,10 +12,13 @@ use base64::Engine as _;
 use crate::stream::{ChunkSize, LAYOUT_TAG_LEN, Layout, PartId, PartInfo, PartNumber, StreamError};
 
 /// The metadata keys, all lower case and prefixed `x-kms-`. Readers match
-/// them case-insensitively and ignore keys without the prefix.
+/// them case-insensitively and ignore keys without the prefix, and keys
+/// with the [`SSE_PREFIX`](keys::SSE_PREFIX), which [`crate::sse`] reads.
 pub mod keys {
     /// The prefix of every key below.
     pub const PREFIX: &str = "x-kms-";
+    /// The prefix of the S3 SSE keys ([`crate::sse::keys`]), skipped here.
+    pub const SSE_PREFIX: &str = "x-kms-sse-";
     /// The sealed data key exactly as kmsd returned it, base64 (standard
     /// alphabet, padded).
     pub const SEALED_KEY: &str = "x-kms-sealed-key";
@@ -182,7 +185,7 @@ fn collect<K: AsRef<str>, V: AsRef<str>>(
     let mut values: [Option<String>; 6] = Default::default();
     for (key, value) in entries {
         let key = key.as_ref().to_ascii_lowercase();
-        if !key.starts_with(keys::PREFIX) {
+        if !key.starts_with(keys::PREFIX) || key.starts_with(keys::SSE_PREFIX) {
             continue;
         }
         let slot = KNOWN
