@@ -1376,7 +1376,7 @@ fn every_sample_config_passes_check_config() {
         configs += 1;
     }
     assert!(
-        configs >= 2 && policies >= 2,
+        configs >= 3 && policies >= 2,
         "{configs} configs, {policies} policies in {samples:?}"
     );
 }
