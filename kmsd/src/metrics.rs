@@ -262,7 +262,7 @@ impl Metrics {
                     IntGauge,
                     Opts::new(
                         "kmsd_vault_token_ttl_seconds",
-                        "Seconds the Vault token has left before it expires."
+                        "Seconds the Vault token has left before it expires; -1 when kmsd holds no expiring credential."
                     )
                 ),
             ),
@@ -440,5 +440,27 @@ mod tests {
         assert!(text.contains(r#"kmsd_request_duration_seconds_count{operation="Decrypt"} 2"#));
         assert!(text.contains(r#"kmsd_service_state{state="NotConfigured"} 1"#));
         assert!(text.contains("kmsd_build_info{version="));
+    }
+
+    /// An undocumented metric does not exist for an operator.
+    #[test]
+    fn every_metric_is_documented() {
+        let docs = include_str!("../../docs/metrics.md");
+        let source = include_str!("metrics.rs");
+        let names: Vec<&str> = source
+            .split('"')
+            .filter(|s| {
+                s.len() > 5
+                    && s.starts_with("kmsd_")
+                    && s.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            })
+            .collect();
+        assert!(names.len() >= 18, "{names:?}");
+        for name in names {
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "{name} is missing from docs/metrics.md"
+            );
+        }
     }
 }
