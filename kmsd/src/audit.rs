@@ -52,6 +52,13 @@ pub struct AuditEvent<'a> {
     /// For ReEncrypt: the key sealed under.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination_key_id: Option<&'a str>,
+    /// The Vault intermediate key that sealed or opened the data key
+    /// (docs/vault.md, "Intermediate keys").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intermediate_key: Option<&'a str>,
+    /// For ReEncrypt: the intermediate key sealed under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_intermediate_key: Option<&'a str>,
     /// Hex SHA-256 of the canonical encryption context.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context_sha256: Option<String>,
@@ -191,6 +198,8 @@ mod tests {
                 key_id: Some(key),
                 key_version: Some(1),
                 destination_key_id: None,
+                intermediate_key: None,
+                destination_intermediate_key: None,
                 context_sha256: Some("00".into()),
                 context: None,
                 outcome: "ok",

@@ -10,7 +10,9 @@
 //! 5+n     4    key version, u32 big-endian, >= 1
 //! 9+n     ..   backend payload
 //!              local: seed (32) || AES-256-GCM ciphertext || tag (16)
-//!              vault: the Transit ciphertext, "vault:v<N>:<base64>"
+//!              vault: the Transit ciphertext, "vault:v<N>:<base64>", or,
+//!                     under an intermediate key, see
+//!                     [`VaultIntermediatePayload`]
 //! ```
 //!
 //! The authenticated data of every blob is `bytes 0 .. 5+n || canonical
@@ -181,6 +183,88 @@ impl<'a> LocalPayload<'a> {
             .map_err(|_| KmsError::MalformedBlob("truncated payload"))?;
         Ok(Self { seed, sealed })
     }
+}
+
+/// First byte of a Vault payload sealed under an intermediate key (Transit
+/// ciphertexts start with "vault:").
+const VAULT_INTERMEDIATE_MARKER: u8 = 0x01;
+
+/// A Vault payload sealed under an intermediate key:
+/// `0x01 || u16 BE length || Transit ciphertext of the intermediate key ||
+/// seed (32) || AES-256-GCM ciphertext || tag (16)`.
+#[derive(Debug)]
+pub struct VaultIntermediatePayload<'a> {
+    /// Transit's `vault:v<N>:…` ciphertext of the intermediate key.
+    pub wrapped: &'a str,
+    /// The per-message seed.
+    pub seed: &'a [u8; crypto::SEED_LEN],
+    /// Ciphertext and tag.
+    pub sealed: &'a [u8],
+}
+
+impl<'a> VaultIntermediatePayload<'a> {
+    /// Appends everything up to the ciphertext.
+    pub fn encode_prefix(
+        wrapped: &[u8],
+        seed: &[u8; crypto::SEED_LEN],
+        out: &mut Vec<u8>,
+    ) -> Result<(), KmsError> {
+        let len = u16::try_from(wrapped.len()).map_err(|_| {
+            KmsError::Internal("an intermediate key's ciphertext is too long".into())
+        })?;
+        out.push(VAULT_INTERMEDIATE_MARKER);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(wrapped);
+        out.extend_from_slice(seed);
+        Ok(())
+    }
+
+    /// Splits a Vault payload; `None` when it is a plain Transit ciphertext.
+    pub fn parse(payload: &'a [u8]) -> Result<Option<Self>, KmsError> {
+        let Some((&VAULT_INTERMEDIATE_MARKER, rest)) = payload.split_first() else {
+            return Ok(None);
+        };
+        let malformed = || KmsError::MalformedBlob("truncated intermediate-key payload");
+        let (len, rest) = rest.split_first_chunk::<2>().ok_or_else(malformed)?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        if rest.len() < len + crypto::SEED_LEN + crypto::TAG_LEN {
+            return Err(malformed());
+        }
+        let (wrapped, rest) = rest.split_at(len);
+        let wrapped = std::str::from_utf8(wrapped)
+            .map_err(|_| KmsError::MalformedBlob("intermediate key ciphertext is not text"))?;
+        let (seed, sealed) = rest
+            .split_first_chunk::<{ crypto::SEED_LEN }>()
+            .ok_or_else(malformed)?;
+        Ok(Some(Self {
+            wrapped,
+            seed,
+            sealed,
+        }))
+    }
+}
+
+/// The audit id of the intermediate key a Vault blob was sealed under, if
+/// any: the first 16 hex digits of the SHA-256 of its Transit ciphertext
+/// (which the blob carries in the clear).
+pub fn intermediate_key_id(blob: &ParsedBlob<'_>) -> Option<String> {
+    if blob.header.backend != BackendKind::Vault {
+        return None;
+    }
+    VaultIntermediatePayload::parse(blob.payload)
+        .ok()
+        .flatten()
+        .map(|p| intermediate_id(p.wrapped.as_bytes()))
+}
+
+/// [`intermediate_key_id`] of a blob kmsd just sealed.
+pub fn sealed_intermediate_key_id(blob: &[u8]) -> Option<String> {
+    parse(blob).ok().and_then(|p| intermediate_key_id(&p))
+}
+
+/// See [`intermediate_key_id`].
+pub fn intermediate_id(wrapped: &[u8]) -> String {
+    hex::encode(&crypto::sha256(wrapped)[..8])
 }
 
 #[cfg(test)]

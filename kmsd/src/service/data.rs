@@ -54,6 +54,7 @@ impl Kms {
                 )
                 .await?;
             audit.key_version = Some(generated.sealed.key_version);
+            audit.intermediate_key = blob::sealed_intermediate_key_id(&generated.sealed.blob);
             Ok(generated)
         }
         .await;
@@ -94,6 +95,7 @@ impl Kms {
                 )
                 .await?;
             audit.key_version = Some(sealed.key_version);
+            audit.intermediate_key = blob::sealed_intermediate_key_id(&sealed.blob);
             Ok(sealed)
         }
         .await;
@@ -173,6 +175,7 @@ impl Kms {
                         .encrypt(&destination, opened.plaintext.expose_secret(), context),
                 )
                 .await?;
+            audit.destination_intermediate_key = blob::sealed_intermediate_key_id(&sealed.blob);
             Ok(ReEncrypted {
                 source_key_id: opened.key_id,
                 source_key_version: opened.key_version,
@@ -197,6 +200,7 @@ impl Kms {
         let parsed = blob::parse(blob)?;
         audit.key_id = Some(parsed.header.key_id.clone());
         audit.key_version = Some(parsed.header.key_version);
+        audit.intermediate_key = blob::intermediate_key_id(&parsed);
         if let Some(expected) = expected_key_id
             && *expected != parsed.header.key_id
         {

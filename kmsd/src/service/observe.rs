@@ -24,6 +24,8 @@ pub(super) struct Audit<'a> {
     pub(super) key_id: Option<KeyId>,
     pub(super) key_version: Option<u32>,
     pub(super) destination_key_id: Option<KeyId>,
+    pub(super) intermediate_key: Option<String>,
+    pub(super) destination_intermediate_key: Option<String>,
     pub(super) context: Option<&'a EncryptionContext>,
     pub(super) offline: bool,
 }
@@ -105,6 +107,8 @@ impl Kms {
             key_id: audit.key_id.as_ref().map(KeyId::as_str),
             key_version: audit.key_version,
             destination_key_id: audit.destination_key_id.as_ref().map(KeyId::as_str),
+            intermediate_key: audit.intermediate_key.as_deref(),
+            destination_intermediate_key: audit.destination_intermediate_key.as_deref(),
             context_sha256: audit.context.map(EncryptionContext::digest_hex),
             context: audit
                 .context

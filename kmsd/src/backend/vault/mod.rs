@@ -23,6 +23,7 @@ mod auth;
 mod cache;
 mod client;
 mod error;
+mod intermediate;
 mod kv;
 mod metadata;
 pub mod settings;
@@ -44,6 +45,7 @@ use self::{
     auth::Auth,
     cache::MetadataCache,
     client::{Sender, VaultClient},
+    intermediate::Intermediates,
     kv::{KeyRecord, RECORD_FORMAT, Records, Written},
     metadata::{compose, has_version, unreadable},
     transit::Transit,
@@ -57,7 +59,7 @@ pub use self::{
 };
 use super::{GeneratedKey, KeyBackend, KeyMetadata, KeyState, NewKey, Opened, Sealed, StateChange};
 use crate::{
-    blob::{self, BackendKind, BlobHeader, ParsedBlob},
+    blob::{self, BackendKind, BlobHeader, ParsedBlob, VaultIntermediatePayload},
     clock::Clock,
     context::EncryptionContext,
     crypto,
@@ -99,6 +101,8 @@ pub struct VaultBackend {
     transit: Transit,
     records: Records,
     cache: MetadataCache,
+    /// Intermediate-key caching, when on.
+    intermediates: Option<Box<Intermediates>>,
     clock: Arc<dyn Clock>,
     summary: Vec<(&'static str, String)>,
     // Held for its Drop, which stops the renewal task.
@@ -150,6 +154,9 @@ impl VaultBackend {
             ),
             summary: summary(&settings),
             cache: MetadataCache::new(settings.cache_ttl, settings.max_cached_keys),
+            intermediates: settings
+                .intermediate_key
+                .map(|s| Box::new(Intermediates::new(s))),
             client,
             transit,
             clock,
@@ -176,6 +183,9 @@ impl VaultBackend {
     /// Drops the key-metadata cache (the admin API's ClearCache); returns
     /// how many entries there were.
     pub fn clear_cache(&self) -> usize {
+        if let Some(intermediates) = &self.intermediates {
+            intermediates.forget(None);
+        }
         self.cache.clear()
     }
 
@@ -197,27 +207,32 @@ impl VaultBackend {
             key_id: key_id.clone(),
             key_version,
         };
-        let mut out = header.encode(40 + plaintext.len().div_ceil(3) * 4);
-        let aad = blob::aad(&out, context);
-        let ciphertext = match self
-            .transit
-            .encrypt(key_id, plaintext, &aad, key_version)
-            .await
-        {
-            Ok(ciphertext) => ciphertext,
-            Err(VaultError::BadRequest { op, message }) => {
-                // The key (or version) is gone since it was cached.
-                self.reload(key_id).await?;
-                return Err(KmsError::Internal(format!("Vault refused {op}: {message}")));
+        let out = match &self.intermediates {
+            Some(intermediates) => {
+                let intermediate = intermediates
+                    .for_wrap(&self.transit, key_id, key_version)
+                    .await;
+                let intermediate = self.refused_seal(key_id, intermediate).await?;
+                let out = header.encode(200 + plaintext.len());
+                intermediate.seal_after(out, plaintext, context)?
             }
-            Err(e) => return Err(e.into()),
+            None => {
+                let mut out = header.encode(40 + plaintext.len().div_ceil(3) * 4);
+                let aad = blob::aad(&out, context);
+                let ciphertext = self
+                    .transit
+                    .encrypt(key_id, plaintext, &aad, key_version)
+                    .await;
+                let ciphertext = self.refused_seal(key_id, ciphertext).await?;
+                if transit::ciphertext_version(&ciphertext) != Some(key_version) {
+                    return Err(KmsError::Internal(format!(
+                        "Transit sealed under another version than the requested {key_version} of {key_id}"
+                    )));
+                }
+                out.extend_from_slice(ciphertext.as_bytes());
+                out
+            }
         };
-        if transit::ciphertext_version(&ciphertext) != Some(key_version) {
-            return Err(KmsError::Internal(format!(
-                "Transit sealed under another version than the requested {key_version} of {key_id}"
-            )));
-        }
-        out.extend_from_slice(ciphertext.as_bytes());
         if out.len() > blob::MAX_BLOB_LEN {
             return Err(KmsError::Internal(
                 "the sealed blob outgrew the format's limit".into(),
@@ -227,6 +242,97 @@ impl VaultBackend {
             blob: out,
             key_id: key_id.clone(),
             key_version,
+        })
+    }
+}
+
+impl VaultBackend {
+    /// Maps Transit's refusal to seal: the key (or version) is gone since
+    /// it was cached, so the cache is refreshed for the next request.
+    async fn refused_seal<T>(
+        &self,
+        key_id: &KeyId,
+        result: Result<T, VaultError>,
+    ) -> Result<T, KmsError> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(VaultError::BadRequest { op, message }) => {
+                self.reload(key_id).await?;
+                Err(KmsError::Internal(format!("Vault refused {op}: {message}")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Transit answers 400 when a ciphertext does not authenticate (another
+    /// context, changed bytes), when the version does not exist, and when
+    /// the key was destroyed since it was cached: tell them apart.
+    async fn refused_open(&self, key_id: &KeyId, version: u32) -> KmsError {
+        let current = match self.lookup(key_id, REVALIDATE_AFTER).await {
+            Ok(current) => current,
+            Err(e) => return e,
+        };
+        if let Err(e) = current.meta.check_usable() {
+            return e;
+        }
+        if has_version(&current.meta, version) {
+            KmsError::InvalidCiphertext
+        } else {
+            KmsError::KeyVersionNotFound {
+                key_id: key_id.clone(),
+                version,
+            }
+        }
+    }
+
+    /// Decrypts a blob sealed under an intermediate key.
+    async fn open_intermediate(
+        &self,
+        blob: &ParsedBlob<'_>,
+        payload: &VaultIntermediatePayload<'_>,
+        context: &EncryptionContext,
+    ) -> Result<Opened, KmsError> {
+        let header = &blob.header;
+        let key_id = &header.key_id;
+        if transit::ciphertext_version(payload.wrapped) != Some(header.key_version) {
+            return Err(KmsError::InvalidCiphertext);
+        }
+        self.usable(key_id).await?;
+        let cached = self
+            .intermediates
+            .as_ref()
+            .and_then(|i| i.cached(key_id, payload.wrapped.as_bytes()));
+        let intermediate = match cached {
+            Some(intermediate) => intermediate,
+            None => {
+                let ttl = self
+                    .intermediates
+                    .as_ref()
+                    .map_or(Duration::ZERO, |i| i.ttl());
+                match intermediate::unwrap(
+                    &self.transit,
+                    key_id,
+                    header.key_version,
+                    payload.wrapped,
+                    ttl,
+                )
+                .await
+                {
+                    Ok(opened) => match &self.intermediates {
+                        Some(intermediates) => intermediates.remember(opened),
+                        None => Arc::new(opened),
+                    },
+                    Err(VaultError::BadRequest { .. }) => {
+                        return Err(self.refused_open(key_id, header.key_version).await);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        Ok(Opened {
+            plaintext: intermediate.open(blob, payload, context)?,
+            key_id: key_id.clone(),
+            key_version: header.key_version,
         })
     }
 }
@@ -268,6 +374,9 @@ impl KeyBackend for VaultBackend {
         blob: &ParsedBlob<'_>,
         context: &EncryptionContext,
     ) -> Result<Opened, KmsError> {
+        if let Some(payload) = VaultIntermediatePayload::parse(blob.payload)? {
+            return self.open_intermediate(blob, &payload, context).await;
+        }
         let header = &blob.header;
         let key_id = &header.key_id;
         // The version sits outside the explicit AAD; Transit picks the key
@@ -286,20 +395,8 @@ impl KeyBackend for VaultBackend {
                 key_id: key_id.clone(),
                 key_version: header.key_version,
             }),
-            // Transit answers 400 when the ciphertext does not authenticate
-            // (another context, changed bytes), when the version does not
-            // exist, and when the key was destroyed since it was cached.
             Err(VaultError::BadRequest { .. }) => {
-                let current = self.lookup(key_id, REVALIDATE_AFTER).await?;
-                current.meta.check_usable()?;
-                if has_version(&current.meta, header.key_version) {
-                    Err(KmsError::InvalidCiphertext)
-                } else {
-                    Err(KmsError::KeyVersionNotFound {
-                        key_id: key_id.clone(),
-                        version: header.key_version,
-                    })
-                }
+                Err(self.refused_open(key_id, header.key_version).await)
             }
             Err(e) => Err(e.into()),
         }
@@ -404,6 +501,11 @@ impl KeyBackend for VaultBackend {
             record.state = state;
             record.deletion_date = deletion_date;
             if self.records.write(&record, current.version).await? == Written::Done {
+                if state != KeyState::Enabled
+                    && let Some(intermediates) = &self.intermediates
+                {
+                    intermediates.forget(Some(key_id));
+                }
                 return self.describe_fresh(key_id).await;
             }
         }
@@ -443,6 +545,9 @@ impl KeyBackend for VaultBackend {
             self.transit.destroy(&key_id).await?;
             self.records.delete(&key_id).await?;
             self.cache.remove(&key_id);
+            if let Some(intermediates) = &self.intermediates {
+                intermediates.forget(Some(&key_id));
+            }
             tracing::info!(%key_id, "key destroyed: its deletion window has passed (Transit key and KV record deleted)");
             destroyed.push(key_id);
         }
@@ -490,6 +595,13 @@ fn summary(settings: &VaultSettings) -> Vec<(&'static str, String)> {
             },
         ),
         ("timeout_seconds", settings.timeout.as_secs().to_string()),
+        (
+            "intermediate_key",
+            settings.intermediate_key.map_or_else(
+                || "off".to_owned(),
+                |i| format!("on (ttl {}s, max {} uses)", i.ttl.as_secs(), i.max_uses),
+            ),
+        ),
         (
             "cache_ttl_seconds",
             settings.cache_ttl.as_secs().to_string(),

@@ -18,6 +18,7 @@ use kms_client::SecretString;
 use reqwest::Url;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use self::intermediate::{IntermediateKeySettings, RawIntermediateKey};
 use self::paths::{mount, parse_address, vault_path};
 use crate::{config::ConfigError, key_id::KeyId};
 
@@ -81,6 +82,9 @@ pub struct RawVaultConfig {
     /// the network in clear.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub danger_allow_http: Option<bool>,
+    /// Intermediate-key caching (off by default; docs/vault.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intermediate_key: Option<RawIntermediateKey>,
 }
 
 /// `auth_method`: exactly one of its fields.
@@ -233,6 +237,8 @@ pub struct VaultSettings {
     pub cache_ttl: Duration,
     /// Its bound.
     pub max_cached_keys: usize,
+    /// Intermediate-key caching, when on.
+    pub intermediate_key: Option<IntermediateKeySettings>,
 }
 
 /// How kmsd authenticates to Vault.
@@ -421,6 +427,12 @@ impl RawVaultConfig {
         if max_cached_keys == 0 {
             return Err(invalid("backend.max_cached_keys must be at least 1"));
         }
+        let intermediate_key = self
+            .intermediate_key
+            .as_ref()
+            .map(RawIntermediateKey::validate)
+            .transpose()?
+            .flatten();
         Ok(ValidatedVault {
             default_key_id,
             create_default_key: self.create_default_key.unwrap_or(true),
@@ -440,6 +452,7 @@ impl RawVaultConfig {
                 retry,
                 cache_ttl,
                 max_cached_keys,
+                intermediate_key,
             },
         })
     }
@@ -548,6 +561,7 @@ pub async fn read_secret(source: &SecretSource) -> Result<SecretString, String> 
     }
 }
 
+mod intermediate;
 mod paths;
 #[cfg(test)]
 mod tests;

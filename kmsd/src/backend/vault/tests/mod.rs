@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod data_plane;
 mod faults;
+mod intermediate;
 mod secrets;
 mod shared;
 
