@@ -107,6 +107,11 @@ struct Control {
     config: Option<(BackendConfig, BackendSettings)>,
     active: Option<Installed>,
     previous: Vec<Installed>,
+    /// The admin API owns the backend configuration: it was restored from
+    /// `runtime.json` or changed through Configure, Start, Stop or
+    /// Reconfigure. Until then the config file does, and nothing is
+    /// persisted, so an edit of the file takes effect at the next start.
+    admin_owned: bool,
 }
 
 /// The lifecycle holder.
@@ -186,17 +191,18 @@ impl Lifecycle {
                 .map_err(|e| KmsError::InvalidConfig(e.to_string()))?,
             None => None,
         };
-        let (backend, previous, desired) = match persisted {
+        let (backend, previous, desired, from_admin) = match persisted {
             Some(p) => {
                 tracing::info!(state = ?p.state, "restoring the runtime state saved by the admin API");
-                (p.backend, p.previous_backends, p.state)
+                (p.backend, p.previous_backends, p.state, true)
             }
             None => match from_file {
-                Some(backend) => (backend, Vec::new(), DesiredState::Running),
+                Some(backend) => (backend, Vec::new(), DesiredState::Running, false),
                 None => return Ok(()),
             },
         };
         let mut control = self.control.lock().await;
+        control.admin_owned = from_admin;
         for raw in previous {
             match self.install(&control, raw.clone()).await {
                 Ok(installed) => control.previous.push(installed),
@@ -242,7 +248,8 @@ impl Lifecycle {
             return Err(invalid(state, "configure (use Reconfigure, or Stop first)"));
         }
         control.config = Some((raw, settings));
-        self.persist(&control, DesiredState::Configured)?;
+        control.admin_owned = true;
+        self.persist(&mut control, DesiredState::Configured)?;
         self.publish(&control, ServiceState::Configured, None);
         Ok(())
     }
@@ -253,7 +260,10 @@ impl Lifecycle {
         match self.current.load().state {
             ServiceState::Running => Ok(()),
             ServiceState::NotConfigured => Err(invalid(ServiceState::NotConfigured, "start")),
-            _ => self.start_locked(&mut control).await,
+            _ => {
+                control.admin_owned = true;
+                self.start_locked(&mut control).await
+            }
         }
     }
 
@@ -285,7 +295,8 @@ impl Lifecycle {
             ServiceState::Stopped => Ok(()),
             ServiceState::Running => {
                 control.active = None;
-                self.persist(&control, DesiredState::Stopped)?;
+                control.admin_owned = true;
+                self.persist(&mut control, DesiredState::Stopped)?;
                 self.publish(&control, ServiceState::Stopped, None);
                 Ok(())
             }
@@ -319,7 +330,8 @@ impl Lifecycle {
         }
         control.config = Some((raw, settings));
         control.active = Some(installed);
-        self.persist(&control, DesiredState::Running)?;
+        control.admin_owned = true;
+        self.persist(&mut control, DesiredState::Running)?;
         self.publish(&control, ServiceState::Running, None);
         Ok(())
     }
@@ -371,7 +383,19 @@ impl Lifecycle {
         })
     }
 
-    fn persist(&self, control: &Control, state: DesiredState) -> Result<(), KmsError> {
+    fn persist(&self, control: &mut Control, state: DesiredState) -> Result<(), KmsError> {
+        if !control.admin_owned {
+            return Ok(());
+        }
+        // A backend that came from the config file may hold an inline
+        // secret: move it into a private file first (once; afterwards the
+        // configuration names the file).
+        for installed in &mut control.previous {
+            installed.raw = self.externalize(installed.raw.clone())?;
+        }
+        if let Some((raw, _)) = &mut control.config {
+            *raw = self.externalize(raw.clone())?;
+        }
         let (Some(store), Some((raw, _))) = (&self.store, &control.config) else {
             return Ok(());
         };

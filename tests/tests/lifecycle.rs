@@ -316,6 +316,42 @@ async fn the_applied_configuration_survives_a_restart() {
     );
 }
 
+/// Until the admin API changes something, the config file owns the
+/// backend: an edit of `[backend]` takes effect at the next start. After a
+/// change through the admin API, `runtime.json` does.
+#[tokio::test]
+async fn the_config_file_owns_the_backend_until_the_admin_api_changes_it() {
+    let file_config = |key_dir: &str| KmsdOptions {
+        backend_toml: Some(format!(
+            "[backend]\nbackend_type = \"local\"\nkey_dir = \"{{dir}}/{key_dir}\"\ndefault_key_id = \"default\"\n"
+        )),
+        server_toml: "state_dir = \"{dir}/state\"".into(),
+        ..KmsdOptions::local()
+    };
+    let key_dir = |s: proto::StatusResponse| s.backend.unwrap().settings["key_dir"].clone();
+    let mut kmsd = Kmsd::start(file_config("keys-a")).await;
+    assert!(key_dir(status(&kmsd.client().await).await).ends_with("keys-a"));
+    assert!(
+        !kmsd.dir().join("state/runtime.json").exists(),
+        "nothing to persist yet"
+    );
+    kmsd.set_options(file_config("keys-b"));
+    kmsd.restart().await;
+    let client = kmsd.client().await;
+    assert!(
+        key_dir(status(&client).await).ends_with("keys-b"),
+        "the edit applies"
+    );
+
+    // An admin change takes over, and survives an edit of the file.
+    reconfigure(&client, &local_json(&kmsd, "keys-c"))
+        .await
+        .unwrap();
+    kmsd.set_options(file_config("keys-d"));
+    kmsd.restart().await;
+    assert!(key_dir(status(&kmsd.client().await).await).ends_with("keys-c"));
+}
+
 /// Swaps the backend back and forth under a steady load of GenerateDataKey
 /// and Decrypt: not one request may fail, and every blob opens at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -238,3 +238,120 @@ async fn no_secret_reaches_logs_audit_metrics_or_status() {
         assert_absent(&text, &secrets, place);
     }
 }
+
+/// The same search with the vault backend: a known Vault token, given
+/// inline in the config file and again through a REST reconfigure, with
+/// intermediate keys on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_vault_token_or_data_key_reaches_any_output() {
+    let openbao = kmsd::backend::vault::testing::OpenBao::dev().await;
+    let token = openbao.root_token();
+    let metrics_port = free_port();
+    let mut options = KmsdOptions::local();
+    options.backend_toml = Some(openbao.backend_toml(&token, "default").replace(
+        "[backend.auth_method]",
+        "[backend.intermediate_key]\nenabled = true\n[backend.auth_method]",
+    ));
+    options.server_toml = "state_dir = \"{dir}/state\"".into();
+    options.extra_toml = format!(
+        "[audit]\noutput = \"{{dir}}/audit.log\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n[log]\nlevel = \"trace\"\n"
+    );
+    let (options, admin_port) = with_admin(options, "admin", ADMIN_SECRET);
+    let kmsd = Kmsd::start(options).await;
+    let client = kmsd.client().await;
+    let rest = AdminClient::new(admin_port, "admin", ADMIN_SECRET);
+
+    let context = ctx(&[("bucket", "b"), ("object", "o")]);
+    let generated = client.generate_data_key(None, &context).await.unwrap();
+    let sealed = client.encrypt(None, PLAINTEXT, &context).await.unwrap();
+    client.decrypt(&sealed.blob, &context, None).await.unwrap();
+    client
+        .decrypt(&sealed.blob, &ctx(&[]), None)
+        .await
+        .unwrap_err();
+    let moved = client
+        .re_encrypt(&generated.blob, &context, None, None)
+        .await
+        .unwrap();
+    let reopened = client
+        .decrypt(&moved.blob.blob, &context, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        reopened.plaintext.expose_secret(),
+        generated.key.expose_secret()
+    );
+    let mut admin = client.key_admin();
+    admin
+        .create_key(proto::CreateKeyRequest {
+            key_id: "k2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    admin
+        .rotate_key(proto::RotateKeyRequest {
+            key_id: "k2".into(),
+        })
+        .await
+        .unwrap();
+    let grpc_status = format!(
+        "{:?}",
+        client
+            .admin()
+            .status(proto::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    );
+    // Reconfigure through REST with the token inline (the seed's JSON),
+    // then once more with a token Vault refuses.
+    let seed_json = format!(
+        r#"{{"backend_type": "vault", "address": "{}", "auth_method": {{"token": "{token}"}}, "default_key_id": "default"}}"#,
+        openbao.address()
+    );
+    let reconfigured = rest.post("/kms/reconfigure", &seed_json).await;
+    assert_eq!(reconfigured.status, 200, "{}", reconfigured.text);
+    let wrong_token = "hvs.wrong-token-6a1f0c9e2b";
+    let refused = rest
+        .post("/kms/reconfigure", &seed_json.replace(&token, wrong_token))
+        .await;
+    assert_ne!(refused.status, 200, "{}", refused.text);
+    let after = client.generate_data_key(None, &context).await.unwrap();
+    let rest_status = rest.get("/kms/status").await.text;
+    let rest_config = rest.get("/kms/config").await.text;
+
+    let audit = std::fs::read_to_string(kmsd.dir().join("audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"operation\":\"GenerateDataKey\"")
+                && l.contains("\"intermediate_key\":\"")),
+        "GenerateDataKey under an intermediate key is audited with its id"
+    );
+    let secrets: Vec<(&str, Vec<u8>)> = vec![
+        ("the Vault token", token.as_bytes().to_vec()),
+        ("a refused Vault token", wrong_token.as_bytes().to_vec()),
+        ("a data key", generated.key.expose_secret().to_vec()),
+        ("a later data key", after.key.expose_secret().to_vec()),
+        ("the Encrypt plaintext", PLAINTEXT.to_vec()),
+        ("the admin secret", ADMIN_SECRET.as_bytes().to_vec()),
+    ];
+    let http = AdminClient::new(metrics_port, "", "");
+    let metrics = http.send(http.unsigned("GET", "/metrics", "")).await.text;
+    for (place, text) in [
+        ("the logs (trace level)", kmsd.logs().into_bytes()),
+        ("the audit log", audit.into_bytes()),
+        ("the metrics", metrics.into_bytes()),
+        ("the gRPC status", grpc_status.into_bytes()),
+        ("the REST status", rest_status.into_bytes()),
+        ("the REST config", rest_config.into_bytes()),
+        ("a refused REST reconfigure", refused.text.into_bytes()),
+        (
+            "the runtime state",
+            std::fs::read(kmsd.dir().join("state/runtime.json")).unwrap(),
+        ),
+    ] {
+        assert_absent(&text, &secrets, place);
+    }
+}
