@@ -11,5 +11,13 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(encoded.as_slice(), parsed.header_bytes);
         assert_eq!(parsed.header_bytes.len() + parsed.payload.len(), data.len());
         let _ = blob::LocalPayload::parse(parsed.payload);
+        // The intermediate-key payload splits into exactly what it holds.
+        if let Ok(Some(p)) = blob::VaultIntermediatePayload::parse(parsed.payload) {
+            assert_eq!(
+                3 + p.wrapped.len() + p.seed.len() + p.sealed.len(),
+                parsed.payload.len()
+            );
+            let _ = blob::intermediate_key_id(&parsed);
+        }
     }
 });
