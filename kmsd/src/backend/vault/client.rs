@@ -157,6 +157,7 @@ pub(crate) fn request<E: Endpoint>(
         query,
         body,
         idempotent,
+        batch: false,
     })
 }
 

@@ -12,7 +12,7 @@ use crate::error::KmsError;
 const BACKEND: &str = "vault";
 
 /// A failed call to Vault.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum VaultError {
     /// No connection, a TLS failure, or the connection broke.
     #[error("cannot reach Vault at {address}: {reason}")]

@@ -21,6 +21,7 @@
 //! [`KeyBackend`].
 
 mod auth;
+mod batch;
 mod cache;
 mod client;
 mod error;

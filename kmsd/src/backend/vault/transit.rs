@@ -5,12 +5,12 @@
 //! use kmsd's own bodies: vaultrs' keep the plaintext in plain `String`s
 //! with a derived `Debug`, where kmsd wants it in zeroizing memory.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use kms_client::SecretBytes;
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use time::OffsetDateTime;
 use vaultrs::api::transit::{
     KeyType,
@@ -21,7 +21,7 @@ use vaultrs::api::transit::{
 };
 use zeroize::Zeroizing;
 
-use super::{client::VaultClient, error::VaultError, transport::VaultRequest};
+use super::{batch::Batcher, client::VaultClient, error::VaultError, transport::VaultRequest};
 use crate::{backend::VersionInfo, key_id::KeyId};
 
 /// The only key type kmsd creates or adopts.
@@ -67,6 +67,75 @@ struct KeyData {
     keys: HashMap<String, serde_json::Value>,
 }
 
+/// One item of a batch (and the body of a single decrypt).
+#[derive(Serialize)]
+struct EncryptItem {
+    plaintext: Zeroizing<String>,
+    associated_data: String,
+}
+
+#[derive(Serialize)]
+struct DecryptItem {
+    ciphertext: String,
+    associated_data: String,
+}
+
+#[derive(Serialize)]
+struct EncryptBatchBody<'a> {
+    batch_input: &'a [EncryptItem],
+    key_version: u32,
+}
+
+#[derive(Serialize)]
+struct DecryptBatchBody<'a> {
+    batch_input: &'a [DecryptItem],
+}
+
+#[derive(Deserialize)]
+struct BatchData<T> {
+    batch_results: Vec<T>,
+}
+
+/// One item's answer in a batch: its value, or its error.
+trait BatchResult {
+    fn error(&self) -> Option<String>;
+}
+
+#[derive(Deserialize)]
+struct EncryptResult {
+    #[serde(default)]
+    ciphertext: String,
+    #[serde(default)]
+    error: String,
+}
+
+#[derive(Deserialize)]
+struct DecryptResult {
+    #[serde(default)]
+    plaintext: Zeroizing<String>,
+    #[serde(default)]
+    error: String,
+}
+
+impl BatchResult for EncryptResult {
+    fn error(&self) -> Option<String> {
+        (!self.error.is_empty()).then(|| self.error.clone())
+    }
+}
+
+impl BatchResult for DecryptResult {
+    fn error(&self) -> Option<String> {
+        (!self.error.is_empty()).then(|| self.error.clone())
+    }
+}
+
+/// The batchers of one Transit mount.
+#[derive(Debug, Default)]
+struct Batches {
+    encrypt: Arc<Batcher<(KeyId, u32), EncryptItem, String>>,
+    decrypt: Arc<Batcher<KeyId, DecryptItem, SecretBytes>>,
+}
+
 #[derive(Serialize)]
 struct EncryptBody<'a> {
     plaintext: &'a str,
@@ -77,12 +146,6 @@ struct EncryptBody<'a> {
 #[derive(Deserialize)]
 struct EncryptData {
     ciphertext: String,
-}
-
-#[derive(Serialize)]
-struct DecryptBody<'a> {
-    ciphertext: &'a str,
-    associated_data: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -101,12 +164,17 @@ struct KeysConfig {
 pub(crate) struct Transit {
     client: VaultClient,
     mount: String,
+    batches: Arc<Batches>,
 }
 
 impl Transit {
     /// Transit mounted at `mount`.
     pub(crate) fn new(client: VaultClient, mount: String) -> Self {
-        Self { client, mount }
+        Self {
+            client,
+            mount,
+            batches: Arc::default(),
+        }
     }
 
     /// Creates the key, or does nothing if it exists (so a create that
@@ -197,7 +265,8 @@ impl Transit {
     }
 
     /// Encrypts `plaintext` under version `version`, binding `aad`.
-    /// Returns Transit's `vault:v<N>:<base64>` ciphertext.
+    /// Returns Transit's `vault:v<N>:<base64>` ciphertext. Concurrent calls
+    /// for one key and version share requests (see `batch`).
     pub(crate) async fn encrypt(
         &self,
         key_id: &KeyId,
@@ -205,41 +274,147 @@ impl Transit {
         aad: &[u8],
         version: u32,
     ) -> Result<String, VaultError> {
-        let plaintext = Zeroizing::new(B64.encode(plaintext));
-        let aad = B64.encode(aad);
-        let body = EncryptBody {
-            plaintext: &plaintext,
-            associated_data: &aad,
-            key_version: version,
+        let job = EncryptItem {
+            plaintext: Zeroizing::new(B64.encode(plaintext)),
+            associated_data: B64.encode(aad),
         };
-        let req = self.post(format!("{}/encrypt/{key_id}", self.mount), &body)?;
-        let body = self.client.call(&req).await?;
-        let data: EncryptData = super::client::data(&req.op(), &body)?;
-        Ok(data.ciphertext)
+        let this = self.clone();
+        self.batches
+            .encrypt
+            .submit(
+                (key_id.clone(), version),
+                job,
+                move |(key_id, version), jobs| {
+                    let this = this.clone();
+                    async move { this.encrypt_batch(&key_id, version, jobs).await }
+                },
+            )
+            .await
     }
 
-    /// Decrypts a Transit ciphertext, checking `aad`.
+    /// Decrypts a Transit ciphertext, checking `aad`; batched like
+    /// [`Self::encrypt`].
     pub(crate) async fn decrypt(
         &self,
         key_id: &KeyId,
         ciphertext: &str,
         aad: &[u8],
     ) -> Result<SecretBytes, VaultError> {
-        let aad = B64.encode(aad);
-        let body = DecryptBody {
-            ciphertext,
-            associated_data: &aad,
+        let job = DecryptItem {
+            ciphertext: ciphertext.to_owned(),
+            associated_data: B64.encode(aad),
         };
-        let req = self.post(format!("{}/decrypt/{key_id}", self.mount), &body)?;
-        let body = self.client.call(&req).await?;
-        let data: DecryptData = super::client::data(&req.op(), &body)?;
-        let plaintext = B64
-            .decode(data.plaintext.as_bytes())
-            .map_err(|e| VaultError::Decode {
-                op: req.op(),
-                reason: format!("plaintext is not base64: {e}"),
-            })?;
-        Ok(SecretBytes::new(plaintext))
+        let this = self.clone();
+        self.batches
+            .decrypt
+            .submit(key_id.clone(), job, move |key_id, jobs| {
+                let this = this.clone();
+                async move { this.decrypt_batch(&key_id, jobs).await }
+            })
+            .await
+    }
+
+    async fn encrypt_batch(
+        &self,
+        key_id: &KeyId,
+        version: u32,
+        items: Vec<EncryptItem>,
+    ) -> Vec<Result<String, VaultError>> {
+        let path = format!("{}/encrypt/{key_id}", self.mount);
+        if let [item] = items.as_slice() {
+            let body = EncryptBody {
+                plaintext: &item.plaintext,
+                associated_data: &item.associated_data,
+                key_version: version,
+            };
+            let single = async {
+                let req = self.post(path, &body, false)?;
+                let answer = self.client.call(&req).await?;
+                let data: EncryptData = super::client::data(&req.op(), &answer)?;
+                Ok(data.ciphertext)
+            };
+            return vec![single.await];
+        }
+        let body = EncryptBatchBody {
+            batch_input: &items,
+            key_version: version,
+        };
+        self.send_batch(path, &body, items.len(), |r: EncryptResult| r.ciphertext)
+            .await
+    }
+
+    async fn decrypt_batch(
+        &self,
+        key_id: &KeyId,
+        items: Vec<DecryptItem>,
+    ) -> Vec<Result<SecretBytes, VaultError>> {
+        let path = format!("{}/decrypt/{key_id}", self.mount);
+        let plaintext = |op: &str, b64: &str| {
+            B64.decode(b64.as_bytes())
+                .map(SecretBytes::new)
+                .map_err(|e| VaultError::Decode {
+                    op: op.to_owned(),
+                    reason: format!("plaintext is not base64: {e}"),
+                })
+        };
+        if let [item] = items.as_slice() {
+            let single = async {
+                let req = self.post(path, item, false)?;
+                let answer = self.client.call(&req).await?;
+                let data: DecryptData = super::client::data(&req.op(), &answer)?;
+                plaintext(&req.op(), &data.plaintext)
+            };
+            return vec![single.await];
+        }
+        let op = format!("POST {path}");
+        let body = DecryptBatchBody {
+            batch_input: &items,
+        };
+        self.send_batch(path, &body, items.len(), |r: DecryptResult| r.plaintext)
+            .await
+            .into_iter()
+            .map(|r| r.and_then(|p| plaintext(&op, &p)))
+            .collect()
+    }
+
+    /// One `batch_input` request for `n` items: each item's answer, or its
+    /// own error (Vault answers 400 with per-item errors when some fail),
+    /// or the request's error for all.
+    async fn send_batch<T, V>(
+        &self,
+        path: String,
+        body: &impl Serialize,
+        n: usize,
+        value: impl Fn(T) -> V,
+    ) -> Vec<Result<V, VaultError>>
+    where
+        T: DeserializeOwned + BatchResult,
+    {
+        let answer = async {
+            let req = self.post(path, body, true)?;
+            let answer = self.client.call(&req).await?;
+            let data: BatchData<T> = super::client::data(&req.op(), &answer)?;
+            if data.batch_results.len() != n {
+                return Err(VaultError::Decode {
+                    op: req.op(),
+                    reason: format!("{} results for {n} items", data.batch_results.len()),
+                });
+            }
+            Ok((req.op(), data.batch_results))
+        };
+        match answer.await {
+            Ok((op, results)) => results
+                .into_iter()
+                .map(|r| match r.error() {
+                    Some(message) => Err(VaultError::BadRequest {
+                        op: op.clone(),
+                        message,
+                    }),
+                    None => Ok(value(r)),
+                })
+                .collect(),
+            Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+        }
     }
 
     /// Whether `encrypt` refuses to create missing keys
@@ -251,13 +426,19 @@ impl Transit {
             query: None,
             body: None,
             idempotent: true,
+            batch: false,
         };
         let body = self.client.call(&req).await?;
         let config: KeysConfig = super::client::data(&req.op(), &body)?;
         Ok(config.disable_upsert)
     }
 
-    fn post(&self, path: String, body: &impl Serialize) -> Result<VaultRequest, VaultError> {
+    fn post(
+        &self,
+        path: String,
+        body: &impl Serialize,
+        batch: bool,
+    ) -> Result<VaultRequest, VaultError> {
         let bytes = serde_json::to_vec(body).map_err(|e| VaultError::Decode {
             op: format!("POST {path}"),
             reason: e.to_string(),
@@ -269,6 +450,7 @@ impl Transit {
             body: Some(Zeroizing::new(bytes)),
             // Encrypt and decrypt change nothing in Vault.
             idempotent: true,
+            batch,
         })
     }
 }

@@ -38,6 +38,9 @@ pub(crate) struct VaultRequest {
     pub(crate) body: Option<Zeroizing<Vec<u8>>>,
     /// Whether sending it twice has the same effect as once.
     pub(crate) idempotent: bool,
+    /// A Transit `batch_input` call: a 400 that carries per-item results
+    /// (some items failed) is an answer, not an error.
+    pub(crate) batch: bool,
 }
 
 impl VaultRequest {
@@ -215,7 +218,7 @@ impl Transport {
             .bytes()
             .await
             .map_err(|e| self.transport_error(&e, req, timeout))?;
-        if status.is_success() {
+        if status.is_success() || (req.batch && status == 400 && has_batch_results(&bytes)) {
             return Ok(bytes.to_vec());
         }
         Err(status_error(status, &bytes, req.op()))
@@ -230,6 +233,7 @@ impl Transport {
             query: None,
             body: None,
             idempotent: true,
+            batch: false,
         };
         match self.send(&req, None, timeout).await {
             Ok(_) => Ok(()),
@@ -293,6 +297,12 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 struct ErrorBody {
     #[serde(default)]
     errors: Vec<String>,
+}
+
+fn has_batch_results(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .is_some_and(|v| v.get("data").and_then(|d| d.get("batch_results")).is_some())
 }
 
 fn status_error(status: StatusCode, body: &[u8], op: String) -> VaultError {

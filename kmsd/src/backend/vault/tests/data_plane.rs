@@ -221,3 +221,46 @@ async fn re_encrypt_moves_blobs_between_versions_keys_and_contexts() {
     assert!(matches!(err, KmsError::InvalidCiphertext), "{err:?}");
     daemon.shutdown().await.unwrap();
 }
+
+/// Concurrent calls share Transit requests (`batch_input`): each still gets
+/// its own answer, and a bad blob in a batch fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_are_batched_and_fail_alone() {
+    use std::sync::Arc;
+    let bao = OpenBao::dev().await;
+    let backend = Arc::new(backend(&bao, &token_auth(&bao.root_token()), "", &clock()).await);
+    create(&*backend, "k").await;
+    let context = |i: usize| ctx(&[("object", &format!("o{i}"))]);
+    let generating: Vec<_> = (0..100)
+        .map(|i| {
+            let backend = Arc::clone(&backend);
+            tokio::spawn(async move { backend.generate_data_key(&id("k"), &context(i)).await })
+        })
+        .collect();
+    let mut generated = Vec::new();
+    for g in generating {
+        generated.push(g.await.unwrap().unwrap());
+    }
+    // Every third blob is opened under the wrong context.
+    let opening: Vec<_> = generated
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let backend = Arc::clone(&backend);
+            let blob = g.sealed.blob.clone();
+            let context = if i % 3 == 0 {
+                ctx(&[("object", "elsewhere")])
+            } else {
+                context(i)
+            };
+            tokio::spawn(async move { open(&*backend, &blob, &context).await })
+        })
+        .collect();
+    for (i, (g, o)) in generated.iter().zip(opening).enumerate() {
+        match o.await.unwrap() {
+            Ok(o) if i % 3 != 0 => assert_eq!(o.plaintext.expose_secret(), g.key.expose_secret()),
+            Err(KmsError::InvalidCiphertext) if i % 3 == 0 => {}
+            other => panic!("blob {i}: {other:?}"),
+        }
+    }
+}
