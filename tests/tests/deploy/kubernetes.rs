@@ -1,0 +1,322 @@
+//! deploy/kubernetes: strict schema validation, and the cross-references no
+//! schema checks.
+
+use serde_json::Value;
+use std::{path::PathBuf, process::Command};
+
+use super::*;
+
+fn kubernetes_dir() -> PathBuf {
+    deploy_dir().join("kubernetes")
+}
+
+/// Kinds whose schema kubernetes-validate does not ship: their files are
+/// checked by `kubernetes_manifests_agree_with_each_other` instead.
+const CUSTOM_KINDS: &[&str] = &["ServiceMonitor"];
+
+#[test]
+fn kubernetes_manifests_pass_strict_validation() {
+    let files = files_under(&kubernetes_dir(), ".yaml");
+    assert!(files.len() >= 2, "manifests found: {files:?}");
+    let mut validated = 0;
+    for file in &files {
+        let documents = yaml_documents(file);
+        let ran = run(Command::new(tool("kubernetes-validate"))
+            .arg("--strict")
+            .arg(file));
+        assert!(
+            ran.success,
+            "kubernetes-validate --strict {}: {ran}",
+            file.display()
+        );
+        let output = format!("{}{}", ran.stdout, ran.stderr);
+        for line in output.lines() {
+            // An unknown kind only warns (and passes): allowed for the
+            // custom kinds alone.
+            let custom = CUSTOM_KINDS
+                .iter()
+                .any(|k| line.contains(&format!("Couldn't find schema for kind {k} ")));
+            assert!(
+                line.starts_with("INFO ") && line.contains(" passed for resource ") || custom,
+                "kubernetes-validate: {line}"
+            );
+        }
+        let core = documents
+            .iter()
+            .filter(|d| !CUSTOM_KINDS.contains(&str_at(d, "/kind")))
+            .count();
+        let passed = output.matches(" passed for resource ").count();
+        assert_eq!(passed, core, "{}: {output}", file.display());
+        validated += passed;
+    }
+    assert!(validated >= 4, "only {validated} resources validated");
+}
+
+fn kubernetes_resources() -> Vec<Value> {
+    files_under(&kubernetes_dir(), ".yaml")
+        .iter()
+        .flat_map(|f| yaml_documents(f))
+        .collect()
+}
+
+fn resource<'a>(all: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    all.iter()
+        .find(|r| str_at(r, "/kind") == kind && str_at(r, "/metadata/name") == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in deploy/kubernetes"))
+}
+
+fn labels_match(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .unwrap()
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The kmsd.toml of the ConfigMap, parsed.
+fn configmap_kmsd_toml(all: &[Value]) -> toml::Table {
+    let configmap = resource(all, "ConfigMap", "kmsd-config");
+    toml::from_str(str_at(configmap, "/data/kmsd.toml")).unwrap()
+}
+
+#[test]
+fn kubernetes_manifests_agree_with_each_other() {
+    let all = kubernetes_resources();
+    let config = configmap_kmsd_toml(&all);
+    let metrics_port: u16 = config["metrics"]["listen"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let sts = resource(&all, "StatefulSet", "storage");
+    let pod = &sts["spec"]["template"];
+    let spec = &pod["spec"];
+    assert!(labels_match(
+        &sts["spec"]["selector"]["matchLabels"],
+        &pod["metadata"]["labels"]
+    ));
+    let containers: Vec<&Value> = spec["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(spec["containers"].as_array().unwrap())
+        .collect();
+    let kmsd = containers
+        .iter()
+        .find(|c| c["name"] == "kmsd")
+        .expect("a kmsd container");
+    let storage = containers
+        .iter()
+        .find(|c| c["name"] == "storage")
+        .expect("a storage container");
+    assert_eq!(kmsd["restartPolicy"], "Always", "kmsd is a native sidecar");
+
+    // Security context and resources on every container.
+    for container in &containers {
+        let name = str_at(container, "/name");
+        let sc = &container["securityContext"];
+        assert_eq!(sc["runAsNonRoot"], true, "{name}");
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+        assert_eq!(
+            sc["capabilities"]["drop"],
+            serde_json::json!(["ALL"]),
+            "{name}"
+        );
+        assert!(
+            sc["capabilities"].get("add").is_none(),
+            "{name} adds capabilities"
+        );
+        assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{name}");
+        for kind in ["requests", "limits"] {
+            for resource in ["cpu", "memory"] {
+                assert!(
+                    container["resources"][kind].get(resource).is_some(),
+                    "{name} has no {kind}.{resource}"
+                );
+            }
+        }
+    }
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        spec["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    // fsGroup's recursive chmod would give the group access to the key
+    // files on every mount, which kmsd refuses.
+    assert_eq!(
+        spec["securityContext"]["fsGroupChangePolicy"],
+        "OnRootMismatch"
+    );
+
+    // The probes hit kmsd's metrics listener.
+    let ports = kmsd["ports"].as_array().unwrap();
+    let metrics = ports
+        .iter()
+        .find(|p| p["containerPort"] == metrics_port)
+        .unwrap_or_else(|| panic!("kmsd exposes no port {metrics_port}"));
+    let metrics_name = str_at(metrics, "/name");
+    for (probe, path) in [
+        ("startupProbe", "/health/ready"),
+        ("readinessProbe", "/health/ready"),
+        ("livenessProbe", "/health/live"),
+    ] {
+        assert_eq!(kmsd[probe]["httpGet"]["path"], path, "{probe}");
+        assert_eq!(kmsd[probe]["httpGet"]["port"], metrics_name, "{probe}");
+    }
+    let annotations = &pod["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], metrics_port.to_string());
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+
+    // The paths in kmsd.toml are on the right volumes.
+    let mount_of = |container: &Value, volume: &str| -> String {
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == volume)
+            .map(|m| str_at(m, "/mountPath").to_owned())
+            .unwrap_or_else(|| panic!("{} does not mount {volume}", container["name"]))
+    };
+    let volume = |name: &str| -> &Value {
+        spec["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+    };
+    let socket = PathBuf::from(config["server"]["unix_socket"].as_str().unwrap());
+    let socket_dir = socket.parent().unwrap().to_str().unwrap().to_owned();
+    assert_eq!(mount_of(kmsd, "kmsd-socket"), socket_dir);
+    assert_eq!(mount_of(storage, "kmsd-socket"), socket_dir);
+    assert!(volume("kmsd-socket").get("emptyDir").is_some());
+    let endpoint = storage["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "KMSD_ENDPOINT")
+        .expect("the storage container is told where kmsd is");
+    assert_eq!(endpoint["value"], format!("unix:{}", socket.display()));
+    let keys_mount = mount_of(kmsd, "kmsd-keys");
+    let key_dir = config["backend"]["key_dir"].as_str().unwrap();
+    assert!(
+        key_dir.starts_with(&format!("{keys_mount}/")),
+        "backend.key_dir {key_dir} must be a subdirectory of the volume (its root is group-accessible under fsGroup)"
+    );
+    assert!(
+        config["server"]["state_dir"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{keys_mount}/"))
+    );
+    assert!(
+        sts["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["metadata"]["name"] == "kmsd-keys"),
+        "kmsd-keys is a persistent volume"
+    );
+    let secrets_mount = mount_of(kmsd, "kmsd-secrets");
+    let passphrase = config["backend"]["sealing"]["passphrase_file"]
+        .as_str()
+        .unwrap();
+    let secret_key = passphrase
+        .strip_prefix(&format!("{secrets_mount}/"))
+        .expect("the passphrase comes from the Secret volume");
+    assert!(!secret_key.contains('/'));
+    assert!(volume("kmsd-secrets").get("secret").is_some());
+    let config_mount = mount_of(kmsd, "kmsd-config");
+    let policy = config["policy"]["file"].as_str().unwrap();
+    let policy_key = policy
+        .strip_prefix(&format!("{config_mount}/"))
+        .expect("the policy comes from the ConfigMap volume");
+    let configmap = resource(&all, "ConfigMap", "kmsd-config");
+    assert!(configmap["data"].get(policy_key).is_some());
+    assert_eq!(
+        str_at(&volume("kmsd-config")["configMap"], "/name"),
+        "kmsd-config"
+    );
+    let args: Vec<&str> = kmsd["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args,
+        ["serve", "--config", &format!("{config_mount}/kmsd.toml")]
+    );
+
+    // The policy grants the storage container's uid the data plane.
+    let policy: toml::Table =
+        toml::from_str(str_at(configmap, &format!("/data/{policy_key}"))).unwrap();
+    let storage_uid = storage["securityContext"]["runAsUser"].as_i64().unwrap();
+    let identity = policy["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i.get("unix_uid").and_then(toml::Value::as_integer) == Some(storage_uid))
+        .expect("the policy names the storage container's uid");
+    let granted: Vec<&str> = identity["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            policy["policies"][p.as_str().unwrap()]["allow"]
+                .as_array()
+                .unwrap()
+        })
+        .map(|op| op.as_str().unwrap())
+        .collect();
+    for op in ["GenerateDataKey", "Decrypt"] {
+        assert!(
+            granted.contains(&op),
+            "the storage server may not {op}: {granted:?}"
+        );
+    }
+    // The socket's group is the pod's fsGroup, which every container has.
+    assert_eq!(
+        config["server"]["unix_socket_mode"].as_str().unwrap(),
+        "0660"
+    );
+    assert!(spec["securityContext"]["fsGroup"].is_i64());
+
+    // The metrics Service and the ServiceMonitor find kmsd's port.
+    let service = resource(&all, "Service", "kmsd-metrics");
+    assert!(labels_match(
+        &service["spec"]["selector"],
+        &pod["metadata"]["labels"]
+    ));
+    let service_port = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["targetPort"] == metrics_name)
+        .expect("kmsd-metrics targets kmsd's metrics port");
+    let monitor = resource(&all, "ServiceMonitor", "kmsd");
+    assert_eq!(str_at(monitor, "/apiVersion"), "monitoring.coreos.com/v1");
+    assert!(labels_match(
+        &monitor["spec"]["selector"]["matchLabels"],
+        &service["metadata"]["labels"]
+    ));
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], service_port["name"]);
+    assert_eq!(endpoint["path"], "/metrics");
+    // The job the alert rules and the dashboard select.
+    assert!(
+        endpoint["relabelings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["targetLabel"] == "job" && r["replacement"] == "kmsd")
+    );
+}
+
+// === Prometheus ===
