@@ -6,7 +6,8 @@ first. This script starts everything it measures on loopback and in a
 temporary directory (one `bao server -dev`, several `kmsd serve`), drives
 them with `kmsd bench` and h2load, and prints one table with the issue's
 targets. Every process it starts is stopped when it exits, however it
-exits; PR_SET_PDEATHSIG stops the servers even if it is killed.
+exits; PR_SET_PDEATHSIG stops the servers and load generators even if it
+is killed (kill -9 leaves only the temporary directory).
 
 Only the standard library: no pip dependencies.
 """
@@ -477,7 +478,9 @@ class Runner:
         bao0 = cpu_ticks(bao_pid)
         client0 = children_cpu_s()
         wall0 = time.monotonic()
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, preexec_fn=_die_with_parent
+        )
         wall = time.monotonic() - wall0
         client_cpu = children_cpu_s() - client0
         bao_ticks = cpu_ticks(bao_pid) - bao0

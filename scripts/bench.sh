@@ -11,7 +11,7 @@
 # starts the servers (on loopback, in a temporary directory, on ports it
 # picks), measures, prints the table, and stops every process it started
 # however it ends: try/finally and signal handlers in bench.py, and
-# PR_SET_PDEATHSIG on each server in case bench.py itself is killed.
+# PR_SET_PDEATHSIG on each server and client in case bench.py is killed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
