@@ -165,6 +165,7 @@ pub async fn run(target: Target, load: &Load) -> Result<Report, kms_client::Erro
         tasks.push(tokio::spawn(async move {
             let mut latencies_ns = Vec::with_capacity(1 << 16);
             let mut errors = 0u64;
+            let mut warmup = 0u64;
             loop {
                 let sent = Instant::now();
                 if sent >= end {
@@ -178,18 +179,22 @@ pub async fn run(target: Target, load: &Load) -> Result<Report, kms_client::Erro
                     } else {
                         errors += 1;
                     }
+                } else {
+                    warmup += 1;
                 }
             }
-            (latencies_ns, errors)
+            (latencies_ns, errors, warmup)
         }));
     }
     let mut latencies = Vec::new();
     let mut errors = 0;
+    let mut warmup = 0;
     for task in tasks {
-        if let Ok((mut l, e)) = task.await {
+        if let Ok((mut l, e, w)) = task.await {
             latencies.append(&mut l);
             errors += e;
+            warmup += w;
         }
     }
-    Ok(Report::new(latencies, errors, load))
+    Ok(Report::new(latencies, errors, warmup, load))
 }

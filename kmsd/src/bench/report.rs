@@ -19,6 +19,10 @@ pub struct Report {
     pub requests: u64,
     /// Failed requests.
     pub errors: u64,
+    /// Requests sent during the warm-up (not measured). With `requests`
+    /// and `errors`, everything this run asked of the server, so the
+    /// server's CPU time over the whole run can be divided by it.
+    pub warmup_requests: u64,
     /// Successful requests per second.
     pub rps: f64,
     /// Latency percentiles in microseconds.
@@ -45,7 +49,12 @@ fn percentile(sorted: &[u64], per_mille: usize) -> f64 {
 }
 
 impl Report {
-    pub(super) fn new(mut latencies_ns: Vec<u64>, errors: u64, load: &Load) -> Self {
+    pub(super) fn new(
+        mut latencies_ns: Vec<u64>,
+        errors: u64,
+        warmup_requests: u64,
+        load: &Load,
+    ) -> Self {
         latencies_ns.sort_unstable();
         let requests = latencies_ns.len() as u64;
         let secs = load.duration.as_secs_f64();
@@ -55,6 +64,7 @@ impl Report {
             duration_secs: secs,
             requests,
             errors,
+            warmup_requests,
             rps: requests as f64 / secs,
             p50_us: percentile(&latencies_ns, 500),
             p90_us: percentile(&latencies_ns, 900),
@@ -74,8 +84,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  requests  {} ok, {} errors",
-            self.requests, self.errors
+            "  requests  {} ok, {} errors ({} more during the warm-up)",
+            self.requests, self.errors, self.warmup_requests
         )?;
         writeln!(f, "  rate      {:.0} requests/s", self.rps)?;
         write!(
