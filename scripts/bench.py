@@ -757,7 +757,7 @@ def build_report(results):
     for label, key in (("over OpenBao", "vault-gdk-c64"), ("ikey", "ikey-gdk-c64")):
         cell = med.get(key)
         if cell:
-            rows.append([f"OpenBao calls per GDK, {label}", fmt(cell["backend_calls_per_req"], ".3f")])
+            rows.append([f"Transit items per GDK (batched into fewer requests), {label}", fmt(cell["backend_calls_per_req"], ".3f")])
             rows.append([f"OpenBao CPU per GDK, {label}", fmt(cell["openbao_cpu_us_per_req"], ".1f", " µs")])
     cell = med.get("openbao-gdk-c64")
     if cell:
