@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use kms_client::proto;
+use kms_client::{KmsClient, proto};
 use kmsd_tests::{
     Kmsd, KmsdOptions, ctx, free_port,
     rest::{AdminClient, with_admin},
@@ -46,17 +46,10 @@ fn assert_absent(haystack: &[u8], secrets: &[(&str, Vec<u8>)], place: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_secret_reaches_logs_audit_metrics_or_status() {
+/// Starts kmsd with a state directory, an audit file, metrics, trace-level
+/// logs and the admin API: every output the search reads.
+async fn start_observed(mut options: KmsdOptions) -> (Kmsd, KmsClient, AdminClient, u16) {
     let metrics_port = free_port();
-    let mut options = KmsdOptions::local();
-    options.backend_toml = Some(format!(
-        "{}[backend.sealing]\npassphrase_env = \"KMSD_TEST_PASSPHRASE\"\n",
-        options.backend_toml.unwrap()
-    ));
-    options
-        .env
-        .push(("KMSD_TEST_PASSPHRASE".into(), PASSPHRASE.into()));
     options.server_toml = "state_dir = \"{dir}/state\"".into();
     options.extra_toml = format!(
         "[audit]\noutput = \"{{dir}}/audit.log\"\ninclude_context = false\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n[log]\nlevel = \"trace\"\n"
@@ -65,6 +58,46 @@ async fn no_secret_reaches_logs_audit_metrics_or_status() {
     let kmsd = Kmsd::start(options).await;
     let client = kmsd.client().await;
     let rest = AdminClient::new(admin_port, "admin", ADMIN_SECRET);
+    (kmsd, client, rest, metrics_port)
+}
+
+/// Searches kmsd's own outputs (logs, audit log, metrics, runtime state)
+/// and the `responses` collected by the test for every secret.
+async fn assert_nothing_leaked(
+    kmsd: &Kmsd,
+    metrics_port: u16,
+    secrets: &[(&str, Vec<u8>)],
+    responses: Vec<(&str, Vec<u8>)>,
+) {
+    let http = AdminClient::new(metrics_port, "", "");
+    let metrics = http.send(http.unsigned("GET", "/metrics", "")).await.text;
+    let audit = std::fs::read(kmsd.dir().join("audit.log")).unwrap();
+    assert!(audit.len() > 1000, "the audit log is suspiciously short");
+    let outputs = [
+        ("the logs (trace level)", kmsd.logs().into_bytes()),
+        ("the audit log", audit),
+        ("the metrics", metrics.into_bytes()),
+        (
+            "the runtime state",
+            std::fs::read(kmsd.dir().join("state/runtime.json")).unwrap_or_default(),
+        ),
+    ];
+    for (place, text) in outputs.into_iter().chain(responses) {
+        assert_absent(&text, secrets, place);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_logs_audit_metrics_or_status() {
+    let mut options = KmsdOptions::local();
+    options.backend_toml = Some(format!(
+        "{}[backend.sealing]\npassphrase_env = \"KMSD_TEST_PASSPHRASE\"\n",
+        options.backend_toml.unwrap()
+    ));
+    options
+        .env
+        .push(("KMSD_TEST_PASSPHRASE".into(), PASSPHRASE.into()));
+    let (kmsd, client, rest, metrics_port) = start_observed(options).await;
 
     // Every data-plane RPC.
     let context = ctx(&[("bucket", "b"), ("object", "o")]);
@@ -209,18 +242,11 @@ async fn no_secret_reaches_logs_audit_metrics_or_status() {
         ("the admin secret", ADMIN_SECRET.as_bytes().to_vec()),
         ("the sealing passphrase", PASSPHRASE.as_bytes().to_vec()),
     ];
-    let http = AdminClient::new(metrics_port, "", "");
-    let metrics = http.send(http.unsigned("GET", "/metrics", "")).await.text;
-    let audit = std::fs::read(kmsd.dir().join("audit.log")).unwrap();
-    assert!(audit.len() > 1000, "the audit log is suspiciously short");
     let mut key_files = Vec::new();
     for entry in std::fs::read_dir(kmsd.dir().join("keys")).unwrap() {
         key_files.extend(std::fs::read(entry.unwrap().path()).unwrap());
     }
-    for (place, text) in [
-        ("the logs (trace level)", kmsd.logs().into_bytes()),
-        ("the audit log", audit),
-        ("the metrics", metrics.into_bytes()),
+    let responses = vec![
         ("the gRPC status", grpc_status.into_bytes()),
         (
             "a refused gRPC reconfigure",
@@ -230,13 +256,8 @@ async fn no_secret_reaches_logs_audit_metrics_or_status() {
         ("the REST config", rest_config.into_bytes()),
         ("a refused REST reconfigure", rest_refused.into_bytes()),
         ("the key files", key_files),
-        (
-            "the runtime state",
-            std::fs::read(kmsd.dir().join("state/runtime.json")).unwrap_or_default(),
-        ),
-    ] {
-        assert_absent(&text, &secrets, place);
-    }
+    ];
+    assert_nothing_leaked(&kmsd, metrics_port, &secrets, responses).await;
 }
 
 /// The same search with the vault backend: a known Vault token, given
@@ -246,20 +267,12 @@ async fn no_secret_reaches_logs_audit_metrics_or_status() {
 async fn no_vault_token_or_data_key_reaches_any_output() {
     let openbao = kmsd::backend::vault::testing::OpenBao::dev().await;
     let token = openbao.root_token();
-    let metrics_port = free_port();
     let mut options = KmsdOptions::local();
     options.backend_toml = Some(openbao.backend_toml(&token, "default").replace(
         "[backend.auth_method]",
         "[backend.intermediate_key]\nenabled = true\n[backend.auth_method]",
     ));
-    options.server_toml = "state_dir = \"{dir}/state\"".into();
-    options.extra_toml = format!(
-        "[audit]\noutput = \"{{dir}}/audit.log\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n[log]\nlevel = \"trace\"\n"
-    );
-    let (options, admin_port) = with_admin(options, "admin", ADMIN_SECRET);
-    let kmsd = Kmsd::start(options).await;
-    let client = kmsd.client().await;
-    let rest = AdminClient::new(admin_port, "admin", ADMIN_SECRET);
+    let (kmsd, client, rest, metrics_port) = start_observed(options).await;
 
     let context = ctx(&[("bucket", "b"), ("object", "o")]);
     let generated = client.generate_data_key(None, &context).await.unwrap();
@@ -337,21 +350,15 @@ async fn no_vault_token_or_data_key_reaches_any_output() {
         ("the Encrypt plaintext", PLAINTEXT.to_vec()),
         ("the admin secret", ADMIN_SECRET.as_bytes().to_vec()),
     ];
-    let http = AdminClient::new(metrics_port, "", "");
-    let metrics = http.send(http.unsigned("GET", "/metrics", "")).await.text;
-    for (place, text) in [
-        ("the logs (trace level)", kmsd.logs().into_bytes()),
-        ("the audit log", audit.into_bytes()),
-        ("the metrics", metrics.into_bytes()),
+    assert!(
+        kmsd.dir().join("state/runtime.json").exists(),
+        "the REST reconfigure was persisted"
+    );
+    let responses = vec![
         ("the gRPC status", grpc_status.into_bytes()),
         ("the REST status", rest_status.into_bytes()),
         ("the REST config", rest_config.into_bytes()),
         ("a refused REST reconfigure", refused.text.into_bytes()),
-        (
-            "the runtime state",
-            std::fs::read(kmsd.dir().join("state/runtime.json")).unwrap(),
-        ),
-    ] {
-        assert_absent(&text, &secrets, place);
-    }
+    ];
+    assert_nothing_leaked(&kmsd, metrics_port, &secrets, responses).await;
 }

@@ -204,52 +204,27 @@ pub async fn start_with(
     // Bound before the gRPC listeners serve, so that once kmsd answers
     // gRPC (what readiness checks probe) the admin API answers too.
     let admin_addr = match admin {
-        Some((listen, auth)) => {
-            let listener =
-                TcpListener::bind(listen)
-                    .await
-                    .map_err(|source| StartError::Listen {
-                        address: listen.to_string(),
-                        source,
-                    })?;
-            let bound = listener.local_addr().map_err(|source| StartError::Listen {
-                address: listen.to_string(),
-                source,
-            })?;
-            let router = http::router(kms.clone(), auth);
-            let stop = wait_for_shutdown(shutdown_rx.clone());
-            tasks.spawn(async move {
-                http::serve(listener, router, stop)
-                    .await
-                    .map_err(ServeError::Http)
-            });
-            Some(bound)
-        }
+        Some((listen, auth)) => Some(
+            serve_http(
+                listen,
+                http::router(kms.clone(), auth),
+                &shutdown_rx,
+                &mut tasks,
+            )
+            .await?,
+        ),
         None => None,
     };
-
     let metrics_addr = match config.metrics_listen {
-        Some(listen) => {
-            let listener =
-                TcpListener::bind(listen)
-                    .await
-                    .map_err(|source| StartError::Listen {
-                        address: listen.to_string(),
-                        source,
-                    })?;
-            let bound = listener.local_addr().map_err(|source| StartError::Listen {
-                address: listen.to_string(),
-                source,
-            })?;
-            let router = http::public_router(kms.clone());
-            let stop = wait_for_shutdown(shutdown_rx.clone());
-            tasks.spawn(async move {
-                http::serve(listener, router, stop)
-                    .await
-                    .map_err(ServeError::Http)
-            });
-            Some(bound)
-        }
+        Some(listen) => Some(
+            serve_http(
+                listen,
+                http::public_router(kms.clone()),
+                &shutdown_rx,
+                &mut tasks,
+            )
+            .await?,
+        ),
         None => None,
     };
 
@@ -343,4 +318,27 @@ pub async fn start_with(
         shutdown,
         tasks,
     })
+}
+
+/// Binds an HTTP listener (admin API, or metrics and health) and serves
+/// `router` on it until shutdown; returns the bound address.
+async fn serve_http(
+    listen: SocketAddr,
+    router: axum::Router,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut JoinSet<Result<(), ServeError>>,
+) -> Result<SocketAddr, StartError> {
+    let failed = |source| StartError::Listen {
+        address: listen.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(listen).await.map_err(failed)?;
+    let bound = listener.local_addr().map_err(failed)?;
+    let stop = wait_for_shutdown(shutdown.clone());
+    tasks.spawn(async move {
+        http::serve(listener, router, stop)
+            .await
+            .map_err(ServeError::Http)
+    });
+    Ok(bound)
 }

@@ -13,9 +13,12 @@
 //! kmsd = { workspace = true, features = ["testing"] }
 //! ```
 //!
-//! ```ignore
+//! ```no_run
+//! # async fn example() {
 //! let bao = kmsd::backend::vault::testing::OpenBao::dev().await;
 //! let backend_toml = bao.backend_toml(&bao.root_token(), "default");
+//! # assert!(backend_toml.contains("[backend]"));
+//! # }
 //! ```
 //!
 //! The `bao` binary is found through `KMSD_BAO_BIN`, then
