@@ -4,12 +4,14 @@
 //! startup; every change is written to disk (atomically and durably) before
 //! it becomes visible, so a client never sees a key that a crash could lose.
 
+mod convert;
+mod error;
 mod file;
 mod sealing;
 
 use std::{
     collections::BTreeMap,
-    fs, io,
+    fs,
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     sync::Arc,
@@ -19,8 +21,10 @@ use arc_swap::ArcSwap;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+pub use self::error::LocalError;
 pub use self::sealing::SealingSecret;
 use self::{
+    convert::{load_key, to_file},
     file::{KEY_FILE_FORMAT, KEY_FILE_SUFFIX, KeyFile, PlainMaterial, VersionFile},
     sealing::Sealer,
 };
@@ -41,66 +45,6 @@ use crate::{
 const BLOB_DOMAIN: &[u8] = b"kmsd/v1/local-blob";
 /// Held (flock) while a kmsd process uses the directory.
 const LOCK_FILE: &str = ".kmsd.lock";
-
-/// Why the key directory cannot be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum LocalError {
-    /// A file-system call failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// Where.
-        path: PathBuf,
-        /// What.
-        #[source]
-        source: io::Error,
-    },
-    /// Group or others may access a key file or the directory.
-    #[error(
-        "{path} is accessible by group or others; kmsd refuses to use it (fix: chmod go-rwx {path})"
-    )]
-    LoosePermissions {
-        /// The file or directory.
-        path: PathBuf,
-    },
-    /// Another process holds the directory's lock.
-    #[error("key directory {0} is in use by another kmsd process")]
-    Locked(PathBuf),
-    /// The directory is sealed but no secret was configured.
-    #[error(
-        "key directory {0} is sealed: configure its passphrase or key file ([backend.sealing] in the config)"
-    )]
-    SealedWithoutSecret(PathBuf),
-    /// Sealing was configured for a directory holding unsealed keys.
-    #[error(
-        "key directory {0} holds unsealed key files; sealing can only be turned on for a new, empty key directory"
-    )]
-    UnsealedKeysPresent(PathBuf),
-    /// The passphrase or key file does not open the directory.
-    #[error("wrong passphrase or key file for the sealed key directory {0}")]
-    WrongSealingSecret(PathBuf),
-    /// A passphrase was given for a key-file-sealed directory or the reverse.
-    #[error("{path} says the directory was sealed with {sealed_with}; configure that instead")]
-    SealingSecretKindMismatch {
-        /// The sealing file.
-        path: PathBuf,
-        /// What it was sealed with.
-        sealed_with: &'static str,
-    },
-    /// The sealing file is damaged.
-    #[error("{path}: {reason}")]
-    BadSealingFile {
-        /// The sealing file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: &'static str,
-    },
-    /// A cryptographic primitive failed.
-    #[error("{0}")]
-    Crypto(#[from] CryptoError),
-    /// Serialisation failed.
-    #[error("cannot encode the sealing file: {0}")]
-    Encode(String),
-}
 
 /// Where the keys are and how they are protected at rest.
 #[derive(Debug)]
@@ -547,108 +491,6 @@ fn internal(e: CryptoError) -> KmsError {
 
 fn internal_len(_: std::array::TryFromSliceError) -> KmsError {
     KmsError::Internal("slice length mismatch".into())
-}
-
-fn to_file(key: &LocalKey) -> KeyFile {
-    KeyFile {
-        format: KEY_FILE_FORMAT,
-        key_id: key.meta.key_id.to_string(),
-        state: key.meta.state,
-        description: key.meta.description.clone(),
-        tags: key.meta.tags.clone(),
-        created_at: key.meta.created_at,
-        deletion_date: key.meta.deletion_date,
-        current_version: key.meta.current_version,
-        versions: key
-            .meta
-            .versions
-            .iter()
-            .zip(&key.versions)
-            .map(|(info, version)| VersionFile {
-                version: info.version,
-                created_at: info.created_at,
-                material: match &version.stored {
-                    Stored::Plain(material) => Some(PlainMaterial(material.clone())),
-                    Stored::Sealed(_) => None,
-                },
-                sealed_material: match &version.stored {
-                    Stored::Plain(_) => None,
-                    Stored::Sealed(sealed) => Some(sealed.clone()),
-                },
-            })
-            .collect(),
-    }
-}
-
-/// Reads and checks one key file. The error is a reason for the log.
-fn load_key(path: &Path, key_id: &KeyId, sealer: Option<&Sealer>) -> Result<LocalKey, String> {
-    let bytes = Zeroizing::new(fs::read(path).map_err(|e| format!("cannot read: {e}"))?);
-    let file: KeyFile =
-        serde_json::from_slice(&bytes).map_err(|e| format!("not a valid key file: {e}"))?;
-    if file.format != KEY_FILE_FORMAT {
-        return Err(format!("unknown key-file format {}", file.format));
-    }
-    if file.key_id != key_id.as_str() {
-        return Err(format!(
-            "the file names key {:?}, not {key_id}",
-            file.key_id
-        ));
-    }
-    let expected: Vec<u32> = (1..=file.current_version).collect();
-    let found: Vec<u32> = file.versions.iter().map(|v| v.version).collect();
-    if expected != found || found.is_empty() {
-        return Err(format!(
-            "versions {found:?} do not run from 1 to the current version {}",
-            file.current_version
-        ));
-    }
-    if (file.state == KeyState::PendingDeletion) != file.deletion_date.is_some() {
-        return Err("a deletion date must be set exactly when the key is pending deletion".into());
-    }
-    let mut versions = Vec::with_capacity(file.versions.len());
-    let mut infos = Vec::with_capacity(file.versions.len());
-    for v in file.versions {
-        let (material, stored) = match (sealer, v.material, v.sealed_material) {
-            (None, Some(PlainMaterial(material)), None) => {
-                (material.clone(), Stored::Plain(material))
-            }
-            (Some(sealer), None, Some(sealed)) => (
-                sealer
-                    .open(key_id, v.version, &sealed)
-                    .map_err(|_| format!("version {} does not unseal", v.version))?,
-                Stored::Sealed(sealed),
-            ),
-            (None, _, Some(_)) => {
-                return Err("holds sealed material but the directory is not sealed".into());
-            }
-            (Some(_), Some(_), _) => {
-                return Err("holds plaintext material in a sealed directory".into());
-            }
-            (_, None, None) => return Err(format!("version {} has no material", v.version)),
-        };
-        versions.push(Arc::new(LocalVersion {
-            wrapping: WrappingKey::new(&material, BLOB_DOMAIN),
-            stored,
-        }));
-        infos.push(VersionInfo {
-            version: v.version,
-            created_at: v.created_at,
-        });
-    }
-    Ok(LocalKey {
-        meta: KeyMetadata {
-            key_id: key_id.clone(),
-            state: file.state,
-            description: file.description,
-            created_at: file.created_at,
-            deletion_date: file.deletion_date,
-            current_version: file.current_version,
-            versions: infos,
-            backend: BackendKind::Local,
-            tags: file.tags,
-        },
-        versions,
-    })
 }
 
 #[cfg(test)]
