@@ -352,17 +352,12 @@ async fn the_config_file_owns_the_backend_until_the_admin_api_changes_it() {
     assert!(key_dir(status(&kmsd.client().await).await).ends_with("keys-c"));
 }
 
-/// Swaps the backend back and forth under a steady load of GenerateDataKey
-/// and Decrypt: not one request may fail, and every blob opens at the end.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swapping_backends_under_load_fails_no_request() {
-    let kmsd = Kmsd::start(not_configured()).await;
+/// Eight workers run GenerateDataKey then Decrypt in a loop while each of
+/// `targets` is applied in turn through Reconfigure, `pause` apart; any
+/// failed request fails the test. Every blob is opened again at the end;
+/// returns the backend byte of each (0x01 local, 0x02 vault).
+async fn swap_under_load(kmsd: &Kmsd, targets: &[String], pause: Duration) -> Vec<u8> {
     let admin = kmsd.client().await;
-    configure(&admin, &local_json(&kmsd, "keys-a"))
-        .await
-        .unwrap();
-    start(&admin).await.unwrap();
-
     let stop_flag = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for worker in 0..8 {
@@ -371,7 +366,6 @@ async fn swapping_backends_under_load_fails_no_request() {
         workers.push(tokio::spawn(async move {
             let context = ctx(&[("worker", &worker.to_string())]);
             let mut blobs = Vec::new();
-            let mut requests = 0u32;
             while !stop_flag.load(Ordering::Relaxed) {
                 let generated = client
                     .generate_data_key(None, &context)
@@ -386,25 +380,20 @@ async fn swapping_backends_under_load_fails_no_request() {
                     generated.key.expose_secret()
                 );
                 blobs.push(generated);
-                requests += 2;
             }
-            (context, blobs, requests)
+            (context, blobs)
         }));
     }
-    for target in ["keys-b", "keys-a", "keys-b", "keys-a", "keys-b"] {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        reconfigure(&admin, &local_json(&kmsd, target))
-            .await
-            .unwrap();
+    for target in targets {
+        tokio::time::sleep(pause).await;
+        reconfigure(&admin, target).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(pause).await;
     stop_flag.store(true, Ordering::Relaxed);
-    let mut total = 0;
-    let mut checked = 0;
     let client = kmsd.client().await;
+    let mut backends = Vec::new();
     for worker in workers {
-        let (context, blobs, requests) = worker.await.unwrap();
-        total += requests;
+        let (context, blobs) = worker.await.unwrap();
         for generated in blobs {
             let opened = client
                 .decrypt(&generated.blob, &context, None)
@@ -414,14 +403,29 @@ async fn swapping_backends_under_load_fails_no_request() {
                 opened.plaintext.expose_secret(),
                 generated.key.expose_secret()
             );
-            checked += 1;
+            backends.push(generated.blob[3]);
         }
     }
+    backends
+}
+
+/// Swaps the backend back and forth under a steady load of GenerateDataKey
+/// and Decrypt: not one request may fail, and every blob opens at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapping_backends_under_load_fails_no_request() {
+    let kmsd = Kmsd::start(not_configured()).await;
+    let admin = kmsd.client().await;
+    configure(&admin, &local_json(&kmsd, "keys-a"))
+        .await
+        .unwrap();
+    start(&admin).await.unwrap();
+    let targets = ["keys-b", "keys-a", "keys-b", "keys-a", "keys-b"].map(|d| local_json(&kmsd, d));
+    let blobs = swap_under_load(&kmsd, &targets, Duration::from_millis(150)).await;
     assert!(
-        total > 100,
-        "too little load to prove anything: {total} requests"
+        blobs.len() > 50,
+        "too little load to prove anything: {} data keys",
+        blobs.len()
     );
-    assert_eq!(total, checked * 2);
 }
 
 fn vault_json(openbao: &kmsd::backend::vault::testing::OpenBao) -> String {
@@ -501,60 +505,11 @@ async fn swapping_between_local_and_vault_under_load_fails_no_request() {
         .await
         .unwrap();
     start(&admin).await.unwrap();
-
-    let stop_flag = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for worker in 0..8 {
-        let client = kmsd.client().await;
-        let stop_flag = Arc::clone(&stop_flag);
-        workers.push(tokio::spawn(async move {
-            let context = ctx(&[("worker", &worker.to_string())]);
-            let mut blobs = Vec::new();
-            while !stop_flag.load(Ordering::Relaxed) {
-                let generated = client
-                    .generate_data_key(None, &context)
-                    .await
-                    .unwrap_or_else(|e| panic!("GenerateDataKey failed during a swap: {e}"));
-                let opened = client
-                    .decrypt(&generated.blob, &context, None)
-                    .await
-                    .unwrap_or_else(|e| panic!("Decrypt failed during a swap: {e}"));
-                assert_eq!(
-                    opened.plaintext.expose_secret(),
-                    generated.key.expose_secret()
-                );
-                blobs.push(generated);
-            }
-            (context, blobs)
-        }));
-    }
-    let vault = vault_json(&openbao);
-    let local = local_json(&kmsd, "keys-a");
-    for target in [&vault, &local, &vault, &local] {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        reconfigure(&admin, target).await.unwrap();
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop_flag.store(true, Ordering::Relaxed);
-    let client = kmsd.client().await;
-    let (mut local_blobs, mut vault_blobs) = (0, 0);
-    for worker in workers {
-        let (context, blobs) = worker.await.unwrap();
-        for generated in blobs {
-            match generated.blob[3] {
-                0x01 => local_blobs += 1,
-                _ => vault_blobs += 1,
-            }
-            let opened = client
-                .decrypt(&generated.blob, &context, None)
-                .await
-                .unwrap();
-            assert_eq!(
-                opened.plaintext.expose_secret(),
-                generated.key.expose_secret()
-            );
-        }
-    }
+    let (vault, local) = (vault_json(&openbao), local_json(&kmsd, "keys-a"));
+    let targets = [vault.clone(), local.clone(), vault, local];
+    let blobs = swap_under_load(&kmsd, &targets, Duration::from_millis(300)).await;
+    let local_blobs = blobs.iter().filter(|b| **b == 0x01).count();
+    let vault_blobs = blobs.len() - local_blobs;
     assert!(
         local_blobs > 50 && vault_blobs > 50,
         "local {local_blobs}, vault {vault_blobs}"
