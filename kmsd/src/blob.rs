@@ -259,6 +259,11 @@ pub fn intermediate_key_id(blob: &ParsedBlob<'_>) -> Option<String> {
 
 /// [`intermediate_key_id`] of a blob kmsd just sealed.
 pub fn sealed_intermediate_key_id(blob: &[u8]) -> Option<String> {
+    // Called for every blob sealed; the local backend's never qualify, so
+    // they are not parsed again.
+    if blob.get(3) != Some(&BackendKind::Vault.to_byte()) {
+        return None;
+    }
     parse(blob).ok().and_then(|p| intermediate_key_id(&p))
 }
 

@@ -230,7 +230,7 @@ async fn no_secret_reaches_logs_audit_metrics_or_status() {
     // the passphrase, and the master key material (recovered through the
     // API: opening a blob by hand is not possible, so the material is the
     // one thing the outputs cannot be searched for directly; the sealed key
-    // files guarantee it is not on disk, see process.rs).
+    // files guarantee it is not on disk, see tests/tests/process/).
     let secrets: Vec<(&str, Vec<u8>)> = vec![
         ("a data key", generated.key.expose_secret().to_vec()),
         (

@@ -163,7 +163,8 @@ struct KeysConfig {
 #[derive(Debug, Clone)]
 pub(crate) struct Transit {
     client: VaultClient,
-    mount: String,
+    /// Shared: every Transit call clones this value (see `batch`).
+    mount: Arc<str>,
     batches: Arc<Batches>,
 }
 
@@ -172,7 +173,7 @@ impl Transit {
     pub(crate) fn new(client: VaultClient, mount: String) -> Self {
         Self {
             client,
-            mount,
+            mount: Arc::from(mount),
             batches: Arc::default(),
         }
     }
@@ -181,7 +182,7 @@ impl Transit {
     /// failed half-way can be retried).
     pub(crate) async fn create(&self, key_id: &KeyId) -> Result<(), VaultError> {
         let endpoint = CreateKeyRequest {
-            mount: self.mount.clone(),
+            mount: self.mount.to_string(),
             name: key_id.to_string(),
             key_type: Some(KeyType::Aes256Gcm96),
             exportable: Some(false),
@@ -195,7 +196,7 @@ impl Transit {
     /// The key's type and versions; `None` if there is no such key.
     pub(crate) async fn read(&self, key_id: &KeyId) -> Result<Option<TransitKey>, VaultError> {
         let endpoint = ReadKeyRequest {
-            mount: self.mount.clone(),
+            mount: self.mount.to_string(),
             name: key_id.to_string(),
         };
         let data: KeyData = match self.client.data(&endpoint, true).await {
@@ -231,7 +232,7 @@ impl Transit {
     /// Adds a version. Not repeated on a lost answer: that would add two.
     pub(crate) async fn rotate(&self, key_id: &KeyId) -> Result<(), VaultError> {
         let endpoint = RotateKeyRequest {
-            mount: self.mount.clone(),
+            mount: self.mount.to_string(),
             name: key_id.to_string(),
         };
         self.client.exec(&endpoint, false).await
@@ -241,7 +242,7 @@ impl Transit {
     /// was set first. A key that is already gone is not an error.
     pub(crate) async fn destroy(&self, key_id: &KeyId) -> Result<(), VaultError> {
         let allow = UpdateKeyConfigurationRequest {
-            mount: self.mount.clone(),
+            mount: self.mount.to_string(),
             name: key_id.to_string(),
             deletion_allowed: Some(true),
             ..Default::default()
@@ -255,7 +256,7 @@ impl Transit {
             Err(e) => return Err(e),
         }
         let delete = DeleteKeyRequest {
-            mount: self.mount.clone(),
+            mount: self.mount.to_string(),
             name: key_id.to_string(),
         };
         match self.client.exec(&delete, true).await {

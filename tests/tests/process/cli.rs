@@ -1,0 +1,146 @@
+//! The operator CLI and dev mode against a running kmsd.
+
+use super::*;
+
+fn run_cli(endpoint: &str, args: &[&str]) -> (bool, serde_json::Value, String) {
+    let output = Command::new(binary("kmsd"))
+        .args(args)
+        .env("KMSD_ENDPOINT", endpoint)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    (
+        output.status.success(),
+        json,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_manages_keys_on_a_running_kmsd() {
+    let kmsd = Kmsd::start_local().await;
+    let endpoint = kmsd.endpoint().to_string();
+    let cli = |args: &[&str]| {
+        let (ok, json, stderr) = run_cli(&endpoint, args);
+        assert!(ok, "kmsd {args:?} failed: {stderr}");
+        json
+    };
+    let created = cli(&[
+        "key",
+        "create",
+        "cli-key",
+        "--description",
+        "from the CLI",
+        "--tag",
+        "team=storage",
+    ]);
+    assert_eq!(created["key_id"], "cli-key");
+    assert_eq!(created["state"], "Enabled");
+    assert_eq!(created["tags"]["team"], "storage");
+    assert_eq!(cli(&["key", "rotate", "cli-key"])["current_version"], 2);
+    assert_eq!(cli(&["key", "disable", "cli-key"])["state"], "Disabled");
+    assert_eq!(cli(&["key", "enable", "cli-key"])["state"], "Enabled");
+    let scheduled = cli(&["key", "schedule-deletion", "cli-key", "--days", "7"]);
+    assert_eq!(scheduled["state"], "PendingDeletion");
+    assert!(scheduled["deletion_date"].is_string());
+    assert_eq!(
+        cli(&["key", "cancel-deletion", "cli-key"])["state"],
+        "Disabled"
+    );
+    assert_eq!(
+        cli(&["key", "describe", "cli-key"])["description"],
+        "from the CLI"
+    );
+    let listed = cli(&["key", "list"]);
+    let ids: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["cli-key", "default"]);
+
+    let datakey = cli(&["datakey", "--context", "bucket=b1"]);
+    assert_eq!(datakey["key_id"], "default");
+    let plaintext = B64.decode(datakey["plaintext"].as_str().unwrap()).unwrap();
+    assert_eq!(plaintext.len(), 32);
+    let blob = datakey["ciphertext_blob"].as_str().unwrap();
+    let opened = cli(&["decrypt", blob, "--context", "bucket=b1"]);
+    assert_eq!(
+        B64.decode(opened["plaintext"].as_str().unwrap()).unwrap(),
+        plaintext
+    );
+    let sealed_only = cli(&["datakey", "--without-plaintext"]);
+    assert!(sealed_only.get("plaintext").is_none());
+
+    let status = cli(&["status"]);
+    assert_eq!(status["status"], "Running");
+    assert_eq!(status["backend"]["backend_type"], "local");
+
+    let (ok, _, stderr) = run_cli(&endpoint, &["key", "describe", "missing"]);
+    assert!(!ok);
+    assert!(stderr.contains("key missing not found"), "{stderr}");
+    let (ok, _, stderr) = run_cli(&endpoint, &["decrypt", blob, "--context", "bucket=b2"]);
+    assert!(!ok);
+    assert!(stderr.contains("did not authenticate"), "{stderr}");
+    let (ok, _, stderr) = run_cli("unix:/nonexistent/kmsd.sock", &["status"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot connect to kmsd at unix:/nonexistent/kmsd.sock"),
+        "{stderr}"
+    );
+}
+
+/// The README's first command: `kmsd serve --dev` needs no config, prints
+/// where it listens, and serves a default key that survives a restart.
+#[tokio::test]
+async fn dev_mode_needs_no_config_and_prints_its_endpoints() {
+    let dir = private_dir();
+    let data_dir = dir.path().join("data");
+    let port = free_port();
+    let mut first_key = None;
+    for _ in 0..2 {
+        let mut child = Command::new(binary("kmsd"))
+            .args([
+                "serve",
+                "--dev",
+                "--tcp",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(&data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut endpoints = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(endpoint) = line.trim().strip_prefix("listening:") {
+                endpoints.push(endpoint.trim().to_owned());
+            }
+            if line.starts_with("try it:") {
+                break;
+            }
+        }
+        let socket = data_dir.canonicalize().unwrap().join("kmsd.sock");
+        assert_eq!(
+            endpoints,
+            [
+                format!("unix:{}", socket.display()),
+                format!("http://127.0.0.1:{port}")
+            ]
+        );
+        for endpoint in &endpoints {
+            let (ok, json, stderr) = run_cli(endpoint, &["key", "describe", "default"]);
+            assert!(ok, "{stderr}");
+            let created_at = json["created_at"].as_str().unwrap().to_owned();
+            // The second start finds the key made by the first.
+            assert_eq!(first_key.get_or_insert(created_at.clone()), &created_at);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
