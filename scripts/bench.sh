@@ -23,8 +23,10 @@ done
 
 step() { printf '==> %s\n' "$*" >&2; }
 
-step "cargo build --release -p kmsd"
-cargo build --release -p kmsd --manifest-path "$root/Cargo.toml"
+step "cargo build --release -p kmsd --bin kmsd --example grpc_floor"
+# grpc_floor: the bare tonic baseline the server-CPU and tail figures are
+# compared with (kmsd/examples/grpc_floor.rs).
+cargo build --release -p kmsd --bin kmsd --example grpc_floor --manifest-path "$root/Cargo.toml"
 # Built now, so that no compiler runs while load is measured.
 step "cargo bench -p kms-client --bench stream --no-run"
 cargo bench -p kms-client --bench stream --no-run --quiet --manifest-path "$root/Cargo.toml"
@@ -38,4 +40,5 @@ if ! command -v h2load >/dev/null 2>&1; then
 fi
 
 exec python3 "$root/scripts/bench.py" \
-  --kmsd "${CARGO_TARGET_DIR:-$root/target}/release/kmsd" --bao "$bao" "$@"
+  --kmsd "${CARGO_TARGET_DIR:-$root/target}/release/kmsd" \
+  --floor "${CARGO_TARGET_DIR:-$root/target}/release/examples/grpc_floor" --bao "$bao" "$@"
