@@ -42,6 +42,11 @@ pub(crate) struct BenchArgs {
     /// The Transit mount (with --openbao-addr).
     #[arg(long, default_value = "transit")]
     openbao_mount: String,
+    /// Worker threads of the client's runtime (default: one per core). On a
+    /// machine shared with the server, fewer client threads leave the cores
+    /// to the server and keep the client's own scheduling out of the tail.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Write the gRPC-framed GenerateDataKeyRequest this workload sends to
     /// a file and exit (a body for h2load), instead of running.
     #[arg(long)]
@@ -52,7 +57,11 @@ pub(crate) fn run(client: ClientArgs, args: BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.write_request_body {
         return write_request_body(path, args.key_id.as_deref());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -144,3 +144,53 @@ async fn dev_mode_needs_no_config_and_prints_its_endpoints() {
         let _ = child.wait();
     }
 }
+
+#[tokio::test]
+async fn kmsd_bench_drives_a_running_kmsd_without_errors() {
+    let kmsd = Kmsd::start_local().await;
+    let endpoint = kmsd.endpoint().to_string();
+    for (workload, threads) in [("gdk", "1"), ("mix", "2")] {
+        let (ok, report, stderr) = run_cli(
+            &endpoint,
+            &[
+                "bench",
+                "--json",
+                "--workload",
+                workload,
+                "-c",
+                "4",
+                "-m",
+                "2",
+                "--threads",
+                threads,
+                "--duration",
+                "0.3",
+                "--warmup",
+                "0.1",
+            ],
+        );
+        assert!(ok, "kmsd bench --workload {workload} failed: {stderr}");
+        assert_eq!(report["errors"], 0, "{report}");
+        assert_eq!(report["concurrency"], 4);
+        assert_eq!(report["connections"], 2);
+        let requests = report["requests"].as_u64().unwrap();
+        assert!(requests > 0, "{report}");
+        let p50 = report["p50_us"].as_f64().unwrap();
+        let p99 = report["p99_us"].as_f64().unwrap();
+        assert!(0.0 < p50 && p50 <= p99, "{report}");
+    }
+    // The body it writes for h2load is one gRPC frame: a flag byte, a
+    // big-endian length, then exactly that many bytes of protobuf.
+    let dir = private_dir();
+    let body = dir.path().join("request.bin");
+    let status = Command::new(binary("kmsd"))
+        .args(["bench", "--write-request-body"])
+        .arg(&body)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let frame = std::fs::read(&body).unwrap();
+    assert_eq!(frame[0], 0, "uncompressed");
+    let len = u32::from_be_bytes(frame[1..5].try_into().unwrap()) as usize;
+    assert_eq!(frame.len(), 5 + len);
+}
