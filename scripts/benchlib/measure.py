@@ -219,7 +219,7 @@ def start_to_ready(kmsd, tmp, starts):
             # be rebound at once.
             port = free_port()
             cmd = [kmsd, "serve", "--config", server.config, "--metrics-listen", f"127.0.0.1:{port}"]
-            logfile = os.path.join(server.dir, "kmsd.log")
+            logfile = server.log_path
             t0 = time.perf_counter()
             proc = spawn(cmd, logfile, die_with_parent=False)
             while True:

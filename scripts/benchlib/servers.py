@@ -127,8 +127,36 @@ class OpenBao:
         return answer
 
 
-class Kmsd:
+class Server:
+    """What the measuring code needs of any server it started: a process,
+    a unix socket in its own directory, and a log file there."""
+
+    log_name = "server.log"
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    @property
+    def endpoint(self):
+        return f"unix:{self.socket}"
+
+    @property
+    def log_path(self):
+        return os.path.join(self.dir, self.log_name)
+
+    def log_tail(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()[-2000:]
+        except OSError:
+            return ""
+
+
+class Kmsd(Server):
     """One `kmsd serve` with its own directory, socket and ports."""
+
+    log_name = "kmsd.log"
 
     def __init__(self, kmsd, tmp, name, backend_toml, audit=True, tcp=False):
         self.kmsd = kmsd
@@ -168,17 +196,9 @@ class Kmsd:
     def start(self):
         self.proc = spawn(
             [self.kmsd, "serve", "--config", self.config],
-            os.path.join(self.dir, "kmsd.log"),
+            self.log_path,
         )
         wait_until(f"{self.name} ready", lambda: ready_once(self.metrics_port), self.proc, 60, 0.02)
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    @property
-    def endpoint(self):
-        return f"unix:{self.socket}"
 
     def counters(self):
         return counters(self.metrics_port)
@@ -189,17 +209,12 @@ class Kmsd:
         if self.audit and os.path.exists(self.audit):
             os.truncate(self.audit, 0)
 
-    def log_tail(self):
-        try:
-            with open(os.path.join(self.dir, "kmsd.log")) as f:
-                return f.read()[-2000:]
-        except OSError:
-            return ""
 
-
-class Floor:
+class Floor(Server):
     """kmsd/examples/grpc_floor.rs: a bare tonic GenerateDataKey with
     tonic's defaults, the baseline for server CPU and tail latency."""
+
+    log_name = "floor.log"
 
     def __init__(self, binary, tmp):
         self.binary = binary
@@ -210,7 +225,7 @@ class Floor:
         self.proc = None
 
     def start(self):
-        self.proc = spawn([self.binary, self.socket], os.path.join(self.dir, "floor.log"))
+        self.proc = spawn([self.binary, self.socket], self.log_path)
         wait_until("grpc_floor ready", self._answers, self.proc, 30, 0.02)
 
     def _answers(self):
@@ -230,26 +245,11 @@ class Floor:
                 data += chunk
         return int(data.decode())
 
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    @property
-    def endpoint(self):
-        return f"unix:{self.socket}"
-
     def counters(self):
         return {"OK": float(self.served()), "backend": 0.0}
 
     def truncate_audit(self):
         pass
-
-    def log_tail(self):
-        try:
-            with open(os.path.join(self.dir, "floor.log")) as f:
-                return f.read()[-2000:]
-        except OSError:
-            return ""
 
 
 def local_backend_toml():
