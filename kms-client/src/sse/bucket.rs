@@ -74,8 +74,10 @@ impl BucketEncryption {
     /// fields do not break it; a known element twice is malformed.
     pub fn from_xml(xml: &str) -> Result<Self, SseError> {
         let malformed = SseError::MalformedBucketEncryption;
+        // Not `trim_text`: it trims each text event, and an entity splits
+        // the text into several, so "a &amp; b" would lose its spaces.
+        // Values are trimmed whole at their closing tag instead.
         let mut reader = Reader::from_str(xml);
-        reader.config_mut().trim_text(true);
         let mut path: Vec<String> = Vec::new();
         let mut text = String::new();
         let (mut rules, mut applies) = (0, 0);
@@ -129,7 +131,7 @@ impl BucketEncryption {
                 }
                 Event::End(_) => {
                     let at: Vec<&str> = path.iter().map(String::as_str).collect();
-                    let value = std::mem::take(&mut text);
+                    let value = std::mem::take(&mut text).trim().to_owned();
                     let slot = match at.as_slice() {
                         [ROOT, RULE, APPLY, ALGORITHM] => Some(&mut algorithm),
                         [ROOT, RULE, APPLY, KEY_ID] => Some(&mut key_id),
