@@ -12,6 +12,7 @@ use crate::{
     crypto::{AeadKey, fill_random},
 };
 
+mod arbitrary;
 mod bucket;
 mod headers;
 mod kms;
