@@ -74,6 +74,18 @@ async fn status(client: &KmsClient) -> proto::StatusResponse {
     rpc(client.admin().status(proto::StatusRequest {}).await).unwrap()
 }
 
+/// A kmsd started unconfigured, then configured through the admin API with
+/// a local backend in `keys-a` and started.
+async fn running_on_keys_a() -> (Kmsd, KmsClient) {
+    let kmsd = Kmsd::start(not_configured()).await;
+    let client = kmsd.client().await;
+    configure(&client, &local_json(&kmsd, "keys-a"))
+        .await
+        .unwrap();
+    start(&client).await.unwrap();
+    (kmsd, client)
+}
+
 #[tokio::test]
 async fn every_transition_and_the_invalid_ones() {
     let kmsd = Kmsd::start(not_configured()).await;
@@ -175,12 +187,7 @@ async fn every_transition_and_the_invalid_ones() {
 
 #[tokio::test]
 async fn a_failed_reconfigure_leaves_the_old_backend_serving() {
-    let kmsd = Kmsd::start(not_configured()).await;
-    let client = kmsd.client().await;
-    configure(&client, &local_json(&kmsd, "keys-a"))
-        .await
-        .unwrap();
-    start(&client).await.unwrap();
+    let (kmsd, client) = running_on_keys_a().await;
     let before = client.generate_data_key(None, &ctx(&[])).await.unwrap();
 
     std::fs::write(kmsd.dir().join("a-file"), b"").unwrap();
@@ -213,12 +220,7 @@ async fn a_failed_reconfigure_leaves_the_old_backend_serving() {
 
 #[tokio::test]
 async fn reconfigure_keeps_the_old_backend_for_decryption() {
-    let kmsd = Kmsd::start(not_configured()).await;
-    let client = kmsd.client().await;
-    configure(&client, &local_json(&kmsd, "keys-a"))
-        .await
-        .unwrap();
-    start(&client).await.unwrap();
+    let (kmsd, client) = running_on_keys_a().await;
     let from_a = client
         .generate_data_key(None, &ctx(&[("o", "1")]))
         .await
@@ -286,12 +288,7 @@ async fn reconfigure_keeps_the_old_backend_for_decryption() {
 
 #[tokio::test]
 async fn the_applied_configuration_survives_a_restart() {
-    let mut kmsd = Kmsd::start(not_configured()).await;
-    let client = kmsd.client().await;
-    configure(&client, &local_json(&kmsd, "keys-a"))
-        .await
-        .unwrap();
-    start(&client).await.unwrap();
+    let (mut kmsd, client) = running_on_keys_a().await;
     let from_a = client.generate_data_key(None, &ctx(&[])).await.unwrap();
     reconfigure(&client, &local_json(&kmsd, "keys-b"))
         .await
