@@ -5,6 +5,7 @@
 mod build;
 mod listen;
 mod tasks;
+mod uds_authority;
 
 use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -235,7 +236,10 @@ pub async fn start_with(
                 source,
             })?;
             let routes = grpc::routes(&kms, health_service.clone())?;
-            let incoming = unix_incoming(listener, config.listen.unix_allowed.clone());
+            let incoming = uds_authority::fix_incoming(unix_incoming(
+                listener,
+                config.listen.unix_allowed.clone(),
+            ));
             let stop = wait_for_shutdown(shutdown_rx.clone());
             let serve = server()
                 .add_routes(routes)
