@@ -8,6 +8,10 @@
 #                    systemd-tmpfiles (systemd), strace (the seccomp check of
 #                    deploy/systemd/kmsd.service), h2load (nghttp2-client).
 #                    Installed only when missing.
+#   tests/interop/node/node_modules
+#                    the Node gRPC clients of the interop tests, exactly as
+#                    tests/interop/node/package-lock.json pins them (npm ci;
+#                    skipped when already installed from the same lock file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +27,7 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v strace >/dev/null 2>&1 || missing+=(strace)
 command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -39,4 +44,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
   [ -z "$guard" ] || $sudo rm -f /usr/sbin/policy-rc.d
+fi
+
+node_dir=tests/interop/node
+if ! cmp -s "$node_dir/package-lock.json" "$node_dir/node_modules/.kmsd-installed-lock.json"; then
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$node_dir/package-lock.json" "$node_dir/node_modules/.kmsd-installed-lock.json"
 fi
