@@ -1,7 +1,7 @@
 //! The client side of kmsd, linked into a storage server.
 //!
 //! kmsd holds (or reaches) the master keys; this crate asks it for
-//! per-object data keys and keeps object payloads local. It has three
+//! per-object data keys and keeps object payloads local. It has these
 //! parts:
 //!
 //! - [`KmsClient`]: the kms.v1 API over one shared HTTP/2 channel (unix
@@ -19,6 +19,10 @@
 //! - [`sse`]: S3 server-side encryption (SSE-S3, SSE-KMS, SSE-C) from the
 //!   request headers to the data key, the stored metadata and the response
 //!   headers, with [`bucket_key`]s so many objects share one kmsd call.
+//! - [`rewrap`]: after a rotation or a backend migration, moves every
+//!   stored sealed key to the new key version with ReEncrypt, with bounded
+//!   concurrency, progress and a resumable checkpoint; payloads are never
+//!   touched.
 //!
 //! **Threat model.** Whoever can read or modify stored objects and their
 //! metadata, but not kmsd's master keys, learns nothing of the plaintext
@@ -84,6 +88,7 @@ mod endpoint;
 mod error;
 pub mod metadata;
 mod retry;
+pub mod rewrap;
 pub mod secret;
 pub mod sse;
 pub mod stream;
