@@ -293,3 +293,26 @@ impl Rewrapper {
         (seq, item.id, result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sealed_by;
+
+    #[test]
+    fn sealed_by_reads_the_key_and_version_of_a_v1_header() {
+        let mut blob = vec![0x6b, 0x6d, 0x01, 0x01, 7];
+        blob.extend(b"app-key");
+        blob.extend(3u32.to_be_bytes());
+        blob.extend([0xaa; 40]);
+        assert_eq!(sealed_by(&blob), Some(("app-key", 3)));
+        // Truncated, another magic, another format version: not a v1 blob.
+        for bad in [
+            &blob[..10],
+            &[0x6b, 0x6e, 0x01, 0x01, 1, b'a', 0, 0, 0, 1][..],
+            &[0x6b, 0x6d, 0x02][..],
+            &[],
+        ] {
+            assert_eq!(sealed_by(bad), None, "{bad:?}");
+        }
+    }
+}
