@@ -9,12 +9,36 @@
 // Test code: a failed unwrap is a failed test, with its context.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Instant;
-
-use kmsd_tests::{
-    Kmsd, KmsdOptions, ctx,
-    raft::{Health, NODES, RaftCluster},
+use std::{
+    process::Command,
+    time::{Duration, Instant},
 };
+
+use kms_client::proto;
+use kmsd_tests::{
+    Kmsd, KmsdOptions, binary, ctx, free_port,
+    raft::{Health, NODES, RaftCluster},
+    rest::{self, AdminClient},
+};
+use serde_json::Value;
+
+mod drift;
+mod rolling;
+
+/// `kmsd cluster check` over `endpoints`: exit code, JSON, stderr.
+fn cluster_check(endpoints: &[String]) -> (i32, Value, String) {
+    let mut cmd = Command::new(binary("kmsd"));
+    for endpoint in endpoints {
+        cmd.args(["--endpoint", endpoint]);
+    }
+    let output = cmd.args(["cluster", "check"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (
+        output.status.code().unwrap_or(-1),
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
 
 /// kmsd as it is today (one Vault address) pointed at the active node of
 /// the cluster serves GenerateDataKey and Decrypt, with a token holding
