@@ -91,6 +91,18 @@ async fn cluster_check_names_the_reconfigured_sidecar_and_the_field() {
     for sidecar in &sidecars {
         assert_eq!(sidecar.fingerprint_metric().await, agreed);
     }
+    // `kmsd status` shows it too, with the fields it covers.
+    let output = Command::new(binary("kmsd"))
+        .args(["--endpoint", &endpoints[0], "status"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let cli_status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(cli_status["config_fingerprint"], agreed.as_str());
+    assert_eq!(
+        cli_status["config_fields"]["vault_addresses"],
+        cluster.address(active).as_str()
+    );
     let status = admin.get("/kms/status").await;
     assert_eq!(status.status, 200, "{}", status.text);
     assert_eq!(status.json["config_fingerprint"], agreed.as_str());
