@@ -220,3 +220,77 @@ async fn a_two_pass_rolling_reconfiguration_under_load_fails_no_call() {
         .await
         .unwrap();
 }
+
+/// `decrypt_only` refuses what it cannot mean, precisely, and changes
+/// nothing then: together with `discard_previous`, for the active backend
+/// itself, and when kmsd is not Running. Accepted, it adds the backend in
+/// front of the previous ones, keeps the active one, and the fingerprint
+/// says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decrypt_only_refuses_what_it_cannot_mean() {
+    let kmsd = Kmsd::start(KmsdOptions::local()).await;
+    let client = kmsd.client().await;
+    let local = |dir: &str| {
+        format!(
+            r#"{{"backend_type": "local", "key_dir": "{}/{dir}", "default_key_id": "default"}}"#,
+            kmsd.dir().display()
+        )
+    };
+    let status = || async {
+        client
+            .admin()
+            .status(proto::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let before = status().await;
+    let attempt = |json: String, discard_previous: bool| {
+        let mut admin = client.admin();
+        async move {
+            admin
+                .reconfigure(proto::ReconfigureRequest {
+                    backend_config_json: json,
+                    discard_previous,
+                    decrypt_only: true,
+                })
+                .await
+        }
+    };
+
+    let both = attempt(local("keys-b"), true).await.unwrap_err();
+    assert_eq!(both.code(), tonic::Code::InvalidArgument, "{both:?}");
+    assert!(both.message().contains("exclude each other"), "{both:?}");
+    let active = attempt(local("keys"), false).await.unwrap_err();
+    assert_eq!(active.code(), tonic::Code::InvalidArgument, "{active:?}");
+    assert!(active.message().contains("active backend"), "{active:?}");
+    assert_eq!(status().await.config_fingerprint, before.config_fingerprint);
+
+    let added = attempt(local("keys-b"), false).await.unwrap().into_inner();
+    assert_eq!(
+        added.backend.unwrap().settings["key_dir"],
+        format!("{}/keys", kmsd.dir().display())
+    );
+    assert_eq!(
+        added.previous_backends[0].settings["key_dir"],
+        format!("{}/keys-b", kmsd.dir().display())
+    );
+    assert_ne!(added.config_fingerprint, before.config_fingerprint);
+    assert_ne!(added.config_fields["decrypt_only_backends"], "none");
+    // The active backend still seals and opens.
+    let context = ctx(&[("k", "v")]);
+    let generated = client.generate_data_key(None, &context).await.unwrap();
+    client
+        .decrypt(&generated.blob, &context, None)
+        .await
+        .unwrap();
+
+    client.admin().stop(proto::StopRequest {}).await.unwrap();
+    let stopped = attempt(local("keys-c"), false).await.unwrap_err();
+    assert_eq!(
+        stopped.code(),
+        tonic::Code::FailedPrecondition,
+        "{stopped:?}"
+    );
+    assert_eq!(status().await.previous_backends.len(), 1);
+}
