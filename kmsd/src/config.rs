@@ -14,6 +14,7 @@ use std::{
 
 pub use self::{
     admin::{AccessKeyConfig, AdminConfig, AdminSecretSource, RawAccessKey, RawAdmin},
+    cluster::{ClusterSettings, RawCluster},
     raw::*,
 };
 use crate::{
@@ -22,6 +23,7 @@ use crate::{
 };
 
 mod admin;
+mod cluster;
 mod raw;
 
 /// Why a configuration was refused.
@@ -82,6 +84,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Where to serve metrics and health probes alone.
     pub metrics_listen: Option<SocketAddr>,
+    /// The other sidecars of this deployment, for drift detection.
+    pub cluster: ClusterSettings,
 }
 
 /// Listeners; at least one is set.
@@ -299,6 +303,7 @@ impl Config {
             deletion_sweep_interval: Duration::from_secs(interval),
             admin: AdminConfig::from_raw(raw.admin)?,
             metrics_listen: raw.metrics.listen,
+            cluster: ClusterSettings::from_raw(raw.cluster)?,
         })
     }
 }

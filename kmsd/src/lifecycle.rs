@@ -27,6 +27,7 @@ use crate::{
     config::{BackendConfig, BackendSettings},
     daemon::{BuildEnv, BuildError, build_backend, ensure_default_key},
     error::KmsError,
+    fingerprint::ConfigFingerprint,
     key_id::KeyId,
     persist::{DesiredState, PersistedRuntime, RuntimeStore},
 };
@@ -93,6 +94,9 @@ pub struct Runtime {
     /// The configured backend's type and default key, in every state but
     /// NotConfigured.
     pub configured: Option<(&'static str, Option<KeyId>)>,
+    /// The configuration fingerprint (docs/operations.md, "Several
+    /// sidecars").
+    pub fingerprint: Arc<ConfigFingerprint>,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +142,8 @@ impl Lifecycle {
     /// NotConfigured; changes are persisted in `store` when given.
     pub fn new(env: BuildEnv, store: Option<RuntimeStore>) -> Self {
         env.metrics.set_state(ServiceState::NotConfigured);
+        let fingerprint = ConfigFingerprint::compute(None, &[], &env.cache);
+        env.metrics.set_config_fingerprint(&fingerprint);
         Self {
             current: ArcSwap::from_pointee(Runtime {
                 state: ServiceState::NotConfigured,
@@ -145,6 +151,7 @@ impl Lifecycle {
                 previous: Vec::new(),
                 error: None,
                 configured: None,
+                fingerprint: Arc::new(fingerprint),
             }),
             control: tokio::sync::Mutex::new(Control::default()),
             env,
@@ -336,6 +343,38 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// Adds a backend for decryption only, first among the previous
+    /// backends, and leaves the active one sealing: the first pass of a
+    /// rolling reconfiguration (docs/operations.md), after which a later
+    /// [`Self::reconfigure`] to it reuses the backend already built. Only
+    /// while Running; on failure nothing changes.
+    pub async fn add_decrypt_only(&self, raw: BackendConfig) -> Result<(), KmsError> {
+        let raw = self.externalize(raw)?;
+        let settings = BackendSettings::from_raw(raw.clone())
+            .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
+        let mut control = self.control.lock().await;
+        let state = self.current.load().state;
+        if state != ServiceState::Running {
+            return Err(invalid(state, "add a decrypt-only backend (start first)"));
+        }
+        if control
+            .active
+            .as_ref()
+            .is_some_and(|a| a.settings == settings)
+        {
+            return Err(KmsError::InvalidConfig(
+                "this is the active backend; a decrypt-only backend is another one".into(),
+            ));
+        }
+        let installed = self.install(&control, raw).await?;
+        control.previous.retain(|p| p.settings != settings);
+        control.previous.insert(0, installed);
+        control.admin_owned = true;
+        self.persist(&mut control, DesiredState::Running)?;
+        self.publish(&control, ServiceState::Running, None);
+        Ok(())
+    }
+
     /// Reuses a backend already built from identical settings (a local key
     /// directory can be opened by one instance only), or builds and checks a
     /// new one.
@@ -426,6 +465,14 @@ impl Lifecycle {
             .config
             .as_ref()
             .map(|(_, settings)| (settings.kind_name(), settings.default_key_id.clone()));
+        let previous: Vec<&BackendSettings> =
+            control.previous.iter().map(|p| &p.settings).collect();
+        let fingerprint = ConfigFingerprint::compute(
+            control.config.as_ref().map(|(_, settings)| settings),
+            &previous,
+            &self.env.cache,
+        );
+        self.env.metrics.set_config_fingerprint(&fingerprint);
         self.current.store(Arc::new(Runtime {
             state,
             active,
@@ -436,6 +483,7 @@ impl Lifecycle {
                 .collect(),
             error,
             configured,
+            fingerprint: Arc::new(fingerprint),
         }));
         self.env.metrics.set_state(state);
         tracing::info!(state = state.as_str(), "service state");

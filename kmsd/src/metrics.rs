@@ -12,7 +12,7 @@ use prometheus::{
 };
 use tonic::Code;
 
-use crate::{lifecycle::ServiceState, request::Operation};
+use crate::{fingerprint::ConfigFingerprint, lifecycle::ServiceState, request::Operation};
 
 /// Latency buckets from 50 µs (a local wrap) to 10 s (a stuck backend).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -100,6 +100,7 @@ pub struct Metrics {
     pub audit_events: IntCounter,
     /// Audit lines that could not be written.
     pub audit_errors: IntCounter,
+    config_info: IntGaugeVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -325,6 +326,17 @@ impl Metrics {
                     )
                 ),
             ),
+            config_info: register(
+                &registry,
+                new!(
+                    IntGaugeVec,
+                    Opts::new(
+                        "kmsd_config_info",
+                        "Always 1; config_fingerprint identifies the non-secret configuration (sidecars of one deployment should agree)."
+                    ),
+                    &["config_fingerprint", "backend_type"]
+                ),
+            ),
             registry,
         };
         metrics.set_state(ServiceState::NotConfigured);
@@ -403,6 +415,21 @@ impl Metrics {
         self.breaker_open
             .with_label_values(&[backend])
             .set(i64::from(open));
+    }
+
+    /// Publishes the configuration fingerprint: one series, replaced when
+    /// the configuration changes. The label is a hash over non-secret
+    /// settings and changes only with the configuration, so it adds one
+    /// series per reconfiguration at most.
+    pub fn set_config_fingerprint(&self, fingerprint: &ConfigFingerprint) {
+        let backend_type = fingerprint
+            .fields
+            .get("backend_type")
+            .map_or("none", String::as_str);
+        self.config_info.reset();
+        self.config_info
+            .with_label_values(&[fingerprint.hash.as_str(), backend_type])
+            .set(1);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -6,9 +6,12 @@
 //! as `key_dir` or `sealed`) is shown; the configuration as written, which
 //! may name secrets, never is.
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 
 use crate::{
+    fingerprint::ConfigFingerprint,
     key_id::KeyId,
     lifecycle::{Active, ServiceState},
     service::Kms,
@@ -34,6 +37,8 @@ pub struct StatusReport {
     pub healthy: bool,
     /// Whether admin changes survive a restart.
     pub persisted: bool,
+    /// The configuration fingerprint and the non-secret fields it covers.
+    pub fingerprint: Arc<ConfigFingerprint>,
 }
 
 /// One backend, without secrets.
@@ -84,5 +89,6 @@ pub fn report(kms: &Kms) -> StatusReport {
         started_at: kms.started_at(),
         healthy,
         persisted: kms.lifecycle().is_persisted(),
+        fingerprint: Arc::clone(&runtime.fingerprint),
     }
 }

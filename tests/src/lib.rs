@@ -25,6 +25,7 @@ use std::{
 use kms_client::{ClientConfig, Endpoint, KmsClient, proto};
 
 pub mod pki;
+pub mod raft;
 pub mod rest;
 
 /// The workspace root.
@@ -55,6 +56,27 @@ pub fn binary(name: &str) -> PathBuf {
                 "--all-targets",
                 "--quiet",
             ]);
+            // `cargo test` gives the test process the package's
+            // CARGO_MANIFEST_DIR, CARGO_PKG_* ...; build scripts that watch
+            // them (ring's does) would see a change and rebuild, and the
+            // next top-level build would rebuild back. Build with the
+            // environment a shell would have.
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy();
+                if key.starts_with("CARGO_PKG_")
+                    || key.starts_with("CARGO_BIN_")
+                    || matches!(
+                        key.as_ref(),
+                        "CARGO_MANIFEST_DIR"
+                            | "CARGO_MANIFEST_PATH"
+                            | "CARGO_CRATE_NAME"
+                            | "CARGO_PRIMARY_PACKAGE"
+                            | "CARGO_TARGET_TMPDIR"
+                    )
+                {
+                    cmd.env_remove(key.as_ref());
+                }
+            }
             if profile_dir.file_name().is_some_and(|n| n == "release") {
                 cmd.arg("--release");
             }

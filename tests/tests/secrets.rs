@@ -199,6 +199,7 @@ async fn no_secret_reaches_logs_audit_metrics_or_status() {
         .reconfigure(proto::ReconfigureRequest {
             backend_config_json: bad.clone(),
             discard_previous: false,
+            decrypt_only: false,
         })
         .await
         .unwrap_err();

@@ -216,6 +216,7 @@ async fn call(
             .reconfigure(proto::ReconfigureRequest {
                 backend_config_json: "{}".into(),
                 discard_previous: false,
+                decrypt_only: false,
             })
             .await),
         "Stop" => map(runtime.stop(proto::StopRequest {}).await),

@@ -51,8 +51,12 @@ enum AdminCommand {
         #[command(flatten)]
         backend: BackendSource,
         /// Drop the replaced backend instead of keeping it for decryption.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "decrypt_only")]
         discard_previous: bool,
+        /// Add the backend for decryption only; the active one keeps
+        /// sealing (the first pass of a rolling reconfiguration).
+        #[arg(long)]
+        decrypt_only: bool,
     },
     /// Drop every cached key and data key.
     ClearCache,
@@ -74,11 +78,13 @@ pub(crate) async fn run(client: ClientArgs, args: AdminArgs) -> anyhow::Result<(
         AdminCommand::Reconfigure {
             backend,
             discard_previous,
+            decrypt_only,
         } => {
             admin
                 .reconfigure(proto::ReconfigureRequest {
                     backend_config_json: backend.read()?,
                     discard_previous,
+                    decrypt_only,
                 })
                 .await
         }

@@ -11,14 +11,16 @@ use super::output;
 /// How to reach kmsd.
 #[derive(Debug, Args)]
 pub(crate) struct ClientArgs {
-    /// kmsd's address: unix:/path/to/kmsd.sock or http://host:port.
+    /// kmsd's address: unix:/path/to/kmsd.sock or http://host:port
+    /// (`kmsd cluster check` takes it once per sidecar).
     #[arg(
         long,
         global = true,
         env = "KMSD_ENDPOINT",
-        default_value = "unix:/run/kmsd/kmsd.sock"
+        default_value = "unix:/run/kmsd/kmsd.sock",
+        action = clap::ArgAction::Append
     )]
-    endpoint: String,
+    endpoint: Vec<String>,
     /// Per-call deadline in seconds.
     #[arg(long, global = true, default_value_t = 10)]
     timeout: u64,
@@ -40,7 +42,24 @@ impl ClientArgs {
     }
 
     pub(crate) fn config(&self) -> anyhow::Result<ClientConfig> {
-        let endpoint: Endpoint = self.endpoint.parse()?;
+        match self.endpoint.as_slice() {
+            [one] => self.config_for(one),
+            many => anyhow::bail!(
+                "--endpoint is given {} times; only `kmsd cluster check` takes several",
+                many.len()
+            ),
+        }
+    }
+
+    /// Every `--endpoint` given.
+    pub(crate) fn endpoints(&self) -> &[String] {
+        &self.endpoint
+    }
+
+    /// The client configuration for `endpoint`, with the shared deadline
+    /// and TLS settings.
+    pub(crate) fn config_for(&self, endpoint: &str) -> anyhow::Result<ClientConfig> {
+        let endpoint: Endpoint = endpoint.parse()?;
         let mut config = ClientConfig::new(endpoint);
         config.timeout = Duration::from_secs(self.timeout);
         if let Some(ca) = &self.tls_ca {
@@ -55,6 +74,12 @@ impl ClientArgs {
 }
 
 pub(crate) fn block_on(future: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    block_on_value(future)
+}
+
+pub(crate) fn block_on_value<T>(
+    future: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

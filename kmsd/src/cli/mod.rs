@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod client;
+mod cluster;
 mod keys;
 mod output;
 mod serve;
@@ -44,6 +45,8 @@ enum Command {
     Admin(admin::AdminArgs),
     /// Load-test a running kmsd (or OpenBao directly, for comparison).
     Bench(bench::BenchArgs),
+    /// Check that the sidecars of one deployment share one configuration.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -57,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Status => client::block_on(client::run_status(cli.client)),
         Command::Admin(args) => client::block_on(admin::run(cli.client, args)),
         Command::Bench(args) => bench::run(cli.client, args),
+        Command::Cluster(args) => return cluster::run(cli.client, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -73,6 +73,8 @@ pub(crate) struct StatusOut {
     backend: Option<BackendOut>,
     previous_backends: Vec<BackendOut>,
     persisted: bool,
+    config_fingerprint: String,
+    config_fields: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -82,17 +84,20 @@ struct BackendOut {
     settings: std::collections::BTreeMap<String, String>,
 }
 
-pub(crate) fn status(status: proto::StatusResponse) -> StatusOut {
-    let state = match status.state() {
+pub(crate) fn state_name(state: proto::ServiceState) -> &'static str {
+    match state {
         proto::ServiceState::NotConfigured => "NotConfigured",
         proto::ServiceState::Configured => "Configured",
         proto::ServiceState::Running => "Running",
         proto::ServiceState::Stopped => "Stopped",
         proto::ServiceState::Error => "Error",
         proto::ServiceState::Unspecified => "Unspecified",
-    };
+    }
+}
+
+pub(crate) fn status(status: proto::StatusResponse) -> StatusOut {
     StatusOut {
-        status: state,
+        status: state_name(status.state()),
         error: Some(status.error).filter(|e| !e.is_empty()),
         healthy: status.healthy,
         version: status.version,
@@ -100,6 +105,8 @@ pub(crate) fn status(status: proto::StatusResponse) -> StatusOut {
         backend: status.backend.map(backend),
         previous_backends: status.previous_backends.into_iter().map(backend).collect(),
         persisted: status.persisted,
+        config_fingerprint: status.config_fingerprint,
+        config_fields: status.config_fields.into_iter().collect(),
     }
 }
 

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::RawAdmin;
+use super::{RawAdmin, RawCluster};
 use crate::backend::vault::RawVaultConfig;
 
 /// The TOML file as written.
@@ -50,6 +50,9 @@ pub struct RawConfig {
     /// `[metrics]`.
     #[serde(default)]
     pub metrics: RawMetrics,
+    /// `[cluster]`.
+    #[serde(default)]
+    pub cluster: RawCluster,
 }
 
 /// `[metrics]`.

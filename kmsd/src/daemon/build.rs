@@ -11,6 +11,7 @@ use crate::{
         vault::{VaultBackend, VaultBuildError, VaultSettings},
     },
     breaker::{Breaker, BreakerSettings},
+    cache::CacheSettings,
     clock::Clock,
     config::{BackendKindSettings, BackendSettings, SealingSource},
     error::KmsError,
@@ -52,6 +53,8 @@ pub struct BuildEnv {
     pub metrics: Metrics,
     /// The breaker in front of each backend.
     pub breaker: BreakerSettings,
+    /// The data-key cache's settings, for the configuration fingerprint.
+    pub cache: CacheSettings,
 }
 
 /// Builds the backend described by `settings`. Secrets named by path or

@@ -21,6 +21,7 @@ use self::{
 use crate::{
     audit::AuditLog,
     clock::{Clock, SystemClock},
+    cluster::Peers,
     config::Config,
     error::KmsError,
     grpc,
@@ -176,6 +177,7 @@ pub async fn start_with(
         clock: Arc::clone(&clock),
         metrics: metrics.clone(),
         breaker: config.breaker,
+        cache: config.service.cache,
     };
     let policy = match &config.policy_file {
         Some(path) => Policy::from_file(path)?,
@@ -208,7 +210,7 @@ pub async fn start_with(
         Some((listen, auth)) => Some(
             serve_http(
                 listen,
-                http::router(kms.clone(), auth),
+                http::router(kms.clone(), auth, Peers::new(config.cluster.clone())),
                 &shutdown_rx,
                 &mut tasks,
             )

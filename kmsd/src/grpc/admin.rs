@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 
 use super::{convert::timestamp, identity::request_context};
 use crate::{
+    error::KmsError,
     lifecycle::ServiceState,
     service::Kms,
     status::{self, BackendSummary},
@@ -46,6 +47,13 @@ impl AdminService {
             healthy: report.healthy,
             previous_backends: report.previous_backends.into_iter().map(summary).collect(),
             persisted: report.persisted,
+            config_fingerprint: report.fingerprint.hash.clone(),
+            config_fields: report
+                .fingerprint
+                .fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
         }
     }
 }
@@ -103,9 +111,24 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let cx = request_context(&request);
         let request = request.into_inner();
-        self.kms
-            .reconfigure(&cx, &request.backend_config_json, request.discard_previous)
-            .await?;
+        match (request.decrypt_only, request.discard_previous) {
+            (true, true) => {
+                return Err(KmsError::InvalidConfig(
+                    "decrypt_only and discard_previous exclude each other".into(),
+                )
+                .into());
+            }
+            (true, false) => {
+                self.kms
+                    .add_decrypt_only(&cx, &request.backend_config_json)
+                    .await?;
+            }
+            (false, discard_previous) => {
+                self.kms
+                    .reconfigure(&cx, &request.backend_config_json, discard_previous)
+                    .await?;
+            }
+        }
         Ok(Response::new(self.status_response()))
     }
 

@@ -24,7 +24,7 @@ pub mod sigv4;
 use std::{future::Future, io};
 
 use axum::{
-    Router,
+    Extension, Router,
     extract::State,
     http::StatusCode,
     middleware,
@@ -37,7 +37,7 @@ use self::{
     auth::AdminAuth,
     error::{json_response, method_not_allowed, route_not_found},
 };
-use crate::service::Kms;
+use crate::{cluster::Peers, service::Kms};
 
 pub use self::auth::SecretError;
 
@@ -56,11 +56,12 @@ macro_rules! admin_path {
 }
 pub(crate) use admin_path;
 
-/// Every route of the HTTP listener.
-pub fn router(kms: Kms, auth: AdminAuth) -> Router {
+/// Every route of the HTTP listener; `peers` are asked for the
+/// `cluster_config` block of `status`.
+pub fn router(kms: Kms, auth: AdminAuth, peers: Peers) -> Router {
     let kms_for_public = kms.clone();
     Router::new()
-        .merge(admin_routes(kms, auth))
+        .merge(admin_routes(kms, auth).layer(Extension(peers)))
         .merge(public_routes(kms_for_public))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::{
-    Router,
+    Extension, Router,
     body::Bytes,
     extract::State,
     http::StatusCode,
@@ -20,6 +20,7 @@ use super::{
 };
 use crate::{
     clock::rfc3339,
+    cluster::{ClusterConfig, Peers},
     config::redact_json_error,
     error::KmsError,
     service::Kms,
@@ -71,6 +72,11 @@ struct StatusJson {
     version: &'static str,
     started_at: String,
     persisted: bool,
+    config_fingerprint: String,
+    config_fields: BTreeMap<&'static str, String>,
+    /// With `[cluster] peers`: whether the sidecars agree (RustFS's shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_config: Option<ClusterConfig>,
 }
 
 impl StatusJson {
@@ -92,6 +98,9 @@ impl StatusJson {
             version: report.version,
             started_at: rfc3339(report.started_at),
             persisted: report.persisted,
+            config_fingerprint: report.fingerprint.hash.clone(),
+            config_fields: report.fingerprint.fields.clone(),
+            cluster_config: None,
         }
     }
 }
@@ -128,8 +137,8 @@ async fn configure(
 }
 
 /// Reconfigure takes the configure body plus an optional
-/// `discard_previous`: drop the replaced backend instead of keeping it for
-/// decryption.
+/// `discard_previous` (drop the replaced backend instead of keeping it for
+/// decryption) or `decrypt_only` (add the backend for decryption only).
 async fn reconfigure(
     State(kms): State<Kms>,
     Caller(cx): Caller,
@@ -137,26 +146,41 @@ async fn reconfigure(
 ) -> Result<Response, ApiError> {
     let mut value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| KmsError::InvalidConfig(format!("request body: {}", redact_json_error(&e))))?;
-    let discard_previous = match value
-        .as_object_mut()
-        .and_then(|o| o.remove("discard_previous"))
-    {
-        None => false,
-        Some(serde_json::Value::Bool(b)) => b,
-        Some(_) => {
-            return Err(
-                KmsError::InvalidConfig("discard_previous must be true or false".into()).into(),
-            );
-        }
-    };
+    let discard_previous = take_flag(&mut value, "discard_previous")?;
+    let decrypt_only = take_flag(&mut value, "decrypt_only")?;
     let text = serde_json::to_string(&value)
         .map_err(|e| KmsError::Internal(format!("re-serialising a JSON value: {e}")))?;
-    kms.reconfigure(&cx, backend_config(text.as_bytes())?, discard_previous)
-        .await?;
+    let config = backend_config(text.as_bytes())?;
+    if decrypt_only {
+        if discard_previous {
+            return Err(KmsError::InvalidConfig(
+                "decrypt_only and discard_previous exclude each other".into(),
+            )
+            .into());
+        }
+        kms.add_decrypt_only(&cx, config).await?;
+        return Ok(status_response(
+            &kms,
+            Some("added for decryption only; the active backend still seals"),
+        ));
+    }
+    kms.reconfigure(&cx, config, discard_previous).await?;
     Ok(status_response(
         &kms,
         Some("reconfigured; new requests use the new backend"),
     ))
+}
+
+/// Removes the optional boolean `name` from a reconfigure body (false when
+/// absent).
+fn take_flag(value: &mut serde_json::Value, name: &str) -> Result<bool, KmsError> {
+    match value.as_object_mut().and_then(|o| o.remove(name)) {
+        None => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(b),
+        Some(_) => Err(KmsError::InvalidConfig(format!(
+            "{name} must be true or false"
+        ))),
+    }
 }
 
 /// `{"force": true}` is accepted for compatibility; starting is idempotent
@@ -199,10 +223,17 @@ async fn stop(
 }
 
 /// `GET` and `POST` `status`, and `GET service-status`: the state, health
-/// and backend summary.
-async fn status(State(kms): State<Kms>, Caller(cx): Caller) -> Result<Response, ApiError> {
+/// and backend summary, and with `[cluster] peers` whether the sidecars'
+/// configuration fingerprints agree.
+async fn status(
+    State(kms): State<Kms>,
+    Extension(peers): Extension<Peers>,
+    Caller(cx): Caller,
+) -> Result<Response, ApiError> {
     kms.authorize_status(&cx)?;
-    Ok(status_response(&kms, None))
+    let mut body = StatusJson::new(status::report(&kms), None);
+    body.cluster_config = peers.cluster_config(&body.config_fingerprint).await;
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 #[derive(Debug, Serialize)]

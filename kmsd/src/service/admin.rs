@@ -89,6 +89,20 @@ impl Kms {
         .await
     }
 
+    /// Admin: add a backend for decryption only; the active one keeps
+    /// sealing (the first pass of a rolling reconfiguration).
+    pub async fn add_decrypt_only(
+        &self,
+        cx: &RequestContext,
+        backend_json: &str,
+    ) -> Result<(), KmsError> {
+        self.admin_op(cx, Operation::Reconfigure, async || {
+            let backend = parse_backend(backend_json)?;
+            self.inner.lifecycle.add_decrypt_only(backend).await
+        })
+        .await
+    }
+
     /// Admin: drop every cached data key and the backend's metadata cache;
     /// returns how many entries there were.
     pub async fn clear_cache(&self, cx: &RequestContext) -> Result<u64, KmsError> {

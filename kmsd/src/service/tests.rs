@@ -20,6 +20,7 @@ async fn running(dir: &std::path::Path, options: ServiceOptions, audit: AuditOut
         clock: clock.clone(),
         metrics: metrics.clone(),
         breaker: BreakerSettings::default(),
+        cache: options.cache,
     };
     let audit = AuditLog::open(&audit, false, metrics.clone()).unwrap();
     let kms = Kms::new(

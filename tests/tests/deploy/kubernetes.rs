@@ -10,13 +10,25 @@ fn kubernetes_dir() -> PathBuf {
     deploy_dir().join("kubernetes")
 }
 
+/// Every directory of manifests: the single-node sample (local backend)
+/// and the sidecar variant for a 3-node OpenBao cluster.
+fn manifest_dirs() -> [PathBuf; 2] {
+    [kubernetes_dir(), deploy_dir().join("openbao-ha/kubernetes")]
+}
+
 /// Kinds whose schema kubernetes-validate does not ship: their files are
 /// checked by `kubernetes_manifests_agree_with_each_other` instead.
 const CUSTOM_KINDS: &[&str] = &["ServiceMonitor"];
 
 #[test]
 fn kubernetes_manifests_pass_strict_validation() {
-    let files = files_under(&kubernetes_dir(), ".yaml");
+    for dir in manifest_dirs() {
+        validate_strictly(&dir);
+    }
+}
+
+fn validate_strictly(dir: &std::path::Path) {
+    let files = files_under(dir, ".yaml");
     assert!(files.len() >= 2, "manifests found: {files:?}");
     let mut validated = 0;
     for file in &files {
@@ -52,8 +64,8 @@ fn kubernetes_manifests_pass_strict_validation() {
     assert!(validated >= 4, "only {validated} resources validated");
 }
 
-fn kubernetes_resources() -> Vec<Value> {
-    files_under(&kubernetes_dir(), ".yaml")
+fn kubernetes_resources(dir: &std::path::Path) -> Vec<Value> {
+    files_under(dir, ".yaml")
         .iter()
         .flat_map(|f| yaml_documents(f))
         .collect()
@@ -81,7 +93,13 @@ fn configmap_kmsd_toml(all: &[Value]) -> toml::Table {
 
 #[test]
 fn kubernetes_manifests_agree_with_each_other() {
-    let all = kubernetes_resources();
+    for dir in manifest_dirs() {
+        manifests_agree(&dir);
+    }
+}
+
+fn manifests_agree(dir: &std::path::Path) {
+    let all = kubernetes_resources(dir);
     let config = configmap_kmsd_toml(&all);
     let metrics_port: u16 = config["metrics"]["listen"]
         .as_str()
@@ -203,35 +221,82 @@ fn kubernetes_manifests_agree_with_each_other() {
         .find(|e| e["name"] == "KMSD_ENDPOINT")
         .expect("the storage container is told where kmsd is");
     assert_eq!(endpoint["value"], format!("unix:{}", socket.display()));
-    let keys_mount = mount_of(kmsd, "kmsd-keys");
-    let key_dir = config["backend"]["key_dir"].as_str().unwrap();
-    assert!(
-        key_dir.starts_with(&format!("{keys_mount}/")),
-        "backend.key_dir {key_dir} must be a subdirectory of the volume (its root is group-accessible under fsGroup)"
-    );
+    let backend = &config["backend"];
+    let vault = match backend["backend_type"].as_str().unwrap() {
+        "local" => false,
+        "vault" => true,
+        other => panic!("{}: no checks for backend {other}", dir.display()),
+    };
+    // Local: the sealed keys and the runtime state share one volume; with
+    // Vault only the state is kept.
+    let state_volume = if vault { "kmsd-state" } else { "kmsd-keys" };
+    let state_mount = mount_of(kmsd, state_volume);
     assert!(
         config["server"]["state_dir"]
             .as_str()
             .unwrap()
-            .starts_with(&format!("{keys_mount}/"))
+            .starts_with(&format!("{state_mount}/"))
     );
     assert!(
         sts["spec"]["volumeClaimTemplates"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|t| t["metadata"]["name"] == "kmsd-keys"),
-        "kmsd-keys is a persistent volume"
+            .any(|t| t["metadata"]["name"] == state_volume),
+        "{state_volume} is a persistent volume"
     );
     let secrets_mount = mount_of(kmsd, "kmsd-secrets");
-    let passphrase = config["backend"]["sealing"]["passphrase_file"]
-        .as_str()
-        .unwrap();
-    let secret_key = passphrase
-        .strip_prefix(&format!("{secrets_mount}/"))
-        .expect("the passphrase comes from the Secret volume");
-    assert!(!secret_key.contains('/'));
     assert!(volume("kmsd-secrets").get("secret").is_some());
+    let from_secret = |path: &toml::Value| {
+        let key = path
+            .as_str()
+            .unwrap()
+            .strip_prefix(&format!("{secrets_mount}/"))
+            .unwrap_or_else(|| panic!("{path} does not come from the Secret volume"));
+        assert!(!key.contains('/'), "{path}");
+    };
+    if vault {
+        let approle = &backend["auth_method"]["approle"];
+        from_secret(&approle["role_id_file"]);
+        from_secret(&approle["secret_id_file"]);
+        from_secret(&backend["tls"]["ca_cert_path"]);
+        assert!(backend["address"].as_str().unwrap().starts_with("https://"));
+        // Any pod opens any blob: several replicas, on separate machines.
+        let replicas = sts["spec"]["replicas"].as_i64().unwrap();
+        assert!(replicas >= 3, "{replicas} replicas");
+        let anti = &spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            [0];
+        assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");
+        assert!(labels_match(
+            &anti["labelSelector"]["matchLabels"],
+            &pod["metadata"]["labels"]
+        ));
+        // [cluster] peers: every replica's metrics listener, by its stable
+        // name under the governing Service.
+        let governing = str_at(sts, "/spec/serviceName");
+        let headless = resource(&all, "Service", governing);
+        assert_eq!(headless["spec"]["clusterIP"], "None");
+        assert_eq!(headless["spec"]["publishNotReadyAddresses"], true);
+        let name = str_at(sts, "/metadata/name");
+        let expected: Vec<String> = (0..replicas)
+            .map(|i| format!("http://{name}-{i}.{governing}:{metrics_port}"))
+            .collect();
+        let peers: Vec<&str> = config["cluster"]["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert_eq!(peers, expected, "{}", dir.display());
+    } else {
+        let keys_mount = mount_of(kmsd, "kmsd-keys");
+        let key_dir = backend["key_dir"].as_str().unwrap();
+        assert!(
+            key_dir.starts_with(&format!("{keys_mount}/")),
+            "backend.key_dir {key_dir} must be a subdirectory of the volume (its root is group-accessible under fsGroup)"
+        );
+        from_secret(&backend["sealing"]["passphrase_file"]);
+    }
     let config_mount = mount_of(kmsd, "kmsd-config");
     let policy = config["policy"]["file"].as_str().unwrap();
     let policy_key = policy
@@ -300,7 +365,9 @@ fn kubernetes_manifests_agree_with_each_other() {
         .iter()
         .find(|p| p["targetPort"] == metrics_name)
         .expect("kmsd-metrics targets kmsd's metrics port");
-    let monitor = resource(&all, "ServiceMonitor", "kmsd");
+    // One ServiceMonitor (deploy/kubernetes) serves every variant.
+    let monitors = kubernetes_resources(&kubernetes_dir());
+    let monitor = resource(&monitors, "ServiceMonitor", "kmsd");
     assert_eq!(str_at(monitor, "/apiVersion"), "monitoring.coreos.com/v1");
     assert!(labels_match(
         &monitor["spec"]["selector"]["matchLabels"],

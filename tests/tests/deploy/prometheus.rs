@@ -56,6 +56,7 @@ fn alert_rules_pass_promtool_and_every_alert_is_unit_tested() {
         "KmsdKeysPendingDeletion",
         "KmsdSelfProbeFailing",
         "KmsdAuditWriteErrors",
+        "KmsdConfigDrift",
     ] {
         assert!(alerts.contains(required), "no {required} alert");
     }

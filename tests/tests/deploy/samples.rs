@@ -312,6 +312,47 @@ fn every_sample_config_passes_check_config() {
     );
 }
 
+/// A sample with `[cluster] peers` names the other sidecars' metrics
+/// listeners, which share the sample's own `[metrics]` port; and the
+/// multi-node samples have peers at all.
+#[test]
+fn cluster_peers_of_samples_are_metrics_listeners() {
+    let mut with_peers = Vec::new();
+    for sample in samples() {
+        let table = sample.table();
+        let Some(peers) = table.get("cluster").and_then(|c| c.get("peers")) else {
+            continue;
+        };
+        let port = table["metrics"]["listen"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned();
+        let peers = peers.as_array().unwrap();
+        assert!(peers.len() >= 3, "{}: {peers:?}", sample.name);
+        for peer in peers {
+            let peer = peer.as_str().unwrap();
+            assert!(
+                peer.starts_with("http://") && peer.ends_with(&format!(":{port}")),
+                "{}: peer {peer} is not http://host:{port}",
+                sample.name
+            );
+        }
+        with_peers.push(sample.name);
+    }
+    assert!(
+        with_peers
+            .iter()
+            .any(|n| n.contains("openbao-ha/kmsd.toml"))
+            && with_peers
+                .iter()
+                .any(|n| n.contains("openbao-ha/kubernetes")),
+        "{with_peers:?}"
+    );
+}
+
 #[tokio::test]
 async fn local_backend_samples_start_ready_and_clean() {
     let mut started = Vec::new();

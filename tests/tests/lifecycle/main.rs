@@ -58,6 +58,7 @@ async fn reconfigure(
         .reconfigure(proto::ReconfigureRequest {
             backend_config_json: json.into(),
             discard_previous: false,
+            decrypt_only: false,
         })
         .await)
 }
@@ -256,6 +257,7 @@ async fn reconfigure_keeps_the_old_backend_for_decryption() {
         .reconfigure(proto::ReconfigureRequest {
             backend_config_json: local_json(&kmsd, "keys-b"),
             discard_previous: true,
+            decrypt_only: false,
         })
         .await)
     .unwrap();
@@ -264,6 +266,7 @@ async fn reconfigure_keeps_the_old_backend_for_decryption() {
         .reconfigure(proto::ReconfigureRequest {
             backend_config_json: local_json(&kmsd, "keys-c"),
             discard_previous: true,
+            decrypt_only: false,
         })
         .await)
     .unwrap();

@@ -62,6 +62,7 @@ async fn an_inline_vault_token_is_persisted_only_in_a_private_file() {
         .reconfigure(proto::ReconfigureRequest {
             backend_config_json: local_json(&kmsd, "keys-a"),
             discard_previous: true,
+            decrypt_only: false,
         })
         .await)
     .unwrap();
