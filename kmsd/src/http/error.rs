@@ -56,7 +56,7 @@ impl IntoResponse for ApiError {
                 let (_, reason) = err.code_and_reason();
                 (err.http_status(), reason, err.public_message())
             }
-            ApiError::Auth(err) => (StatusCode::FORBIDDEN, err.s3_code(), err.to_string()),
+            ApiError::Auth(err) => (err.http_status(), err.s3_code(), err.public_message()),
             ApiError::RouteNotFound => (
                 StatusCode::NOT_FOUND,
                 "ROUTE_NOT_FOUND",
