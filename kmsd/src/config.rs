@@ -13,7 +13,10 @@ use std::{
 };
 
 pub use self::{
-    admin::{AccessKeyConfig, AdminConfig, AdminSecretSource, RawAccessKey, RawAdmin},
+    admin::{
+        AccessKeyConfig, AddressRule, AdminConfig, AdminPlaneRules, AdminSecretSource,
+        RawAccessKey, RawAdmin, RawAdminTls,
+    },
     raw::*,
 };
 use crate::{
@@ -22,6 +25,8 @@ use crate::{
 };
 
 mod admin;
+mod admin_plane;
+mod limits;
 mod raw;
 
 /// Why a configuration was refused.
@@ -82,6 +87,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Where to serve metrics and health probes alone.
     pub metrics_listen: Option<SocketAddr>,
+    /// Connection limits and timeouts of the TCP listeners.
+    pub listeners: crate::daemon::ListenerLimits,
 }
 
 /// Listeners; at least one is set.
@@ -235,6 +242,7 @@ impl Config {
                 ttl: Duration::from_secs(raw.cache.data_key_ttl_secs.unwrap_or(30)),
                 offline: Duration::from_secs(raw.cache.offline_secs.unwrap_or(0)),
             },
+            admin_rules: AdminPlaneRules::default(),
         };
         let breaker = BreakerSettings {
             failure_threshold: raw.breaker.failure_threshold.unwrap_or(5),
@@ -253,7 +261,7 @@ impl Config {
         let tls = raw.server.tls.clone().map(|t| TlsSettings {
             cert_file: t.cert_file,
             key_file: t.key_file,
-            client_ca_file: t.client_ca_file,
+            client_ca_file: Some(t.client_ca_file),
         });
         match (raw.server.tcp, &tls, raw.server.danger_plaintext_tcp) {
             (Some(_), None, false) => {
@@ -268,6 +276,12 @@ impl Config {
             }
             _ => {}
         }
+        let listeners = limits::listener_limits(&raw.limits)?;
+        let (admin, admin_rules) = AdminConfig::from_raw(raw.admin)?;
+        let service = ServiceOptions {
+            admin_rules,
+            ..service
+        };
         Ok(Self {
             shutdown_grace,
             audit: (audit_output, raw.audit.include_context.unwrap_or(false)),
@@ -297,8 +311,9 @@ impl Config {
             backend_raw: raw.backend,
             state_dir: raw.server.state_dir,
             deletion_sweep_interval: Duration::from_secs(interval),
-            admin: AdminConfig::from_raw(raw.admin)?,
+            admin,
             metrics_listen: raw.metrics.listen,
+            listeners,
         })
     }
 }
@@ -318,11 +333,7 @@ impl BackendSettings {
                 let default_key_id = local
                     .default_key_id
                     .as_deref()
-                    .map(|id| {
-                        KeyId::parse(id).map_err(|e| {
-                            ConfigError::Invalid(format!("backend.default_key_id: {e}"))
-                        })
-                    })
+                    .map(|id| default_key_id("backend.default_key_id", id))
                     .transpose()?;
                 let sealing = local.sealing.map(SealingSource::from_raw).transpose()?;
                 Ok(Self {
@@ -344,6 +355,25 @@ impl BackendSettings {
             }
         }
     }
+}
+
+/// Parses a configured default key id. The message names the field and the
+/// rule, never the value (admin-API bodies come through here, and a value
+/// in the wrong field may be a secret); kmsd's reserved ids are refused.
+pub(crate) fn default_key_id(field: &str, text: &str) -> Result<KeyId, ConfigError> {
+    let id = KeyId::parse(text).map_err(|e| match e {
+        crate::error::KmsError::InvalidKeyId { reason, .. } => {
+            ConfigError::Invalid(format!("{field} is not a valid key id: {reason}"))
+        }
+        _ => ConfigError::Invalid(format!("{field} is not a valid key id")),
+    })?;
+    if id.is_reserved() {
+        return Err(ConfigError::Invalid(format!(
+            "{field}: ids starting with {:?} are reserved for kmsd's own keys",
+            crate::key_id::RESERVED_PREFIX
+        )));
+    }
+    Ok(id)
 }
 
 impl BackendConfig {

@@ -385,7 +385,7 @@ impl RawVaultConfig {
         let default_key_id = self
             .default_key_id
             .as_deref()
-            .map(|id| KeyId::parse(id).map_err(|e| invalid(format!("backend.default_key_id: {e}"))))
+            .map(|id| crate::config::default_key_id("backend.default_key_id", id))
             .transpose()?;
         let tls = self.tls.unwrap_or_default();
         let client_identity = match (tls.client_cert_path, tls.client_key_path) {
