@@ -28,6 +28,9 @@ mod admin;
 mod admin_plane;
 mod limits;
 mod raw;
+mod redact;
+
+pub use self::redact::{redact_json_error, redact_message, redact_toml_error};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +49,8 @@ pub enum ConfigError {
     Parse {
         /// The file.
         path: PathBuf,
-        /// The parser's message (line and column included).
+        /// The parser's message, with the line and column but without the
+        /// source line or any quoted value (`redact_toml_error`).
         message: String,
     },
     /// A value is out of range or inconsistent with another.
@@ -67,6 +71,8 @@ pub struct Config {
     pub backend_raw: Option<BackendConfig>,
     /// Where admin-API changes are persisted (`None`: they are not).
     pub state_dir: Option<PathBuf>,
+    /// What inline secrets persisted in `state_dir` are sealed with.
+    pub state_sealing: Option<SealingSource>,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
     /// Where audit lines go, and whether they carry contexts.
@@ -169,9 +175,11 @@ impl RawConfig {
             path: path.to_owned(),
             source,
         })?;
+        // toml's own message quotes the offending source line, which may
+        // hold an inline token: only the position and a redacted message.
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: redact_toml_error(&e, &text),
         })
     }
 }
@@ -277,6 +285,18 @@ impl Config {
             _ => {}
         }
         let listeners = limits::listener_limits(&raw.limits)?;
+        let state_sealing = raw
+            .server
+            .state_sealing
+            .clone()
+            .map(|s| SealingSource::from_raw(s, "server.state_sealing"))
+            .transpose()?;
+        if state_sealing.is_some() && raw.server.state_dir.is_none() {
+            return Err(ConfigError::Invalid(
+                "server.state_sealing needs server.state_dir (it seals the secrets kept there)"
+                    .into(),
+            ));
+        }
         let (admin, admin_rules) = AdminConfig::from_raw(raw.admin)?;
         let service = ServiceOptions {
             admin_rules,
@@ -310,6 +330,7 @@ impl Config {
                 .transpose()?,
             backend_raw: raw.backend,
             state_dir: raw.server.state_dir,
+            state_sealing,
             deletion_sweep_interval: Duration::from_secs(interval),
             admin,
             metrics_listen: raw.metrics.listen,
@@ -325,17 +346,19 @@ impl BackendSettings {
         match raw {
             BackendConfig::Local(local) => {
                 if !local.key_dir.is_absolute() {
-                    return Err(ConfigError::Invalid(format!(
-                        "backend.key_dir {} must be an absolute path",
-                        local.key_dir.display()
-                    )));
+                    return Err(ConfigError::Invalid(
+                        "backend.key_dir must be an absolute path".into(),
+                    ));
                 }
                 let default_key_id = local
                     .default_key_id
                     .as_deref()
                     .map(|id| default_key_id("backend.default_key_id", id))
                     .transpose()?;
-                let sealing = local.sealing.map(SealingSource::from_raw).transpose()?;
+                let sealing = local
+                    .sealing
+                    .map(|s| SealingSource::from_raw(s, "backend.sealing"))
+                    .transpose()?;
                 Ok(Self {
                     default_key_id,
                     create_default_key: local.create_default_key.unwrap_or(true),
@@ -377,21 +400,6 @@ pub(crate) fn default_key_id(field: &str, text: &str) -> Result<KeyId, ConfigErr
 }
 
 impl BackendConfig {
-    /// Moves inline secrets (a Vault token or secret id given to the admin
-    /// API) into private files through `store`, so the configuration can be
-    /// persisted without them.
-    pub fn externalize_secrets<E>(
-        &mut self,
-        store: impl FnMut(&kms_client::SecretString) -> Result<PathBuf, E>,
-    ) -> Result<(), E> {
-        match self {
-            // The local backend takes its sealing secret by file or
-            // variable only.
-            BackendConfig::Local(_) => Ok(()),
-            BackendConfig::Vault(vault) => vault.externalize_secrets(store),
-        }
-    }
-
     /// Every file the configuration reads a secret from.
     pub fn secret_files(&self) -> Vec<PathBuf> {
         match self {
@@ -413,29 +421,6 @@ impl BackendConfig {
     pub fn from_json(json: &str) -> Result<Self, ConfigError> {
         serde_json::from_str(json).map_err(|e| ConfigError::Invalid(redact_json_error(&e)))
     }
-}
-
-/// A serde_json error message with every quoted value elided (field names,
-/// in backquotes, stay), for errors about bodies that may hold secrets.
-pub fn redact_json_error(error: &serde_json::Error) -> String {
-    let message = error.to_string();
-    let mut redacted = String::with_capacity(message.len());
-    let mut in_quotes = false;
-    for c in message.chars() {
-        match (c, in_quotes) {
-            ('"', false) => {
-                in_quotes = true;
-                redacted.push_str("\"…");
-            }
-            ('"', true) => {
-                in_quotes = false;
-                redacted.push('"');
-            }
-            (_, true) => {}
-            (c, false) => redacted.push(c),
-        }
-    }
-    redacted
 }
 
 impl BackendSettings {
@@ -476,15 +461,14 @@ impl BackendSettings {
 }
 
 impl SealingSource {
-    fn from_raw(raw: SealingConfig) -> Result<Self, ConfigError> {
+    fn from_raw(raw: SealingConfig, table: &str) -> Result<Self, ConfigError> {
         match (raw.passphrase_file, raw.passphrase_env, raw.key_file) {
             (Some(path), None, None) => Ok(SealingSource::PassphraseFile(path)),
             (None, Some(var), None) => Ok(SealingSource::PassphraseEnv(var)),
             (None, None, Some(path)) => Ok(SealingSource::KeyFile(path)),
-            _ => Err(ConfigError::Invalid(
-                "backend.sealing needs exactly one of passphrase_file, passphrase_env, key_file"
-                    .into(),
-            )),
+            _ => Err(ConfigError::Invalid(format!(
+                "{table} needs exactly one of passphrase_file, passphrase_env, key_file"
+            ))),
         }
     }
 }
