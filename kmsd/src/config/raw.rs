@@ -143,6 +143,9 @@ pub struct RawServer {
     pub tcp: Option<SocketAddr>,
     /// Where runtime changes made through the admin API are persisted.
     pub state_dir: Option<PathBuf>,
+    /// Seals inline secrets given to the admin API before they are
+    /// persisted in `state_dir` (the shape of `[backend.sealing]`).
+    pub state_sealing: Option<SealingConfig>,
     /// How long SIGTERM waits for requests in flight, in seconds (default 10).
     pub shutdown_grace_secs: Option<u64>,
     /// Unix peers (by uid) allowed to connect; empty means any peer the

@@ -67,6 +67,9 @@ pub enum StartError {
     /// An admin secret key could not be read.
     #[error(transparent)]
     AdminSecret(#[from] http::SecretError),
+    /// The state directory's sealing secret could not be read.
+    #[error("server.state_sealing: {0}")]
+    StateSealing(#[source] BuildError),
 }
 
 /// Why a listener stopped with an error.
@@ -153,11 +156,26 @@ pub async fn start_with(
         .as_ref()
         .map(|admin| AdminAuth::load(admin, Arc::new(SystemClock)).map(|auth| (admin.listen, auth)))
         .transpose()?;
-    let store = config
-        .state_dir
-        .as_deref()
-        .map(RuntimeStore::open)
-        .transpose()?;
+    let sealing = config
+        .state_sealing
+        .as_ref()
+        .map(build::read_sealing_secret)
+        .transpose()
+        .map_err(StartError::StateSealing)?;
+    let store = match config.state_dir.clone() {
+        // Argon2id takes a moment: off the async workers.
+        Some(dir) => Some(
+            tokio::task::spawn_blocking(move || RuntimeStore::open(&dir, sealing.as_ref()))
+                .await
+                .map_err(|e| StartError::StateSealing(BuildError::Task(e.to_string())))??,
+        ),
+        None => None,
+    };
+    if let (Some(store), Some(backend)) = (&store, &config.backend_raw)
+        && let Err(e) = store.check_persistable(backend)
+    {
+        tracing::warn!(error = %e, "admin-API changes will be refused while [backend] holds an inline secret and [server.state_sealing] is not set");
+    }
     if store.is_none() {
         tracing::warn!(
             "server.state_dir is not set: changes made through the admin API will not survive a restart"
