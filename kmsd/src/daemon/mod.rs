@@ -304,27 +304,8 @@ pub async fn start_with(
         None => None,
     };
 
-    let unix_path = match &config.listen.unix {
-        Some((path, mode)) => {
-            let listener = bind_unix(path, *mode).map_err(|source| StartError::Listen {
-                address: format!("unix:{}", path.display()),
-                source,
-            })?;
-            let routes = grpc::routes(&kms, health_service.clone())?;
-            let incoming = unix_incoming(
-                listener,
-                config.listen.unix_allowed.clone(),
-                shutdown_rx.clone(),
-            );
-            let stop = wait_for_shutdown(shutdown_rx.clone());
-            let serve = server()
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, stop);
-            tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
-            Some(path.clone())
-        }
-        None => None,
-    };
+    // The TCP listener before the unix socket: once the unix socket
+    // answers (what the harness and local probes check), every listener does.
     let tls = config
         .listen
         .tls
@@ -358,6 +339,27 @@ pub async fn start_with(
                 }
             }
             Some(bound)
+        }
+        None => None,
+    };
+    let unix_path = match &config.listen.unix {
+        Some((path, mode)) => {
+            let listener = bind_unix(path, *mode).map_err(|source| StartError::Listen {
+                address: format!("unix:{}", path.display()),
+                source,
+            })?;
+            let routes = grpc::routes(&kms, health_service.clone())?;
+            let incoming = unix_incoming(
+                listener,
+                config.listen.unix_allowed.clone(),
+                shutdown_rx.clone(),
+            );
+            let stop = wait_for_shutdown(shutdown_rx.clone());
+            let serve = server()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, stop);
+            tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
+            Some(path.clone())
         }
         None => None,
     };
