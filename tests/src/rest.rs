@@ -135,10 +135,24 @@ impl AdminClient {
         time: SystemTime,
         extra: &[(&str, &str)],
     ) -> http::Request<Full<Bytes>> {
-        let uri = format!("{}{PREFIX}{path}", self.base_url());
         let host = format!("127.0.0.1:{}", self.port);
+        self.signed_for(&host, method, path, body, time, extra)
+    }
+
+    /// As [`Self::signed_at`], signed for (and sent with) `Host: host`
+    /// whatever address it is sent to.
+    pub fn signed_for(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        body: &str,
+        time: SystemTime,
+        extra: &[(&str, &str)],
+    ) -> http::Request<Full<Bytes>> {
+        let uri = format!("{}{PREFIX}{path}", self.base_url());
         let mut headers: Vec<(&str, &str)> =
-            vec![("host", &host), ("content-type", "application/json")];
+            vec![("host", host), ("content-type", "application/json")];
         headers.extend_from_slice(extra);
         let identity = aws_credential_types::Credentials::new(
             &self.access_key,

@@ -224,9 +224,11 @@ impl Gate {
     /// Waits until a plaintext connection sends its first bytes, within
     /// the header-read timeout.
     pub(crate) async fn first_bytes(&self, conn: &Conn<TcpStream>) -> bool {
-        let arrived = tokio::time::timeout(self.header_read_timeout, conn.get_ref().readable())
-            .await
-            .is_ok_and(|r| r.is_ok());
+        let mut byte = [0u8; 1];
+        let arrived =
+            tokio::time::timeout(self.header_read_timeout, conn.get_ref().peek(&mut byte))
+                .await
+                .is_ok_and(|r| r.is_ok_and(|n| n > 0));
         if !arrived && self.refusals.should_log().is_some() {
             tracing::debug!(
                 listener = self.name,
@@ -386,6 +388,28 @@ mod tests {
         }
         tokio::time::advance(LOG_EVERY).await;
         assert_eq!(log.should_log(), Some(1000));
+    }
+
+    #[tokio::test]
+    async fn a_connection_must_send_its_first_bytes_in_time() {
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ListenerLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..ListenerLimits::default()
+        };
+        let gate = Gate::new("test", 4, &limits);
+        let (_tx, mut stop) = watch::channel(false);
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        let (conn, _) = gate.accept(&listener, &mut stop).await.unwrap();
+        let started = Instant::now();
+        assert!(!gate.first_bytes(&conn).await);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        let mut talker = TcpStream::connect(addr).await.unwrap();
+        talker.write_all(b"GET").await.unwrap();
+        let (conn, _) = gate.accept(&listener, &mut stop).await.unwrap();
+        assert!(gate.first_bytes(&conn).await);
     }
 
     #[tokio::test]
