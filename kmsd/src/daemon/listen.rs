@@ -184,14 +184,25 @@ pub(crate) async fn serve_http(
         let (gate, router, stop, acceptor) =
             (gate.clone(), router.clone(), stop.clone(), acceptor.clone());
         connections.spawn(async move {
+            // A connection that has not sent a request yet is dropped at
+            // shutdown rather than waited for.
+            let shutdown = wait_for_shutdown(stop.clone());
             match acceptor {
                 Some(acceptor) => {
-                    if let Some(tls) = gate.handshake(peer, acceptor.accept(conn)).await {
+                    let tls = tokio::select! {
+                        tls = gate.handshake(peer, acceptor.accept(conn)) => tls,
+                        () = shutdown => None,
+                    };
+                    if let Some(tls) = tls {
                         serve_http_connection(tls, &gate, router, stop).await;
                     }
                 }
                 None => {
-                    if gate.first_bytes(&conn).await {
+                    let ready = tokio::select! {
+                        ready = gate.first_bytes(&conn) => ready,
+                        () = shutdown => false,
+                    };
+                    if ready {
                         serve_http_connection(conn, &gate, router, stop).await;
                     }
                 }
