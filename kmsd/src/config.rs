@@ -13,7 +13,10 @@ use std::{
 };
 
 pub use self::{
-    admin::{AccessKeyConfig, AdminConfig, AdminSecretSource, RawAccessKey, RawAdmin},
+    admin::{
+        AccessKeyConfig, AddressRule, AdminConfig, AdminPlaneRules, AdminSecretSource,
+        RawAccessKey, RawAdmin, RawAdminTls,
+    },
     cluster::{ClusterSettings, RawCluster},
     raw::*,
 };
@@ -23,8 +26,13 @@ use crate::{
 };
 
 mod admin;
+mod admin_plane;
 mod cluster;
+mod limits;
 mod raw;
+mod redact;
+
+pub use self::redact::{redact_json_error, redact_message, redact_toml_error};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +51,8 @@ pub enum ConfigError {
     Parse {
         /// The file.
         path: PathBuf,
-        /// The parser's message (line and column included).
+        /// The parser's message, with the line and column but without the
+        /// source line or any quoted value (`redact_toml_error`).
         message: String,
     },
     /// A value is out of range or inconsistent with another.
@@ -64,6 +73,8 @@ pub struct Config {
     pub backend_raw: Option<BackendConfig>,
     /// Where admin-API changes are persisted (`None`: they are not).
     pub state_dir: Option<PathBuf>,
+    /// What inline secrets persisted in `state_dir` are sealed with.
+    pub state_sealing: Option<SealingSource>,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
     /// Where audit lines go, and whether they carry contexts.
@@ -86,6 +97,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The other sidecars of this deployment, for drift detection.
     pub cluster: ClusterSettings,
+    /// Connection limits and timeouts of the TCP listeners.
+    pub listeners: crate::daemon::ListenerLimits,
 }
 
 /// Listeners; at least one is set.
@@ -166,9 +179,11 @@ impl RawConfig {
             path: path.to_owned(),
             source,
         })?;
+        // toml's own message quotes the offending source line, which may
+        // hold an inline token: only the position and a redacted message.
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: redact_toml_error(&e, &text),
         })
     }
 }
@@ -239,6 +254,7 @@ impl Config {
                 ttl: Duration::from_secs(raw.cache.data_key_ttl_secs.unwrap_or(30)),
                 offline: Duration::from_secs(raw.cache.offline_secs.unwrap_or(0)),
             },
+            admin_rules: AdminPlaneRules::default(),
         };
         let breaker = BreakerSettings {
             failure_threshold: raw.breaker.failure_threshold.unwrap_or(5),
@@ -257,7 +273,7 @@ impl Config {
         let tls = raw.server.tls.clone().map(|t| TlsSettings {
             cert_file: t.cert_file,
             key_file: t.key_file,
-            client_ca_file: t.client_ca_file,
+            client_ca_file: Some(t.client_ca_file),
         });
         match (raw.server.tcp, &tls, raw.server.danger_plaintext_tcp) {
             (Some(_), None, false) => {
@@ -272,6 +288,24 @@ impl Config {
             }
             _ => {}
         }
+        let listeners = limits::listener_limits(&raw.limits)?;
+        let state_sealing = raw
+            .server
+            .state_sealing
+            .clone()
+            .map(|s| SealingSource::from_raw(s, "server.state_sealing"))
+            .transpose()?;
+        if state_sealing.is_some() && raw.server.state_dir.is_none() {
+            return Err(ConfigError::Invalid(
+                "server.state_sealing needs server.state_dir (it seals the secrets kept there)"
+                    .into(),
+            ));
+        }
+        let (admin, admin_rules) = AdminConfig::from_raw(raw.admin)?;
+        let service = ServiceOptions {
+            admin_rules,
+            ..service
+        };
         Ok(Self {
             shutdown_grace,
             audit: (audit_output, raw.audit.include_context.unwrap_or(false)),
@@ -300,10 +334,12 @@ impl Config {
                 .transpose()?,
             backend_raw: raw.backend,
             state_dir: raw.server.state_dir,
+            state_sealing,
             deletion_sweep_interval: Duration::from_secs(interval),
-            admin: AdminConfig::from_raw(raw.admin)?,
+            admin,
             metrics_listen: raw.metrics.listen,
             cluster: ClusterSettings::from_raw(raw.cluster)?,
+            listeners,
         })
     }
 }
@@ -315,21 +351,19 @@ impl BackendSettings {
         match raw {
             BackendConfig::Local(local) => {
                 if !local.key_dir.is_absolute() {
-                    return Err(ConfigError::Invalid(format!(
-                        "backend.key_dir {} must be an absolute path",
-                        local.key_dir.display()
-                    )));
+                    return Err(ConfigError::Invalid(
+                        "backend.key_dir must be an absolute path".into(),
+                    ));
                 }
                 let default_key_id = local
                     .default_key_id
                     .as_deref()
-                    .map(|id| {
-                        KeyId::parse(id).map_err(|e| {
-                            ConfigError::Invalid(format!("backend.default_key_id: {e}"))
-                        })
-                    })
+                    .map(|id| default_key_id("backend.default_key_id", id))
                     .transpose()?;
-                let sealing = local.sealing.map(SealingSource::from_raw).transpose()?;
+                let sealing = local
+                    .sealing
+                    .map(|s| SealingSource::from_raw(s, "backend.sealing"))
+                    .transpose()?;
                 Ok(Self {
                     default_key_id,
                     create_default_key: local.create_default_key.unwrap_or(true),
@@ -351,22 +385,26 @@ impl BackendSettings {
     }
 }
 
-impl BackendConfig {
-    /// Moves inline secrets (a Vault token or secret id given to the admin
-    /// API) into private files through `store`, so the configuration can be
-    /// persisted without them.
-    pub fn externalize_secrets<E>(
-        &mut self,
-        store: impl FnMut(&kms_client::SecretString) -> Result<PathBuf, E>,
-    ) -> Result<(), E> {
-        match self {
-            // The local backend takes its sealing secret by file or
-            // variable only.
-            BackendConfig::Local(_) => Ok(()),
-            BackendConfig::Vault(vault) => vault.externalize_secrets(store),
+/// Parses a configured default key id. The message names the field and the
+/// rule, never the value (admin-API bodies come through here, and a value
+/// in the wrong field may be a secret); kmsd's reserved ids are refused.
+pub(crate) fn default_key_id(field: &str, text: &str) -> Result<KeyId, ConfigError> {
+    let id = KeyId::parse(text).map_err(|e| match e {
+        crate::error::KmsError::InvalidKeyId { reason, .. } => {
+            ConfigError::Invalid(format!("{field} is not a valid key id: {reason}"))
         }
+        _ => ConfigError::Invalid(format!("{field} is not a valid key id")),
+    })?;
+    if id.is_reserved() {
+        return Err(ConfigError::Invalid(format!(
+            "{field}: ids starting with {:?} are reserved for kmsd's own keys",
+            crate::key_id::RESERVED_PREFIX
+        )));
     }
+    Ok(id)
+}
 
+impl BackendConfig {
     /// Every file the configuration reads a secret from.
     pub fn secret_files(&self) -> Vec<PathBuf> {
         match self {
@@ -388,29 +426,6 @@ impl BackendConfig {
     pub fn from_json(json: &str) -> Result<Self, ConfigError> {
         serde_json::from_str(json).map_err(|e| ConfigError::Invalid(redact_json_error(&e)))
     }
-}
-
-/// A serde_json error message with every quoted value elided (field names,
-/// in backquotes, stay), for errors about bodies that may hold secrets.
-pub fn redact_json_error(error: &serde_json::Error) -> String {
-    let message = error.to_string();
-    let mut redacted = String::with_capacity(message.len());
-    let mut in_quotes = false;
-    for c in message.chars() {
-        match (c, in_quotes) {
-            ('"', false) => {
-                in_quotes = true;
-                redacted.push_str("\"…");
-            }
-            ('"', true) => {
-                in_quotes = false;
-                redacted.push('"');
-            }
-            (_, true) => {}
-            (c, false) => redacted.push(c),
-        }
-    }
-    redacted
 }
 
 impl BackendSettings {
@@ -451,15 +466,14 @@ impl BackendSettings {
 }
 
 impl SealingSource {
-    fn from_raw(raw: SealingConfig) -> Result<Self, ConfigError> {
+    fn from_raw(raw: SealingConfig, table: &str) -> Result<Self, ConfigError> {
         match (raw.passphrase_file, raw.passphrase_env, raw.key_file) {
             (Some(path), None, None) => Ok(SealingSource::PassphraseFile(path)),
             (None, Some(var), None) => Ok(SealingSource::PassphraseEnv(var)),
             (None, None, Some(path)) => Ok(SealingSource::KeyFile(path)),
-            _ => Err(ConfigError::Invalid(
-                "backend.sealing needs exactly one of passphrase_file, passphrase_env, key_file"
-                    .into(),
-            )),
+            _ => Err(ConfigError::Invalid(format!(
+                "{table} needs exactly one of passphrase_file, passphrase_env, key_file"
+            ))),
         }
     }
 }

@@ -234,22 +234,34 @@ impl Lifecycle {
         }
     }
 
-    /// Moves inline secrets into private files when the configuration will
-    /// be persisted, so `runtime.json` never holds one.
-    fn externalize(&self, mut raw: BackendConfig) -> Result<BackendConfig, KmsError> {
-        if let Some(store) = &self.store {
-            raw.externalize_secrets(|secret| store.store_secret(secret))
-                .map_err(|e| KmsError::Internal(format!("storing a secret: {e}")))?;
-        }
-        Ok(raw)
+    /// Refuses a transition that would persist an inline secret nothing
+    /// seals (no `[server.state_sealing]`), before it changes anything:
+    /// `extra` is the configuration being applied, the rest is what is
+    /// already held (a config-file backend may carry an inline token).
+    fn check_persistable(
+        &self,
+        control: &Control,
+        extra: Option<&BackendConfig>,
+    ) -> Result<(), KmsError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        control
+            .config
+            .iter()
+            .map(|(raw, _)| raw)
+            .chain(control.previous.iter().map(|p| &p.raw))
+            .chain(extra)
+            .try_for_each(|raw| store.check_persistable(raw))
+            .map_err(|e| KmsError::InvalidConfig(e.to_string()))
     }
 
     /// Validates and stores a configuration without starting it.
     pub async fn configure(&self, raw: BackendConfig) -> Result<(), KmsError> {
-        let raw = self.externalize(raw)?;
         let settings = BackendSettings::from_raw(raw.clone())
             .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
         let mut control = self.control.lock().await;
+        self.check_persistable(&control, Some(&raw))?;
         let state = self.current.load().state;
         if state == ServiceState::Running {
             return Err(invalid(state, "configure (use Reconfigure, or Stop first)"));
@@ -268,6 +280,7 @@ impl Lifecycle {
             ServiceState::Running => Ok(()),
             ServiceState::NotConfigured => Err(invalid(ServiceState::NotConfigured, "start")),
             _ => {
+                self.check_persistable(&control, None)?;
                 control.admin_owned = true;
                 self.start_locked(&mut control).await
             }
@@ -301,6 +314,7 @@ impl Lifecycle {
         match self.current.load().state {
             ServiceState::Stopped => Ok(()),
             ServiceState::Running => {
+                self.check_persistable(&control, None)?;
                 control.active = None;
                 control.admin_owned = true;
                 self.persist(&mut control, DesiredState::Stopped)?;
@@ -318,10 +332,10 @@ impl Lifecycle {
         raw: BackendConfig,
         discard_previous: bool,
     ) -> Result<(), KmsError> {
-        let raw = self.externalize(raw)?;
         let settings = BackendSettings::from_raw(raw.clone())
             .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
         let mut control = self.control.lock().await;
+        self.check_persistable(&control, Some(&raw))?;
         let installed = self.install(&control, raw.clone()).await?;
         let outgoing = control.active.take();
         control.previous.retain(|p| p.settings != settings);
@@ -349,10 +363,10 @@ impl Lifecycle {
     /// [`Self::reconfigure`] to it reuses the backend already built. Only
     /// while Running; on failure nothing changes.
     pub async fn add_decrypt_only(&self, raw: BackendConfig) -> Result<(), KmsError> {
-        let raw = self.externalize(raw)?;
         let settings = BackendSettings::from_raw(raw.clone())
             .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
         let mut control = self.control.lock().await;
+        self.check_persistable(&control, Some(&raw))?;
         let state = self.current.load().state;
         if state != ServiceState::Running {
             return Err(invalid(state, "add a decrypt-only backend (start first)"));
@@ -426,15 +440,8 @@ impl Lifecycle {
         if !control.admin_owned {
             return Ok(());
         }
-        // A backend that came from the config file may hold an inline
-        // secret: move it into a private file first (once; afterwards the
-        // configuration names the file).
-        for installed in &mut control.previous {
-            installed.raw = self.externalize(installed.raw.clone())?;
-        }
-        if let Some((raw, _)) = &mut control.config {
-            *raw = self.externalize(raw.clone())?;
-        }
+        // Inline secrets are sealed by the store (persist.rs); one it could
+        // not seal was refused by check_persistable before any change.
         let (Some(store), Some((raw, _))) = (&self.store, &control.config) else {
             return Ok(());
         };
@@ -447,7 +454,12 @@ impl Lifecycle {
                 backend: raw.clone(),
                 previous_backends: previous_backends.clone(),
             })
-            .map_err(|e| KmsError::Internal(format!("saving the runtime state: {e}")))?;
+            .map_err(|e| match e {
+                crate::persist::PersistError::Unsealable { .. } => {
+                    KmsError::InvalidConfig(e.to_string())
+                }
+                other => KmsError::Internal(format!("saving the runtime state: {other}")),
+            })?;
         let referenced: Vec<_> = std::iter::once(raw)
             .chain(&previous_backends)
             .flat_map(BackendConfig::secret_files)

@@ -4,8 +4,14 @@
 //! admin access key) and grants each of them policies. A policy allows
 //! operations, optionally only on key ids matching patterns, and may deny
 //! operations or key ids outright. Deny wins; anything not allowed is
-//! denied. Without a policy file every caller that reached kmsd may do
-//! everything (the socket's permissions are then the access control).
+//! denied.
+//!
+//! Without a policy file, every *authenticated* caller may do everything:
+//! a unix-socket peer (let in by the socket's mode and
+//! `unix_socket_allowed_uids/gids`), a TLS client whose certificate chains
+//! to the configured CA, an admin access key with a valid signature. An
+//! unauthenticated caller (plain TCP) is served only when the operator set
+//! `danger_plaintext_tcp`; with a policy file it is never served.
 //!
 //! ```toml
 //! [[identities]]
@@ -131,8 +137,12 @@ struct IdentityEntry {
 /// An access policy.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    /// `None`: allow everything.
+    /// `None`: no policy file; every authenticated caller may do
+    /// everything.
     identities: Option<Vec<IdentityEntry>>,
+    /// Without a policy file: whether an unauthenticated caller is served
+    /// too (only `danger_plaintext_tcp` says so).
+    anonymous_allowed: bool,
 }
 
 /// Expands an operation pattern: an operation name, a plane (`data:*`,
@@ -182,9 +192,23 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
 }
 
 impl Policy {
-    /// Allows every caller everything (no policy file configured).
+    /// Allows every caller everything, unauthenticated ones included
+    /// (tests and tools that run kmsd in-process).
     pub fn allow_all() -> Self {
-        Self { identities: None }
+        Self {
+            identities: None,
+            anonymous_allowed: true,
+        }
+    }
+
+    /// The rule without a policy file: every authenticated caller may do
+    /// everything; an unauthenticated one only when `danger_plaintext_tcp`
+    /// (the only listener without authentication) is set.
+    pub fn without_file(danger_plaintext_tcp: bool) -> Self {
+        Self {
+            identities: None,
+            anonymous_allowed: danger_plaintext_tcp,
+        }
     }
 
     /// Reads and checks a policy file.
@@ -260,18 +284,19 @@ impl Policy {
         }
         Ok(Self {
             identities: Some(identities),
+            anonymous_allowed: false,
         })
     }
 
     /// Whether `caller` may perform `op` on `key_id`. kmsd's own internal
     /// calls are always allowed.
     pub fn allows(&self, caller: &Identity, op: Operation, key_id: Option<&KeyId>) -> bool {
-        let Some(identities) = &self.identities else {
-            return true;
-        };
         if *caller == Identity::Internal {
             return true;
         }
+        let Some(identities) = &self.identities else {
+            return *caller != Identity::Anonymous || self.anonymous_allowed;
+        };
         let rules: Vec<&Rules> = identities
             .iter()
             .filter(|entry| entry.matcher.matches(caller))
@@ -287,6 +312,15 @@ impl Policy {
             .iter()
             .any(|r| r.allow.contains(&op) && (key_id.is_none() || key_matches(&r.keys)));
         allowed && !denied
+    }
+
+    /// Whether `caller` may perform at least one operation: who may use
+    /// gRPC reflection (a description of the API, useful only to callers
+    /// that may call it).
+    pub fn allows_anything(&self, caller: &Identity) -> bool {
+        Operation::ALL
+            .into_iter()
+            .any(|op| self.allows(caller, op, None))
     }
 
     /// The configured name of the identity that matches `caller`, for audit
@@ -380,6 +414,29 @@ mod tests {
         }
         assert_eq!(policy.name_of(&rustfs), Some("rustfs"));
         assert!(Policy::allow_all().allows(&stranger, Operation::Configure, None));
+        assert!(policy.allows_anything(&rustfs));
+        assert!(!policy.allows_anything(&stranger));
+        assert!(!policy.allows_anything(&Identity::Anonymous));
+    }
+
+    #[test]
+    fn without_a_file_only_authenticated_callers_are_served() {
+        let unix = Identity::UnixPeer { uid: 7, gid: 7 };
+        let strict = Policy::without_file(false);
+        assert!(strict.allows(&unix, Operation::Decrypt, key("k").as_ref()));
+        assert!(strict.allows(&Identity::AdminKey("a".into()), Operation::Configure, None));
+        assert!(!strict.allows(
+            &Identity::Anonymous,
+            Operation::GenerateDataKey,
+            key("k").as_ref()
+        ));
+        assert!(!strict.allows_anything(&Identity::Anonymous));
+        let dev = Policy::without_file(true);
+        assert!(dev.allows(
+            &Identity::Anonymous,
+            Operation::GenerateDataKey,
+            key("k").as_ref()
+        ));
     }
 
     #[test]

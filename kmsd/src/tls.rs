@@ -1,7 +1,8 @@
-//! Mutual TLS for the TCP listener.
+//! TLS for the TCP listeners: mutual TLS for gRPC, and TLS (client
+//! certificates optional) for the admin HTTP listener.
 //!
-//! Every client must present a certificate that chains to the configured
-//! client CA bundle; its identity is the SHA-256 of the certificate's
+//! With a client CA bundle, every client must present a certificate that
+//! chains to it; its identity is the SHA-256 of the certificate's
 //! SubjectPublicKeyInfo, so it survives re-issuing a certificate for the
 //! same key (and names can be given to it in the policy file).
 //!
@@ -37,8 +38,10 @@ pub struct TlsSettings {
     pub cert_file: PathBuf,
     /// Its private key (PEM).
     pub key_file: PathBuf,
-    /// The CAs client certificates must chain to (PEM).
-    pub client_ca_file: PathBuf,
+    /// The CAs client certificates must chain to (PEM); `None`: no client
+    /// certificate is asked for (the admin listener, whose callers SigV4
+    /// authenticates).
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Why the TLS configuration cannot be loaded.
@@ -175,25 +178,40 @@ impl ClientCertVerifier for ReloadingVerifier {
 pub struct ReloadableTls {
     settings: TlsSettings,
     cert: Arc<ReloadingCert>,
-    verifier: Arc<ReloadingVerifier>,
+    verifier: Option<Arc<ReloadingVerifier>>,
     config: Arc<ServerConfig>,
     loaded_at: std::sync::Mutex<Option<SystemTime>>,
 }
 
+/// ALPN of the gRPC listener: HTTP/2 only.
+pub const ALPN_GRPC: &[&[u8]] = &[b"h2"];
+/// ALPN of the admin HTTP listener: HTTP/2 and HTTP/1.1 (awscurl).
+pub const ALPN_HTTP: &[&[u8]] = &[b"h2", b"http/1.1"];
+
 impl ReloadableTls {
-    /// Loads the files and builds the server configuration.
-    pub fn load(settings: TlsSettings) -> Result<Self, TlsError> {
+    /// Loads the files and builds the server configuration, offering the
+    /// `alpn` protocols.
+    pub fn load(settings: TlsSettings, alpn: &[&[u8]]) -> Result<Self, TlsError> {
         let cert = Arc::new(ReloadingCert(ArcSwap::from_pointee(load_certified_key(
             &settings,
         )?)));
-        let verifier = Arc::new(ReloadingVerifier(ArcSwap::from_pointee(load_verifier(
-            &settings.client_ca_file,
-        )?)));
-        let mut config = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_client_cert_verifier(Arc::clone(&verifier) as Arc<dyn ClientCertVerifier>)
-            .with_cert_resolver(Arc::clone(&cert) as Arc<dyn ResolvesServerCert>);
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        let verifier = settings
+            .client_ca_file
+            .as_deref()
+            .map(|path| {
+                load_verifier(path).map(|v| Arc::new(ReloadingVerifier(ArcSwap::from_pointee(v))))
+            })
+            .transpose()?;
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?;
+        let builder = match &verifier {
+            Some(verifier) => builder
+                .with_client_cert_verifier(Arc::clone(verifier) as Arc<dyn ClientCertVerifier>),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config =
+            builder.with_cert_resolver(Arc::clone(&cert) as Arc<dyn ResolvesServerCert>);
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let loaded_at = std::sync::Mutex::new(newest_mtime(&settings));
         Ok(Self {
             settings,
@@ -212,9 +230,14 @@ impl ReloadableTls {
     /// Reloads both files; on error the current material stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
         let certified = load_certified_key(&self.settings)?;
-        let verifier = load_verifier(&self.settings.client_ca_file)?;
+        let verifier = match (&self.verifier, &self.settings.client_ca_file) {
+            (Some(_), Some(path)) => Some(load_verifier(path)?),
+            _ => None,
+        };
         self.cert.0.store(Arc::new(certified));
-        self.verifier.0.store(Arc::new(verifier));
+        if let (Some(current), Some(verifier)) = (&self.verifier, verifier) {
+            current.0.store(Arc::new(verifier));
+        }
         if let Ok(mut loaded_at) = self.loaded_at.lock() {
             *loaded_at = newest_mtime(&self.settings);
         }
@@ -239,11 +262,12 @@ impl ReloadableTls {
 
 fn newest_mtime(settings: &TlsSettings) -> Option<SystemTime> {
     [
-        &settings.cert_file,
-        &settings.key_file,
-        &settings.client_ca_file,
+        Some(&settings.cert_file),
+        Some(&settings.key_file),
+        settings.client_ca_file.as_ref(),
     ]
-    .iter()
+    .into_iter()
+    .flatten()
     .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
     .max()
 }

@@ -118,6 +118,9 @@ pub struct KmsdOptions {
     pub tcp: bool,
     /// Environment variables for the process.
     pub env: Vec<(String, String)>,
+    /// Run kmsd with this RLIMIT_NOFILE (soft and hard), through
+    /// `prlimit`.
+    pub nofile: Option<u64>,
 }
 
 impl KmsdOptions {
@@ -132,6 +135,7 @@ impl KmsdOptions {
             extra_toml: String::new(),
             tcp: false,
             env: Vec::new(),
+            nofile: None,
         }
     }
 }
@@ -221,7 +225,16 @@ impl Kmsd {
             fs::File::create(self.dir.path().join(format!("{name}.{}.log", self.starts)))
                 .expect("log file")
         };
-        let child = Command::new(binary("kmsd"))
+        let mut command = match self.options.nofile {
+            Some(n) => {
+                // prlimit sets the limit, then execs kmsd (same pid).
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(binary("kmsd"));
+                c
+            }
+            None => Command::new(binary("kmsd")),
+        };
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(self.config_path())

@@ -28,11 +28,22 @@ pub const PREFIX: &str = "/rustfs/admin/v3";
 const SECRET_ENV: &str = "KMSD_TEST_ADMIN_SECRET";
 
 /// `base` with the admin listener on a free loopback port and one access
-/// key; returns the options and the port.
-pub fn with_admin(mut base: KmsdOptions, access_key: &str, secret: &str) -> (KmsdOptions, u16) {
+/// key; backend configurations sent to the admin API may name files under
+/// the instance's directory. Returns the options and the port.
+pub fn with_admin(base: KmsdOptions, access_key: &str, secret: &str) -> (KmsdOptions, u16) {
+    with_admin_rules(base, access_key, secret, "allowed_dirs = [\"{dir}\"]")
+}
+
+/// [`with_admin`] with `rules` as the other lines of `[admin]`.
+pub fn with_admin_rules(
+    mut base: KmsdOptions,
+    access_key: &str,
+    secret: &str,
+    rules: &str,
+) -> (KmsdOptions, u16) {
     let port = free_port();
     base.extra_toml.push_str(&format!(
-        "\n[admin]\nlisten = \"127.0.0.1:{port}\"\n[[admin.access_keys]]\naccess_key = \"{access_key}\"\nsecret_key_env = \"{SECRET_ENV}\"\n"
+        "\n[admin]\nlisten = \"127.0.0.1:{port}\"\n{rules}\n[[admin.access_keys]]\naccess_key = \"{access_key}\"\nsecret_key_env = \"{SECRET_ENV}\"\n"
     ));
     base.env.push((SECRET_ENV.into(), secret.into()));
     (base, port)
@@ -124,10 +135,24 @@ impl AdminClient {
         time: SystemTime,
         extra: &[(&str, &str)],
     ) -> http::Request<Full<Bytes>> {
-        let uri = format!("{}{PREFIX}{path}", self.base_url());
         let host = format!("127.0.0.1:{}", self.port);
+        self.signed_for(&host, method, path, body, time, extra)
+    }
+
+    /// As [`Self::signed_at`], signed for (and sent with) `Host: host`
+    /// whatever address it is sent to.
+    pub fn signed_for(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        body: &str,
+        time: SystemTime,
+        extra: &[(&str, &str)],
+    ) -> http::Request<Full<Bytes>> {
+        let uri = format!("{}{PREFIX}{path}", self.base_url());
         let mut headers: Vec<(&str, &str)> =
-            vec![("host", &host), ("content-type", "application/json")];
+            vec![("host", host), ("content-type", "application/json")];
         headers.extend_from_slice(extra);
         let identity = aws_credential_types::Credentials::new(
             &self.access_key,
@@ -169,9 +194,22 @@ impl AdminClient {
         request
     }
 
-    /// A request to `PREFIX + path`, signed now.
+    /// A request to `PREFIX + path`, signed now. Each carries a signed
+    /// `x-amz-meta-request` header of its own: kmsd refuses a
+    /// state-changing signature it has seen (replay protection), and two
+    /// identical requests signed within one second would otherwise have
+    /// the same signature.
     pub fn signed(&self, method: &str, path: &str, body: &str) -> http::Request<Full<Bytes>> {
-        self.signed_at(method, path, body, SystemTime::now(), &[])
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nonce = format!("{}-{n}", std::process::id());
+        self.signed_at(
+            method,
+            path,
+            body,
+            SystemTime::now(),
+            &[("x-amz-meta-request", &nonce)],
+        )
     }
 
     /// Sends a request and reads the whole answer.

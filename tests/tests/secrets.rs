@@ -16,6 +16,7 @@ use kmsd_tests::{
 const PLAINTEXT: &[u8] = b"a small secret: 7f3c9a11-do-not-leak";
 const ADMIN_SECRET: &str = "admin-secret-0d1e2f3a4b5c6d7e";
 const PASSPHRASE: &str = "sealing passphrase 51c2-9bd0";
+const STATE_PASSPHRASE: &str = "state sealing passphrase 9e07-41aa";
 
 fn forms(secret: &[u8]) -> Vec<Vec<u8>> {
     let mut forms = vec![
@@ -50,7 +51,10 @@ fn assert_absent(haystack: &[u8], secrets: &[(&str, Vec<u8>)], place: &str) {
 /// logs and the admin API: every output the search reads.
 async fn start_observed(mut options: KmsdOptions) -> (Kmsd, KmsClient, AdminClient, u16) {
     let metrics_port = free_port();
-    options.server_toml = "state_dir = \"{dir}/state\"".into();
+    options.server_toml = "state_dir = \"{dir}/state\"\n[server.state_sealing]\npassphrase_env = \"KMSD_TEST_STATE_PASSPHRASE\"\n".into();
+    options
+        .env
+        .push(("KMSD_TEST_STATE_PASSPHRASE".into(), STATE_PASSPHRASE.into()));
     options.extra_toml = format!(
         "[audit]\noutput = \"{{dir}}/audit.log\"\ninclude_context = false\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n[log]\nlevel = \"trace\"\n"
     );
@@ -59,6 +63,23 @@ async fn start_observed(mut options: KmsdOptions) -> (Kmsd, KmsClient, AdminClie
     let client = kmsd.client().await;
     let rest = AdminClient::new(admin_port, "admin", ADMIN_SECRET);
     (kmsd, client, rest, metrics_port)
+}
+
+/// Every file under `dir`, concatenated (nothing if it does not exist).
+fn every_file(dir: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return all;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            all.extend(every_file(&path));
+        } else {
+            all.extend(std::fs::read(path).unwrap());
+        }
+    }
+    all
 }
 
 /// Searches kmsd's own outputs (logs, audit log, metrics, runtime state)
@@ -78,8 +99,8 @@ async fn assert_nothing_leaked(
         ("the audit log", audit),
         ("the metrics", metrics.into_bytes()),
         (
-            "the runtime state",
-            std::fs::read(kmsd.dir().join("state/runtime.json")).unwrap_or_default(),
+            "the state directory (every file)",
+            every_file(&kmsd.dir().join("state")),
         ),
     ];
     for (place, text) in outputs.into_iter().chain(responses) {
@@ -242,6 +263,10 @@ async fn no_secret_reaches_logs_audit_metrics_or_status() {
         ("the Encrypt plaintext", PLAINTEXT.to_vec()),
         ("the admin secret", ADMIN_SECRET.as_bytes().to_vec()),
         ("the sealing passphrase", PASSPHRASE.as_bytes().to_vec()),
+        (
+            "the state sealing passphrase",
+            STATE_PASSPHRASE.as_bytes().to_vec(),
+        ),
     ];
     let mut key_files = Vec::new();
     for entry in std::fs::read_dir(kmsd.dir().join("keys")).unwrap() {
@@ -350,6 +375,10 @@ async fn no_vault_token_or_data_key_reaches_any_output() {
         ("a later data key", after.key.expose_secret().to_vec()),
         ("the Encrypt plaintext", PLAINTEXT.to_vec()),
         ("the admin secret", ADMIN_SECRET.as_bytes().to_vec()),
+        (
+            "the state sealing passphrase",
+            STATE_PASSPHRASE.as_bytes().to_vec(),
+        ),
     ];
     assert!(
         kmsd.dir().join("state/runtime.json").exists(),

@@ -259,6 +259,34 @@ fn apply_dev_defaults(
     if raw.server.state_dir.is_none() {
         raw.server.state_dir = Some(data_dir.join("state"));
     }
+    // Inline Vault tokens given to the admin API (the RustFS examples do)
+    // are sealed in the state directory; dev mode keeps the key next to it,
+    // which protects nothing but keeps the flow the same as production's.
+    if raw.server.state_sealing.is_none() {
+        let key_file = data_dir.join("state-sealing.key");
+        if !key_file.exists() {
+            let key = crate::crypto::random_array::<32>()
+                .map_err(|e| anyhow::anyhow!("cannot generate {}: {e}", key_file.display()))?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&key_file)
+                .with_context(|| format!("cannot create {}", key_file.display()))?;
+            file.write_all(&key)
+                .with_context(|| format!("cannot write {}", key_file.display()))?;
+        }
+        raw.server.state_sealing = Some(crate::config::SealingConfig {
+            passphrase_file: None,
+            passphrase_env: None,
+            key_file: Some(key_file),
+        });
+    }
+    // The admin API may name files under the data directory (a key_dir
+    // for the local backend, as the RustFS configure examples do).
+    if raw.admin.allowed_dirs.is_empty() {
+        raw.admin.allowed_dirs.push(data_dir.clone());
+    }
     if raw.admin.listen.is_none() {
         raw.admin.listen = Some(SocketAddr::from(([127, 0, 0, 1], 7374)));
     }

@@ -1,15 +1,23 @@
-//! `[admin]`: the admin HTTP listener (the RustFS-compatible REST API,
-//! docs/admin-api.md) and the access keys allowed to call it.
+//! `[admin]`: the admin plane. The admin HTTP listener (the
+//! RustFS-compatible REST API, docs/admin-api.md), the access keys allowed
+//! to call it, and what either admin API (REST or gRPC `kms.v1.Admin`) may
+//! name in a backend configuration ([`AdminPlaneRules`]).
 //!
 //! Like every other secret, an admin secret key is never written in the
 //! config file: each access key names a file or an environment variable,
 //! read once when the daemon starts.
 
-use std::{fmt, net::SocketAddr, path::PathBuf};
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Component, Path, PathBuf},
+};
 
 use serde::Deserialize;
 
 use super::ConfigError;
+pub use super::admin_plane::{AddressRule, AdminPlaneRules};
+use crate::http::sigv4::DEFAULT_REGION;
 
 /// The longest access key id accepted.
 const MAX_ACCESS_KEY_LEN: usize = 128;
@@ -18,20 +26,52 @@ const MAX_ACCESS_KEY_LEN: usize = 128;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
-    /// Where to serve the admin REST API (HTTP/1.1 and h2c); absent means
-    /// no admin HTTP listener.
+    /// Where to serve the admin REST API (HTTP/1.1 and h2c, or HTTPS with
+    /// `[admin.tls]`); absent means no admin HTTP listener.
     pub listen: Option<SocketAddr>,
-    /// Accept only signatures scoped to this region (default: any region).
+    /// The region signatures must be scoped to (default `us-east-1`).
     pub region: Option<String>,
-    /// Allow `listen` to be something other than a loopback address. The
-    /// listener speaks plain HTTP and `generate-data-key` answers with
-    /// plaintext data keys, so this is only for a TLS-terminating proxy on
-    /// the same host.
+    /// The `Host` values a request may be signed for (default: the listen
+    /// address, `localhost` and the machine's hostname, with the port).
+    pub hosts: Option<Vec<String>>,
+    /// Serve the admin API over TLS.
+    pub tls: Option<RawAdminTls>,
+    /// Allow a plain-HTTP `listen` on something other than a loopback
+    /// address. `generate-data-key` answers with plaintext data keys, so
+    /// this is only for a TLS-terminating proxy on the same host; with
+    /// `[admin.tls]` it is not needed.
     #[serde(default)]
     pub danger_allow_non_loopback: bool,
     /// `[[admin.access_keys]]`.
     #[serde(default)]
     pub access_keys: Vec<RawAccessKey>,
+    /// Directories under which a backend configuration given to the admin
+    /// API may name files (key_dir, *_file, TLS paths). Empty by default:
+    /// no file at all.
+    #[serde(default)]
+    pub allowed_dirs: Vec<PathBuf>,
+    /// Environment variables a backend configuration given to the admin
+    /// API may name (token_env, ...). Empty by default.
+    #[serde(default)]
+    pub allowed_env_vars: Vec<String>,
+    /// The Vault addresses (URLs, or hosts with an optional port) the admin
+    /// API may point kmsd at. Absent: any address the backend accepts.
+    pub allowed_vault_addresses: Option<Vec<String>>,
+}
+
+/// `[admin.tls]`: the shape of `[server.tls]`; `client_ca_file` is
+/// optional here (SigV4 authenticates callers; with it, a client
+/// certificate is required as well).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminTls {
+    /// The server certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
+    /// CAs that client certificates must chain to (PEM), if client
+    /// certificates are required.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// `[[admin.access_keys]]` as written: an access key id and where its
@@ -47,13 +87,17 @@ pub struct RawAccessKey {
     pub secret_key_env: Option<String>,
 }
 
-/// The validated `[admin]` section.
+/// The validated admin listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// The only region accepted in signatures, if pinned.
-    pub region: Option<String>,
+    /// The region signatures must be scoped to.
+    pub region: String,
+    /// The configured `Host` values, or `None` for the defaults.
+    pub hosts: Option<Vec<String>>,
+    /// TLS, if configured.
+    pub tls: Option<crate::tls::TlsSettings>,
     /// At least one access key.
     pub access_keys: Vec<AccessKeyConfig>,
 }
@@ -86,31 +130,49 @@ impl fmt::Debug for AdminSecretSource {
 }
 
 impl AdminConfig {
-    /// Validates `[admin]`: `None` when no listener is configured.
-    pub fn from_raw(raw: RawAdmin) -> Result<Option<Self>, ConfigError> {
+    /// Validates `[admin]`: the listener (`None` when none is configured)
+    /// and the rules of the admin plane.
+    pub fn from_raw(raw: RawAdmin) -> Result<(Option<Self>, AdminPlaneRules), ConfigError> {
+        let rules = AdminPlaneRules::from_raw(
+            raw.allowed_dirs,
+            raw.allowed_env_vars,
+            raw.allowed_vault_addresses,
+        )?;
         let Some(listen) = raw.listen else {
-            if !raw.access_keys.is_empty() {
+            if !raw.access_keys.is_empty() || raw.tls.is_some() || raw.hosts.is_some() {
                 return Err(ConfigError::Invalid(
-                    "admin.access_keys are set but admin.listen is not: the admin API would not be served".into(),
+                    "admin.access_keys, admin.tls or admin.hosts are set but admin.listen is not: the admin API would not be served".into(),
                 ));
             }
-            return Ok(None);
+            return Ok((None, rules));
         };
-        if !listen.ip().is_loopback() && !raw.danger_allow_non_loopback {
+        if !listen.ip().is_loopback() && raw.tls.is_none() && !raw.danger_allow_non_loopback {
             return Err(ConfigError::Invalid(format!(
-                "admin.listen {listen} is not a loopback address: the admin API is plain HTTP and returns plaintext data keys; put a TLS proxy on this host in front of it (and set admin.danger_allow_non_loopback = true only then)"
+                "admin.listen {listen} is not a loopback address: without [admin.tls] the admin API is plain HTTP and returns plaintext data keys; configure [admin.tls] (or put a TLS proxy on this host in front and set admin.danger_allow_non_loopback = true)"
             )));
         }
-        if let Some(region) = &raw.region {
-            let valid = !region.is_empty()
-                && region.len() <= 64
-                && region
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !valid {
-                return Err(ConfigError::Invalid(format!(
-                    "admin.region {region:?} is not a region name such as \"us-east-1\""
-                )));
+        let region = raw.region.unwrap_or_else(|| DEFAULT_REGION.to_owned());
+        let valid = !region.is_empty()
+            && region.len() <= 64
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid {
+            return Err(ConfigError::Invalid(format!(
+                "admin.region {region:?} is not a region name such as \"us-east-1\""
+            )));
+        }
+        if let Some(hosts) = &raw.hosts {
+            let bad = |h: &String| {
+                h.is_empty()
+                    || !h.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                    })
+            };
+            if hosts.is_empty() || hosts.iter().any(bad) {
+                return Err(ConfigError::Invalid(
+                    "admin.hosts must list host names or addresses, optionally with :port".into(),
+                ));
             }
         }
         if raw.access_keys.is_empty() {
@@ -142,12 +204,31 @@ impl AdminConfig {
                 secret,
             });
         }
-        Ok(Some(Self {
-            listen,
-            region: raw.region,
-            access_keys,
-        }))
+        let tls = raw.tls.map(|t| crate::tls::TlsSettings {
+            cert_file: t.cert_file,
+            key_file: t.key_file,
+            client_ca_file: t.client_ca_file,
+        });
+        Ok((
+            Some(Self {
+                listen,
+                region,
+                hosts: raw.hosts,
+                tls,
+                access_keys,
+            }),
+            rules,
+        ))
     }
+}
+
+/// Whether `path` is absolute and free of `.` and `..` components, so that
+/// `Path::starts_with` decides containment lexically.
+pub(super) fn is_plain_absolute(path: &Path) -> bool {
+    path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
 /// Access key ids travel in `Credential=<id>/<date>/...`, so they must not
@@ -175,7 +256,7 @@ mod tests {
     fn parse(text: &str) -> Result<Option<AdminConfig>, ConfigError> {
         let raw: RawAdmin =
             toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        AdminConfig::from_raw(raw)
+        AdminConfig::from_raw(raw).map(|(admin, _)| admin)
     }
 
     #[test]
@@ -200,6 +281,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(admin.listen.port(), 7374);
+        assert_eq!(admin.region, "us-east-1");
         assert_eq!(
             admin.access_keys[1].secret,
             AdminSecretSource::Env("KMSD_OPS_SECRET".into())
@@ -232,10 +314,35 @@ mod tests {
                 "region",
             ),
             ("secret_key = \"inline\"", "unknown field"),
+            (
+                "[tls]\ncert_file = \"/c\"\nkey_file = \"/k\"",
+                "admin.listen is not",
+            ),
+            (
+                "listen = \"127.0.0.1:1\"\nhosts = [\"a b\"]\n[[access_keys]]\naccess_key = \"a\"\nsecret_key_env = \"X\"",
+                "admin.hosts",
+            ),
+            ("allowed_dirs = [\"relative\"]", "allowed_dirs"),
+            ("allowed_dirs = [\"/a/../b\"]", "allowed_dirs"),
+            ("allowed_env_vars = [\"A=B\"]", "allowed_env_vars"),
+            (
+                "allowed_vault_addresses = [\"ftp://x\"]",
+                "allowed_vault_addresses",
+            ),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_non_loopback_listener_with_tls_needs_no_danger_flag() {
+        let admin = parse(
+            "listen = \"0.0.0.0:7374\"\n[tls]\ncert_file = \"/c\"\nkey_file = \"/k\"\n[[access_keys]]\naccess_key = \"a\"\nsecret_key_env = \"X\"",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(admin.tls.is_some_and(|t| t.client_ca_file.is_none()));
     }
 
     #[test]

@@ -83,6 +83,20 @@ pub struct RawLimits {
     pub max_concurrent_requests: Option<usize>,
     /// Deadline of each backend call, in seconds (default 10).
     pub backend_timeout_secs: Option<u64>,
+    /// Connections at once on the gRPC TCP listener (default 1024).
+    pub max_tcp_connections: Option<usize>,
+    /// Connections at once on the admin HTTP listener (default 64).
+    pub max_admin_connections: Option<usize>,
+    /// Connections at once on the metrics listener (default 64).
+    pub max_metrics_connections: Option<usize>,
+    /// TLS handshakes under way at once, per TLS listener (default 64).
+    pub max_tls_handshakes: Option<usize>,
+    /// Time a TCP connection has for its first bytes, its TLS handshake
+    /// and HTTP/1 request headers, in seconds (default 10).
+    pub header_read_timeout_secs: Option<u64>,
+    /// A TCP connection without a byte either way for this long is closed,
+    /// in seconds (default 300).
+    pub idle_timeout_secs: Option<u64>,
 }
 
 /// `[cache]`.
@@ -132,6 +146,9 @@ pub struct RawServer {
     pub tcp: Option<SocketAddr>,
     /// Where runtime changes made through the admin API are persisted.
     pub state_dir: Option<PathBuf>,
+    /// Seals inline secrets given to the admin API before they are
+    /// persisted in `state_dir` (the shape of `[backend.sealing]`).
+    pub state_sealing: Option<SealingConfig>,
     /// How long SIGTERM waits for requests in flight, in seconds (default 10).
     pub shutdown_grace_secs: Option<u64>,
     /// Unix peers (by uid) allowed to connect; empty means any peer the

@@ -127,11 +127,33 @@ pub async fn ensure_default_key(
     }
 }
 
-fn read_sealing_secret(source: &SealingSource) -> Result<SealingSecret, BuildError> {
+/// Reads a sealing secret (a key directory's or the state directory's). A
+/// file that others may read or write is refused; one its group may read
+/// draws a warning (a Kubernetes Secret under `fsGroup` is 0440).
+pub(crate) fn read_sealing_secret(source: &SealingSource) -> Result<SealingSecret, BuildError> {
     let fail = |reason: String| BuildError::SealingSecret {
         source_desc: format!("{source:?}"),
         reason,
     };
+    if let SealingSource::PassphraseFile(path) | SealingSource::KeyFile(path) = source {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| fail(e.to_string()))?
+            .permissions()
+            .mode();
+        if mode & 0o006 != 0 {
+            return Err(fail(format!(
+                "other users may read or write it (mode {:o}); restrict it (chmod o-rwx)",
+                mode & 0o777
+            )));
+        }
+        if mode & 0o060 != 0 {
+            tracing::warn!(
+                "the sealing secret {source:?} is accessible to its group (mode {:o}); prefer 0400 or 0600",
+                mode & 0o777
+            );
+        }
+    }
     match source {
         SealingSource::PassphraseFile(path) => {
             let mut bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;

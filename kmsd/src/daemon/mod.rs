@@ -2,6 +2,7 @@
 //! tasks. Tests start it in-process through [`start`]; the binary does the
 //! same from `cli/serve.rs`.
 
+mod accept;
 mod build;
 mod listen;
 mod tasks;
@@ -11,12 +12,16 @@ use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
-pub use self::build::{BuildEnv, BuildError, build_backend, ensure_default_key};
 use self::{
-    listen::{bind_unix, server, tcp_incoming, tls_incoming, unix_incoming, wait_for_shutdown},
+    accept::{Gate, descriptor_budget, fit_to_budget},
+    listen::{bind_unix, grpc_incoming, plaintext, server, unix_incoming, wait_for_shutdown},
     tasks::{
         credential_gauges, deletion_sweeper, key_counts, readiness_loop, reload_on_change, watchdog,
     },
+};
+pub use self::{
+    accept::{ListenerLimits, RESERVED_DESCRIPTORS},
+    build::{BuildEnv, BuildError, build_backend, ensure_default_key},
 };
 use crate::{
     audit::AuditLog,
@@ -25,13 +30,13 @@ use crate::{
     config::Config,
     error::KmsError,
     grpc,
-    http::{self, auth::AdminAuth},
+    http::{self, auth::AdminAuth, sigv4::HostPolicy},
     lifecycle::Lifecycle,
     metrics::Metrics,
     persist::RuntimeStore,
     policy::Policy,
     service::Kms,
-    tls::ReloadableTls,
+    tls::{ALPN_GRPC, ALPN_HTTP, ReloadableTls},
 };
 
 /// Why the daemon could not start.
@@ -64,6 +69,9 @@ pub enum StartError {
     /// An admin secret key could not be read.
     #[error(transparent)]
     AdminSecret(#[from] http::SecretError),
+    /// The state directory's sealing secret could not be read.
+    #[error("server.state_sealing: {0}")]
+    StateSealing(#[source] BuildError),
 }
 
 /// Why a listener stopped with an error.
@@ -150,11 +158,26 @@ pub async fn start_with(
         .as_ref()
         .map(|admin| AdminAuth::load(admin, Arc::new(SystemClock)).map(|auth| (admin.listen, auth)))
         .transpose()?;
-    let store = config
-        .state_dir
-        .as_deref()
-        .map(RuntimeStore::open)
-        .transpose()?;
+    let sealing = config
+        .state_sealing
+        .as_ref()
+        .map(build::read_sealing_secret)
+        .transpose()
+        .map_err(StartError::StateSealing)?;
+    let store = match config.state_dir.clone() {
+        // Argon2id takes a moment: off the async workers.
+        Some(dir) => Some(
+            tokio::task::spawn_blocking(move || RuntimeStore::open(&dir, sealing.as_ref()))
+                .await
+                .map_err(|e| StartError::StateSealing(BuildError::Task(e.to_string())))??,
+        ),
+        None => None,
+    };
+    if let (Some(store), Some(backend)) = (&store, &config.backend_raw)
+        && let Err(e) = store.check_persistable(backend)
+    {
+        tracing::warn!(error = %e, "admin-API changes will be refused while [backend] holds an inline secret and [server.state_sealing] is not set");
+    }
     if store.is_none() {
         tracing::warn!(
             "server.state_dir is not set: changes made through the admin API will not survive a restart"
@@ -182,10 +205,14 @@ pub async fn start_with(
     let policy = match &config.policy_file {
         Some(path) => Policy::from_file(path)?,
         None => {
+            // Plain TCP is the one listener without authentication, and it
+            // exists only with danger_plaintext_tcp.
+            let plaintext_tcp = config.listen.tcp.is_some() && config.listen.tls.is_none();
             tracing::warn!(
-                "no policy file ([policy] file): every caller that can reach kmsd may use every key and admin operation"
+                plaintext_tcp,
+                "no policy file ([policy] file): every authenticated caller may use every key and admin operation"
             );
-            Policy::allow_all()
+            Policy::without_file(plaintext_tcp)
         }
     };
     let kms = Kms::new(
@@ -204,33 +231,124 @@ pub async fn start_with(
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
-    // Bound before the gRPC listeners serve, so that once kmsd answers
-    // gRPC (what readiness checks probe) the admin API answers too.
-    let admin_addr = match admin {
-        Some((listen, auth)) => Some(
-            serve_http(
-                listen,
-                http::router(kms.clone(), auth, Peers::new(config.cluster.clone())),
-                &shutdown_rx,
-                &mut tasks,
-            )
-            .await?,
-        ),
+    // The TCP listeners share a descriptor budget, so the unix socket (and
+    // the backend, the audit log, key files) always has descriptors left.
+    let limits = config.listeners;
+    let budget = descriptor_budget();
+    let wanted = [
+        config.listen.tcp.map(|_| limits.max_tcp_connections),
+        admin.as_ref().map(|_| limits.max_admin_connections),
+        config
+            .metrics_listen
+            .map(|_| limits.max_metrics_connections),
+    ];
+    let present: Vec<usize> = wanted.iter().flatten().copied().collect();
+    let fitted = fit_to_budget(&present, budget);
+    if fitted != present {
+        tracing::warn!(
+            budget,
+            ?present,
+            ?fitted,
+            "the TCP listeners' connection limits exceed the descriptor budget (RLIMIT_NOFILE minus the reserve); they are scaled down"
+        );
+    }
+    let mut fitted = fitted.into_iter();
+    let [tcp_max, admin_max, metrics_max] =
+        wanted.map(|w| w.and_then(|_| fitted.next()).unwrap_or(1));
+
+    let admin_tls = match &config.admin {
+        Some(admin) => admin
+            .tls
+            .clone()
+            .map(|settings| ReloadableTls::load(settings, ALPN_HTTP))
+            .transpose()?
+            .map(Arc::new),
         None => None,
     };
+    // Bound before the gRPC listeners serve, so that once kmsd answers
+    // gRPC (what readiness checks probe) the admin API answers too.
+    let admin_addr = match (admin, &config.admin) {
+        (Some((listen, auth)), Some(settings)) => {
+            let (listener, bound) = bind_tcp(listen).await?;
+            let hosts = HostPolicy::new(
+                settings
+                    .hosts
+                    .clone()
+                    .unwrap_or_else(|| default_hosts(bound)),
+                bound.port(),
+            );
+            tracing::info!(hosts = ?hosts.entries(), tls = admin_tls.is_some(), "admin API: requests must be signed for one of these hosts");
+            let router = http::router(
+                kms.clone(),
+                auth.with_hosts(hosts),
+                Peers::new(config.cluster.clone()),
+            );
+            let gate = Gate::new("admin", admin_max, &limits);
+            let tls = admin_tls.as_ref().map(|t| t.server_config());
+            let stop = shutdown_rx.clone();
+            tasks.spawn(async move {
+                listen::serve_http(listener, gate, tls, router, stop)
+                    .await
+                    .map_err(ServeError::Http)
+            });
+            Some(bound)
+        }
+        _ => None,
+    };
     let metrics_addr = match config.metrics_listen {
-        Some(listen) => Some(
-            serve_http(
-                listen,
-                http::public_router(kms.clone()),
-                &shutdown_rx,
-                &mut tasks,
-            )
-            .await?,
-        ),
+        Some(listen) => {
+            let (listener, bound) = bind_tcp(listen).await?;
+            let gate = Gate::new("metrics", metrics_max, &limits);
+            let router = http::public_router(kms.clone());
+            let stop = shutdown_rx.clone();
+            tasks.spawn(async move {
+                listen::serve_http(listener, gate, None, router, stop)
+                    .await
+                    .map_err(ServeError::Http)
+            });
+            Some(bound)
+        }
         None => None,
     };
 
+    // The TCP listener before the unix socket: once the unix socket
+    // answers (what the harness and local probes check), every listener does.
+    let tls = config
+        .listen
+        .tls
+        .clone()
+        .map(|settings| ReloadableTls::load(settings, ALPN_GRPC))
+        .transpose()?
+        .map(Arc::new);
+    let tcp_addr = match config.listen.tcp {
+        Some(addr) => {
+            let (listener, bound) = bind_tcp(addr).await?;
+            let routes = grpc::routes(&kms, health_service.clone())?;
+            let stop = wait_for_shutdown(shutdown_rx.clone());
+            let server = server().add_routes(routes);
+            let gate = Gate::new("grpc", tcp_max, &limits);
+            match &tls {
+                Some(tls) => {
+                    let incoming = grpc_incoming(
+                        listener,
+                        gate,
+                        shutdown_rx.clone(),
+                        listen::tls(tls.server_config()),
+                    );
+                    let serve = server.serve_with_incoming_shutdown(incoming, stop);
+                    tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
+                }
+                None => {
+                    tracing::warn!(%bound, "serving gRPC over PLAINTEXT TCP (danger_plaintext_tcp): anyone who can reach this port can use every key");
+                    let incoming = grpc_incoming(listener, gate, shutdown_rx.clone(), plaintext);
+                    let serve = server.serve_with_incoming_shutdown(incoming, stop);
+                    tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
+                }
+            }
+            Some(bound)
+        }
+        None => None,
+    };
     let unix_path = match &config.listen.unix {
         Some((path, mode)) => {
             let listener = bind_unix(path, *mode).map_err(|source| StartError::Listen {
@@ -241,6 +359,7 @@ pub async fn start_with(
             let incoming = uds_authority::fix_incoming(unix_incoming(
                 listener,
                 config.listen.unix_allowed.clone(),
+                shutdown_rx.clone(),
             ));
             let stop = wait_for_shutdown(shutdown_rx.clone());
             let serve = server()
@@ -251,47 +370,9 @@ pub async fn start_with(
         }
         None => None,
     };
-    let tls = config
-        .listen
-        .tls
-        .clone()
-        .map(ReloadableTls::load)
-        .transpose()?
-        .map(Arc::new);
-    let tcp_addr = match config.listen.tcp {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Listen {
-                    address: addr.to_string(),
-                    source,
-                })?;
-            let bound = listener.local_addr().map_err(|source| StartError::Listen {
-                address: addr.to_string(),
-                source,
-            })?;
-            let routes = grpc::routes(&kms, health_service.clone())?;
-            let stop = wait_for_shutdown(shutdown_rx.clone());
-            let server = server().add_routes(routes);
-            match &tls {
-                Some(tls) => {
-                    let incoming = tls_incoming(listener, tls.server_config(), shutdown_rx.clone());
-                    let serve = server.serve_with_incoming_shutdown(incoming, stop);
-                    tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
-                }
-                None => {
-                    tracing::warn!(%bound, "serving gRPC over PLAINTEXT TCP (danger_plaintext_tcp): anyone who can reach this port can use every key");
-                    let serve = server.serve_with_incoming_shutdown(tcp_incoming(listener), stop);
-                    tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
-                }
-            }
-            Some(bound)
-        }
-        None => None,
-    };
     tokio::spawn(reload_on_change(
         kms.clone(),
-        tls,
+        tls.into_iter().chain(admin_tls).collect(),
         config.policy_file.clone(),
         shutdown_rx.clone(),
     ));
@@ -326,25 +407,28 @@ pub async fn start_with(
     })
 }
 
-/// Binds an HTTP listener (admin API, or metrics and health) and serves
-/// `router` on it until shutdown; returns the bound address.
-async fn serve_http(
-    listen: SocketAddr,
-    router: axum::Router,
-    shutdown: &watch::Receiver<bool>,
-    tasks: &mut JoinSet<Result<(), ServeError>>,
-) -> Result<SocketAddr, StartError> {
+/// Binds a TCP listener; returns it with its bound address (port 0 picks
+/// one).
+async fn bind_tcp(listen: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
     let failed = |source| StartError::Listen {
         address: listen.to_string(),
         source,
     };
     let listener = TcpListener::bind(listen).await.map_err(failed)?;
     let bound = listener.local_addr().map_err(failed)?;
-    let stop = wait_for_shutdown(shutdown.clone());
-    tasks.spawn(async move {
-        http::serve(listener, router, stop)
-            .await
-            .map_err(ServeError::Http)
-    });
-    Ok(bound)
+    Ok((listener, bound))
+}
+
+/// The hosts the admin API answers to unless `[admin] hosts` says: the
+/// bound address, `localhost` and the machine's hostname (each with the
+/// listener's port).
+fn default_hosts(bound: SocketAddr) -> Vec<String> {
+    let mut hosts = vec![bound.to_string(), "localhost".to_owned()];
+    let uname = rustix::system::uname();
+    if let Ok(name) = uname.nodename().to_str()
+        && !name.is_empty()
+    {
+        hosts.push(name.to_owned());
+    }
+    hosts
 }

@@ -123,7 +123,7 @@ pub(crate) async fn watchdog(stop: watch::Receiver<bool>) {
 /// keeps the current material and policy and logs why.
 pub(crate) async fn reload_on_change(
     kms: Kms,
-    tls: Option<std::sync::Arc<crate::tls::ReloadableTls>>,
+    tls: Vec<std::sync::Arc<crate::tls::ReloadableTls>>,
     policy_file: Option<std::path::PathBuf>,
     stop: watch::Receiver<bool>,
 ) {
@@ -147,7 +147,7 @@ pub(crate) async fn reload_on_change(
         if forced {
             tracing::info!("SIGHUP: reloading TLS material and the policy file");
         }
-        if let Some(tls) = &tls {
+        for tls in &tls {
             let result = if forced {
                 tls.reload().map(|()| true)
             } else {

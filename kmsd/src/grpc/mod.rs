@@ -1,5 +1,6 @@
 //! The gRPC front end: one tonic service per `kms.v1` service, plus health
-//! and reflection.
+//! (public, for probes) and reflection (only for callers the policy allows
+//! something).
 
 mod admin;
 mod convert;
@@ -7,6 +8,7 @@ mod data_plane;
 mod identity;
 mod key_admin;
 mod limits;
+mod reflection;
 
 use kms_proto::v1::{
     FILE_DESCRIPTOR_SET, admin_server::AdminServer, key_admin_server::KeyAdminServer,
@@ -50,6 +52,6 @@ pub fn routes(
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(health)
-        .add_service(reflection);
+        .add_service(reflection::Gated::new(reflection, kms.clone()));
     Ok(routes.routes())
 }

@@ -16,7 +16,7 @@ use kms_client::SecretString;
 use super::{
     MAX_BODY_BYTES,
     error::ApiError,
-    sigv4::{self, Credentials, Policy},
+    sigv4::{self, AuthError, Credentials, HostPolicy, Policy, ReplayCache},
 };
 use crate::{
     clock::Clock,
@@ -29,6 +29,12 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Secrets shorter than this draw a warning at startup.
 const SHORT_SECRET: usize = 16;
+
+/// How long before this process started a state-changing request may have
+/// been signed: a little slack for a client clock a few seconds behind.
+/// Anything older could have been captured before a restart emptied the
+/// replay cache.
+const BEFORE_START_SLACK: time::Duration = time::Duration::seconds(5);
 
 /// Why an admin secret key could not be read. Never holds the secret.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +53,8 @@ pub struct AdminAuth {
     credentials: Arc<Credentials>,
     policy: Arc<Policy>,
     clock: Arc<dyn Clock>,
+    replay: Arc<ReplayCache>,
+    started_at: time::OffsetDateTime,
 }
 
 /// The caller of an authenticated admin request, for the service's policy
@@ -73,11 +81,21 @@ impl AdminAuth {
     /// Checks requests against `credentials` and `policy`, with `clock`
     /// as the time reference for the 15-minute window.
     pub fn new(credentials: Credentials, policy: Policy, clock: Arc<dyn Clock>) -> Self {
+        let started_at = clock.now();
         Self {
             credentials: Arc::new(credentials),
             policy: Arc::new(policy),
             clock,
+            replay: Arc::new(ReplayCache::default()),
+            started_at,
         }
+    }
+
+    /// Accepts only requests signed for one of `hosts` (known once the
+    /// listener is bound).
+    pub fn with_hosts(mut self, hosts: HostPolicy) -> Self {
+        Arc::make_mut(&mut self.policy).hosts = Some(hosts);
+        self
     }
 
     /// Reads every access key's secret named by `config`.
@@ -94,7 +112,7 @@ impl AdminAuth {
             credentials.insert(key.access_key.clone(), secret);
         }
         let policy = Policy {
-            region: config.region.clone(),
+            region: Some(config.region.clone()),
             ..Policy::default()
         };
         Ok(Self::new(credentials, policy, clock))
@@ -162,13 +180,10 @@ pub(crate) async fn require_sigv4(
         Ok(Err(_)) => return ApiError::BodyUnreadable.into_response(),
         Err(_) => return ApiError::BodyTimeout.into_response(),
     };
-    match sigv4::verify(
-        &parts,
-        &bytes,
-        &auth.credentials,
-        &auth.policy,
-        auth.clock.now(),
-    ) {
+    let now = auth.clock.now();
+    let verified = sigv4::verify(&parts, &bytes, &auth.credentials, &auth.policy, now)
+        .and_then(|verified| fresh(&auth, &parts.method, &verified, now).map(|()| verified));
+    match verified {
         Ok(verified) => {
             tracing::info!(
                 access_key = %verified.access_key,
@@ -195,4 +210,29 @@ pub(crate) async fn require_sigv4(
             ApiError::Auth(e).into_response()
         }
     }
+}
+
+/// Refuses a state-changing request whose signature was used before, or
+/// that was signed before this process started (the replay cache lives in
+/// memory, so it cannot vouch for those). GET and HEAD change nothing and
+/// answer the sender only; they are exempt, because identical polls within
+/// one second (awscurl in a loop) carry the same signature.
+fn fresh(
+    auth: &AdminAuth,
+    method: &axum::http::Method,
+    verified: &sigv4::Verified,
+    now: time::OffsetDateTime,
+) -> Result<(), AuthError> {
+    if matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD) {
+        return Ok(());
+    }
+    if verified.signed_at + BEFORE_START_SLACK < auth.started_at {
+        return Err(AuthError::BeforeStart);
+    }
+    let expires = verified.signed_at + auth.policy.max_skew;
+    auth.replay.check_and_insert(
+        verified.signature,
+        expires.unix_timestamp(),
+        now.unix_timestamp(),
+    )
 }

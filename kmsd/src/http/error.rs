@@ -13,7 +13,10 @@ use axum::{
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{MAX_BODY_BYTES, sigv4::AuthError};
-use crate::{config::redact_json_error, error::KmsError};
+use crate::{
+    config::{redact_json_error, redact_message},
+    error::KmsError,
+};
 
 /// Why a request failed.
 #[derive(Debug)]
@@ -54,9 +57,15 @@ impl IntoResponse for ApiError {
                     tracing::error!(%detail, "internal error");
                 }
                 let (_, reason) = err.code_and_reason();
-                (err.http_status(), reason, err.public_message())
+                // REST errors never quote a value of the request (it may be
+                // a misplaced secret); gRPC echoes a short key-id prefix.
+                let message = match &err {
+                    KmsError::InvalidKeyId { reason, .. } => format!("invalid key id: {reason}"),
+                    other => other.public_message(),
+                };
+                (err.http_status(), reason, message)
             }
-            ApiError::Auth(err) => (StatusCode::FORBIDDEN, err.s3_code(), err.to_string()),
+            ApiError::Auth(err) => (err.http_status(), err.s3_code(), err.public_message()),
             ApiError::RouteNotFound => (
                 StatusCode::NOT_FOUND,
                 "ROUTE_NOT_FOUND",
@@ -131,7 +140,9 @@ pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, KmsError
 pub(crate) fn parse_query<T: DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, KmsError> {
     axum::extract::Query::<T>::try_from_uri(uri)
         .map(|q| q.0)
-        .map_err(|e| KmsError::InvalidArgument(format!("query string: {}", e.body_text())))
+        .map_err(|e| {
+            KmsError::InvalidArgument(format!("query string: {}", redact_message(&e.body_text())))
+        })
 }
 
 pub(crate) async fn route_not_found() -> ApiError {

@@ -11,9 +11,11 @@
 //!                      (also served alone on the `[metrics]` listener)
 //! ```
 //!
-//! HTTP/1.1 and HTTP/2 without TLS (h2c, prior knowledge) are served on
-//! the same port. The listener is plain HTTP and meant for loopback: see
-//! `[admin] danger_allow_non_loopback`.
+//! HTTP/1.1 and HTTP/2 (h2c with prior knowledge, or ALPN over TLS) are
+//! served on the same port, by `daemon/listen.rs` within the connection
+//! limits and timeouts of `daemon/accept.rs`. Without `[admin.tls]` the
+//! listener is plain HTTP and must be on loopback (or behind a local TLS
+//! proxy: `[admin] danger_allow_non_loopback`).
 
 pub mod auth;
 mod error;
@@ -21,8 +23,11 @@ mod routes_keys;
 mod routes_service;
 pub mod sigv4;
 
-use std::{future::Future, io};
-
+use self::{
+    auth::AdminAuth,
+    error::{json_response, method_not_allowed, route_not_found},
+};
+use crate::{cluster::Peers, service::Kms};
 use axum::{
     Extension, Router,
     extract::State,
@@ -31,13 +36,6 @@ use axum::{
     response::Response,
     routing::{any, get},
 };
-use tokio::net::TcpListener;
-
-use self::{
-    auth::AdminAuth,
-    error::{json_response, method_not_allowed, route_not_found},
-};
-use crate::{cluster::Peers, service::Kms};
 
 pub use self::auth::SecretError;
 
@@ -119,18 +117,6 @@ async fn metrics(State(kms): State<Kms>) -> Response {
         axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
-}
-
-/// Serves `router` on `listener` until `shutdown` completes, then lets
-/// requests in flight finish.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 #[cfg(test)]

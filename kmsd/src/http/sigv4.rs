@@ -8,7 +8,14 @@
 //!   strings and `x-amz-security-token` (temporary credentials) are refused:
 //!   kmsd has no STS, so a token could never be checked.
 //! - The credential scope must name service `s3` (what the RustFS admin API
-//!   and its tools sign with) and any region, or the configured one.
+//!   and its tools sign with) and the configured region (`us-east-1`
+//!   unless `[admin] region` says otherwise).
+//! - The signed `Host` must be one this kmsd answers to ([`HostPolicy`]):
+//!   a request signed for another node is refused, so a captured request
+//!   cannot be replayed there.
+//! - An unknown access key and a wrong signature are refused alike (same
+//!   code, same message, an HMAC computed either way), so a caller cannot
+//!   probe which access keys exist.
 //! - `x-amz-date` must be signed and within 15 minutes of the server clock.
 //! - `host` must be signed, and so must every `x-amz-*` header sent (S3's
 //!   rule), so nothing that changes the meaning of a request rides along
@@ -24,7 +31,7 @@
 //! Errors name what was wrong with the request; they never contain the
 //! secret key, the signing key or the expected signature.
 
-use std::{collections::HashMap, fmt, time::Duration};
+use std::time::Duration;
 
 use http::{HeaderMap, request::Parts};
 use kms_client::SecretString;
@@ -37,6 +44,9 @@ pub use self::canonical::{
 use crate::crypto;
 
 mod canonical;
+mod scope;
+
+pub use self::scope::{Credentials, DEFAULT_REGION, HostPolicy, Policy};
 
 /// The only algorithm accepted.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -44,65 +54,6 @@ pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 pub const SERVICE: &str = "s3";
 /// How far the request time may be from the server clock, either way.
 pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
-
-/// The admin access keys and their secrets.
-#[derive(Default, Clone)]
-pub struct Credentials {
-    keys: HashMap<String, SecretString>,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut ids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
-        ids.sort_unstable();
-        f.debug_struct("Credentials")
-            .field("access_keys", &ids)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Credentials {
-    /// Adds (or replaces) an access key.
-    pub fn insert(&mut self, access_key: String, secret: SecretString) {
-        self.keys.insert(access_key, secret);
-    }
-
-    /// The secret of `access_key`.
-    pub fn secret(&self, access_key: &str) -> Option<&SecretString> {
-        self.keys.get(access_key)
-    }
-
-    /// How many access keys there are.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-}
-
-/// What a signature must be scoped to.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    /// The service in the credential scope.
-    pub service: String,
-    /// The only region accepted, or any.
-    pub region: Option<String>,
-    /// The largest accepted clock difference.
-    pub max_skew: Duration,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            service: SERVICE.to_owned(),
-            region: None,
-            max_skew: MAX_SKEW,
-        }
-    }
-}
 
 /// Why a request was not authenticated. Every variant is a 403.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,9 +93,30 @@ pub enum AuthError {
         /// The server's clock, in the same form.
         server: String,
     },
-    /// The access key id is not configured.
+    /// The access key id is not configured. Answered exactly like
+    /// [`AuthError::SignatureMismatch`]; the difference is only logged.
     #[error("the access key id {0:?} is not known to this kmsd")]
     UnknownAccessKey(String),
+    /// The request was signed for a host this kmsd does not answer to.
+    #[error(
+        "the request was signed for host {0:?}, which this kmsd does not answer to (see [admin] hosts)"
+    )]
+    Host(String),
+    /// The signature was already used (a replay, or an identical request
+    /// sent twice within one second).
+    #[error(
+        "this signature was already used: sign every request anew (an identical request sent within the same second has the same signature)"
+    )]
+    Replayed,
+    /// The request was signed before this kmsd started, so the replay
+    /// cache, which lives in memory, cannot vouch for it.
+    #[error(
+        "the request was signed before this kmsd started; sign it again (check the client's clock)"
+    )]
+    BeforeStart,
+    /// The replay cache is full of unexpired signatures.
+    #[error("too many admin requests in the last 15 minutes; retry later")]
+    ReplayCacheFull,
     /// A header listed in SignedHeaders is not in the request.
     #[error("header {0} is listed in SignedHeaders but missing from the request")]
     MissingSignedHeader(String),
@@ -164,7 +136,7 @@ pub enum AuthError {
     ContentSha256Mismatch,
     /// The signature is wrong.
     #[error(
-        "the signature does not match: check the secret key, the region and how the request was signed"
+        "the signature does not match: check the access key, the secret key, the region and how the request was signed"
     )]
     SignatureMismatch,
 }
@@ -183,12 +155,33 @@ impl AuthError {
             AuthError::Algorithm | AuthError::Malformed(_) | AuthError::Scope(_) => {
                 "AuthorizationHeaderMalformed"
             }
-            AuthError::Skewed { .. } => "RequestTimeTooSkewed",
-            AuthError::UnknownAccessKey(_) => "InvalidAccessKeyId",
+            AuthError::Skewed { .. } | AuthError::BeforeStart => "RequestTimeTooSkewed",
             AuthError::MalformedContentSha256 | AuthError::ContentSha256Mismatch => {
                 "XAmzContentSHA256Mismatch"
             }
-            AuthError::SignatureMismatch => "SignatureDoesNotMatch",
+            AuthError::UnknownAccessKey(_) | AuthError::SignatureMismatch => {
+                "SignatureDoesNotMatch"
+            }
+            AuthError::Host(_) | AuthError::Replayed => "AccessDenied",
+            AuthError::ReplayCacheFull => "SlowDown",
+        }
+    }
+
+    /// The HTTP status of the refusal: 403, but 503 for a full replay
+    /// cache (nothing is wrong with the request itself).
+    pub fn http_status(&self) -> http::StatusCode {
+        match self {
+            AuthError::ReplayCacheFull => http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => http::StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// The message the caller sees: an unknown access key reads exactly
+    /// like a wrong signature.
+    pub fn public_message(&self) -> String {
+        match self {
+            AuthError::UnknownAccessKey(_) => AuthError::SignatureMismatch.to_string(),
+            other => other.to_string(),
         }
     }
 }
@@ -317,6 +310,10 @@ fn format_amz_date(t: OffsetDateTime) -> String {
 pub struct Verified {
     /// The access key id.
     pub access_key: String,
+    /// The signature (the replay cache's key).
+    pub signature: [u8; 32],
+    /// When the request was signed (`x-amz-date`).
+    pub signed_at: OffsetDateTime,
 }
 
 fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AuthError> {
@@ -401,9 +398,20 @@ pub fn verify(
         });
     }
 
-    let secret = credentials
-        .secret(auth.access_key)
-        .ok_or_else(|| AuthError::UnknownAccessKey(printable(auth.access_key)))?;
+    if let Some(hosts) = &policy.hosts {
+        let host = signed_host(parts).unwrap_or_default();
+        if !hosts.allows(&host) {
+            return Err(AuthError::Host(printable(&host)));
+        }
+    }
+
+    // An unknown access key costs the same HMAC as a known one, and is
+    // reported like a wrong signature (see `AuthError::public_message`).
+    let unknown = SecretString::new(String::from("kmsd: no such access key"));
+    let (secret, known) = match credentials.secret(auth.access_key) {
+        Some(secret) => (secret, true),
+        None => (&unknown, false),
+    };
 
     let body_hash = hex::encode(crypto::sha256(body));
     let payload_hash = match single_header(&parts.headers, "x-amz-content-sha256")? {
@@ -423,6 +431,9 @@ pub fn verify(
     let to_sign = string_to_sign(amz_date, &scope, &canonical);
     let key = signing_key(secret, auth.date, auth.region, auth.service);
     let expected = Zeroizing::new(crypto::hmac_sha256(key.as_slice(), to_sign.as_bytes()));
+    if !known {
+        return Err(AuthError::UnknownAccessKey(printable(auth.access_key)));
+    }
     if !crypto::constant_time_eq(expected.as_slice(), &auth.signature) {
         tracing::debug!(
             access_key = auth.access_key,
@@ -438,13 +449,27 @@ pub fn verify(
     }
     Ok(Verified {
         access_key: auth.access_key.to_owned(),
+        signature: auth.signature,
+        signed_at: time,
     })
+}
+
+/// The host a request was signed for: its `Host` header, or the
+/// `:authority` of an HTTP/2 request (as the canonical request takes it).
+fn signed_host(parts: &Parts) -> Option<String> {
+    match parts.headers.get("host") {
+        Some(value) => value.to_str().ok().map(str::to_owned),
+        None => parts.uri.authority().map(|a| a.as_str().to_owned()),
+    }
 }
 
 /// A short printable prefix of untrusted text, for error messages.
 fn printable(s: &str) -> String {
     s.chars().take(64).filter(|c| !c.is_control()).collect()
 }
+
+mod replay;
+pub use self::replay::{REPLAY_CACHE_ENTRIES, ReplayCache};
 
 #[cfg(test)]
 mod proptests;

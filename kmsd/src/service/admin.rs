@@ -9,11 +9,20 @@ use crate::{
     request::{Operation, RequestContext},
 };
 
-fn parse_backend(json: &str) -> Result<BackendConfig, KmsError> {
-    BackendConfig::from_json(json).map_err(|e| KmsError::InvalidConfig(e.to_string()))
-}
-
 impl Kms {
+    /// Parses a backend configuration sent to the admin API and checks it
+    /// against the `[admin]` rules, before anything is read or connected
+    /// to (see `config/admin_plane.rs`).
+    fn parse_backend(&self, json: &str) -> Result<BackendConfig, KmsError> {
+        let backend =
+            BackendConfig::from_json(json).map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
+        self.inner
+            .admin_rules
+            .check(&backend)
+            .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
+        Ok(backend)
+    }
+
     async fn admin_op<T>(
         &self,
         cx: &RequestContext,
@@ -42,7 +51,7 @@ impl Kms {
     /// once the caller is authorised).
     pub async fn configure(&self, cx: &RequestContext, backend_json: &str) -> Result<(), KmsError> {
         self.admin_op(cx, Operation::Configure, async || {
-            let backend = parse_backend(backend_json)?;
+            let backend = self.parse_backend(backend_json)?;
             self.inner.lifecycle.configure(backend).await
         })
         .await
@@ -74,7 +83,7 @@ impl Kms {
         discard_previous: bool,
     ) -> Result<(), KmsError> {
         self.admin_op(cx, Operation::Reconfigure, async || {
-            let backend = parse_backend(backend_json)?;
+            let backend = self.parse_backend(backend_json)?;
             let result = self
                 .inner
                 .lifecycle
@@ -97,7 +106,7 @@ impl Kms {
         backend_json: &str,
     ) -> Result<(), KmsError> {
         self.admin_op(cx, Operation::Reconfigure, async || {
-            let backend = parse_backend(backend_json)?;
+            let backend = self.parse_backend(backend_json)?;
             self.inner.lifecycle.add_decrypt_only(backend).await
         })
         .await

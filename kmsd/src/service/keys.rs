@@ -114,8 +114,8 @@ impl Kms {
         .await
     }
 
-    /// ListKeys. `page_size` 0 means the default. kmsd's own reserved keys
-    /// are not listed.
+    /// ListKeys. `page_size` 0 means the default. Only keys the caller's
+    /// policy lets it list are shown; kmsd's own reserved keys never are.
     pub async fn list_keys(
         &self,
         cx: &RequestContext,
@@ -152,7 +152,10 @@ impl Kms {
             } else {
                 None
             };
-            keys.retain(|k| !k.key_id.is_reserved());
+            // Only keys the caller's patterns match: a caller allowed
+            // `rustfs-*` does not learn that `secret-hr` exists. A page may
+            // therefore hold fewer keys than asked; the token still follows.
+            keys.retain(|k| self.may_list(cx, &k.key_id));
             Ok(KeyPage {
                 keys,
                 next_page_token,

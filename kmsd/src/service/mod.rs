@@ -49,6 +49,8 @@ pub struct ServiceOptions {
     pub backend_timeout: Duration,
     /// The data-key cache.
     pub cache: CacheSettings,
+    /// What a backend configuration given to the admin API may name.
+    pub admin_rules: crate::config::AdminPlaneRules,
 }
 
 impl Default for ServiceOptions {
@@ -57,6 +59,7 @@ impl Default for ServiceOptions {
             max_concurrent_requests: 1024,
             backend_timeout: Duration::from_secs(10),
             cache: CacheSettings::default(),
+            admin_rules: crate::config::AdminPlaneRules::default(),
         }
     }
 }
@@ -81,6 +84,8 @@ struct Inner {
     policy: arc_swap::ArcSwap<Policy>,
     /// Whether the last self-probe passed.
     probe_ok: std::sync::atomic::AtomicBool,
+    /// What a backend configuration given to the admin API may name.
+    admin_rules: crate::config::AdminPlaneRules,
 }
 
 impl Kms {
@@ -108,6 +113,7 @@ impl Kms {
                 backend_timeout: options.backend_timeout,
                 policy: arc_swap::ArcSwap::from_pointee(policy),
                 probe_ok: std::sync::atomic::AtomicBool::new(false),
+                admin_rules: options.admin_rules,
             }),
         }
     }

@@ -60,18 +60,43 @@ impl Kms {
         })
     }
 
-    /// Checks the caller's policy for `op` on `key_id`.
+    /// Checks the caller's policy for `op` on `key_id`. kmsd's reserved
+    /// keys (`kmsd-internal-*`) are refused to every caller but kmsd itself,
+    /// whatever the policy says.
     pub(super) fn authorize(
         &self,
         cx: &RequestContext,
         op: Operation,
         key_id: Option<&KeyId>,
     ) -> Result<(), KmsError> {
+        if let Some(key_id) = key_id.filter(|k| k.is_reserved())
+            && cx.caller != crate::request::Identity::Internal
+        {
+            return Err(KmsError::ReservedKeyId(key_id.clone()));
+        }
         if self.inner.policy.load().allows(&cx.caller, op, key_id) {
             Ok(())
         } else {
             Err(KmsError::PermissionDenied)
         }
+    }
+
+    /// Whether `caller` may see `key_id` in a ListKeys page: the policy
+    /// allows ListKeys on it (its key patterns match), and it is not one of
+    /// kmsd's reserved keys.
+    pub(super) fn may_list(&self, cx: &RequestContext, key_id: &KeyId) -> bool {
+        !key_id.is_reserved()
+            && self
+                .inner
+                .policy
+                .load()
+                .allows(&cx.caller, Operation::ListKeys, Some(key_id))
+    }
+
+    /// Whether `cx` may perform at least one operation (who may use gRPC
+    /// reflection).
+    pub fn allows_anything(&self, cx: &RequestContext) -> bool {
+        self.inner.policy.load().allows_anything(&cx.caller)
     }
 
     /// Records the request's metrics and audit line.

@@ -23,13 +23,18 @@ async fn unauthenticated_and_tampered_requests_are_403() {
             .await,
         "SignatureDoesNotMatch",
     );
-    refused(
-        &admin
-            .with_credentials("nobody", SECRET)
-            .get("/kms/status")
-            .await,
-        "InvalidAccessKeyId",
-    );
+    // An unknown access key reads exactly like a wrong secret: nobody can
+    // probe which access keys exist.
+    let unknown = admin
+        .with_credentials("nobody", SECRET)
+        .get("/kms/status")
+        .await;
+    refused(&unknown, "SignatureDoesNotMatch");
+    let wrong = admin
+        .with_credentials(ACCESS_KEY, "wrong-secret")
+        .get("/kms/status")
+        .await;
+    assert_eq!(unknown.text, wrong.text);
     let minutes = |m: u64| Duration::from_secs(m * 60);
     for time in [
         SystemTime::now() - minutes(20),
@@ -70,8 +75,11 @@ async fn unauthenticated_and_tampered_requests_are_403() {
         .headers_mut()
         .insert("x-amz-content-sha256", "UNSIGNED-PAYLOAD".parse().unwrap());
     refused(&admin.send(request).await, "AccessDenied");
-    // Any region is accepted when none is configured; only service s3.
-    ok(admin.with_region("eu-west-3").get("/kms/status").await, 200);
+    // Only the configured region (us-east-1 by default) and service s3.
+    refused(
+        &admin.with_region("eu-west-3").get("/kms/status").await,
+        "AuthorizationHeaderMalformed",
+    );
 
     // Oversized bodies are refused before anything else.
     let big = format!(r#"{{"description": "{}"}}"#, "x".repeat(70 * 1024));

@@ -9,7 +9,16 @@ async fn every_lifecycle_transition_over_rest() {
     options
         .env
         .push(("KMSD_TEST_PASSPHRASE".into(), passphrase.into()));
-    let (kmsd, admin) = start(options).await;
+    // The sealed backend below names its passphrase variable, which the
+    // admin API may do only because [admin] allowed_env_vars lists it.
+    let (options, port) = kmsd_tests::rest::with_admin_rules(
+        options,
+        ACCESS_KEY,
+        SECRET,
+        "allowed_dirs = [\"{dir}\"]\nallowed_env_vars = [\"KMSD_TEST_PASSPHRASE\"]",
+    );
+    let kmsd = Kmsd::start(options).await;
+    let admin = AdminClient::new(port, ACCESS_KEY, SECRET);
 
     let status = ok(admin.get("/kms/status").await, 200);
     assert_eq!(status["status"], "NotConfigured");

@@ -17,10 +17,16 @@ use kms_client::{KmsClient, proto};
 use kmsd_tests::{Kmsd, KmsdOptions, assert_error, ctx};
 use tonic::Code;
 
+/// NotConfigured, with a state directory; the admin API may name key
+/// directories under the instance's directory.
 fn not_configured() -> KmsdOptions {
     KmsdOptions {
         backend_toml: None,
         server_toml: "state_dir = \"{dir}/state\"".into(),
+        extra_toml:
+            "[admin]\nallowed_dirs = [\"{dir}\"]\nallowed_env_vars = [\"KMSD_TEST_VAULT_TOKEN\"]\n"
+                .into(),
+        env: vec![("KMSD_TEST_VAULT_TOKEN".into(), "t".into())],
         ..KmsdOptions::local()
     }
 }
@@ -202,9 +208,10 @@ async fn a_failed_reconfigure_leaves_the_old_backend_serving() {
         Code::InvalidArgument,
         "INVALID_CONFIG",
     );
-    // A Vault nobody listens on.
+    // A Vault nobody listens on (the token by variable: an inline one
+    // would need [server.state_sealing] to be persisted).
     let unreachable = format!(
-        r#"{{"backend_type": "vault", "address": "http://127.0.0.1:{}", "auth_method": {{"token": "t"}}, "timeout_seconds": 2, "retry_attempts": 1}}"#,
+        r#"{{"backend_type": "vault", "address": "http://127.0.0.1:{}", "auth_method": {{"token_env": "KMSD_TEST_VAULT_TOKEN"}}, "timeout_seconds": 2, "retry_attempts": 1}}"#,
         kmsd_tests::free_port()
     );
     assert_error(
@@ -326,7 +333,7 @@ async fn the_config_file_owns_the_backend_until_the_admin_api_changes_it() {
             "[backend]\nbackend_type = \"local\"\nkey_dir = \"{{dir}}/{key_dir}\"\ndefault_key_id = \"default\"\n"
         )),
         server_toml: "state_dir = \"{dir}/state\"".into(),
-        ..KmsdOptions::local()
+        ..not_configured()
     };
     let key_dir = |s: proto::StatusResponse| s.backend.unwrap().settings["key_dir"].clone();
     let mut kmsd = Kmsd::start(file_config("keys-a")).await;

@@ -1,5 +1,5 @@
-//! The lifecycle with the vault backend: inline tokens kept out of
-//! `runtime.json`, and swaps between local and Vault under load.
+//! The lifecycle with the vault backend: inline tokens persisted only
+//! sealed, and swaps between local and Vault under load.
 
 use super::*;
 
@@ -11,14 +11,42 @@ fn vault_json(openbao: &kmsd::backend::vault::testing::OpenBao) -> String {
     )
 }
 
+/// NotConfigured, with the state directory's secrets sealed under a
+/// passphrase (inline tokens given to the admin API need it).
+fn sealed_state() -> KmsdOptions {
+    let mut options = not_configured();
+    options
+        .server_toml
+        .push_str("\n[server.state_sealing]\npassphrase_env = \"KMSD_TEST_STATE_PASSPHRASE\"\n");
+    options.env.push((
+        "KMSD_TEST_STATE_PASSPHRASE".into(),
+        "state sealing passphrase 4c1e".into(),
+    ));
+    options
+}
+
+/// Every file under `dir`, concatenated.
+fn every_file(dir: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            all.extend(every_file(&path));
+        } else {
+            all.extend(std::fs::read(path).unwrap());
+        }
+    }
+    all
+}
+
 /// The seed's Vault configure body carries the token inline; persisting it
-/// must not write the token into runtime.json, and a restart must still
-/// come back Running on Vault.
+/// must not put the token on disk in any readable form, and a restart must
+/// still come back Running on Vault.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_inline_vault_token_is_persisted_only_in_a_private_file() {
-    use std::os::unix::fs::PermissionsExt;
+async fn an_inline_vault_token_is_persisted_only_sealed() {
     let openbao = kmsd::backend::vault::testing::OpenBao::dev().await;
-    let mut kmsd = Kmsd::start(not_configured()).await;
+    let token = openbao.root_token();
+    let mut kmsd = Kmsd::start(sealed_state()).await;
     let client = kmsd.client().await;
     configure(&client, &vault_json(&openbao)).await.unwrap();
     start(&client).await.unwrap();
@@ -26,26 +54,15 @@ async fn an_inline_vault_token_is_persisted_only_in_a_private_file() {
 
     let state = kmsd.dir().join("state");
     let runtime = std::fs::read_to_string(state.join("runtime.json")).unwrap();
+    assert!(runtime.contains("\"sealed\""), "{runtime}");
+    let on_disk = every_file(&state);
     assert!(
-        !runtime.contains(&openbao.root_token()),
-        "the token reached runtime.json"
+        !on_disk.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the token is on disk in the clear"
     );
-    let secrets: Vec<_> = std::fs::read_dir(state.join("secrets"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(secrets.len(), 1);
-    assert!(runtime.contains(secrets[0].to_str().unwrap()), "{runtime}");
-    assert_eq!(
-        std::fs::read_to_string(&secrets[0]).unwrap(),
-        openbao.root_token()
-    );
-    assert_eq!(
-        std::fs::metadata(&secrets[0]).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert!(!state.join("secrets").exists());
     let reported = status(&client).await;
-    assert!(!format!("{reported:?}").contains(&openbao.root_token()));
+    assert!(!format!("{reported:?}").contains(&token));
 
     kmsd.restart().await;
     let client = kmsd.client().await;
@@ -55,18 +72,23 @@ async fn an_inline_vault_token_is_persisted_only_in_a_private_file() {
     let opened = client.decrypt(&blob.blob, &ctx(&[]), None).await.unwrap();
     assert_eq!(opened.plaintext.expose_secret(), blob.key.expose_secret());
 
-    // Switching back to local leaves Vault as a previous backend, so its
-    // secret stays; discarding it removes the file.
-    rpc(client
-        .admin()
-        .reconfigure(proto::ReconfigureRequest {
-            backend_config_json: local_json(&kmsd, "keys-a"),
-            discard_previous: true,
-            decrypt_only: false,
-        })
-        .await)
-    .unwrap();
-    assert_eq!(std::fs::read_dir(state.join("secrets")).unwrap().count(), 0);
+    // Without [server.state_sealing] the same configure is refused before
+    // anything changes, naming the field.
+    let unsealed = Kmsd::start(not_configured()).await;
+    let err = configure(&unsealed.client().await, &vault_json(&openbao))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        kmsd_tests::code_and_reason(&err),
+        (Code::InvalidArgument, "INVALID_CONFIG".to_owned()),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("backend.auth_method.token"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(&token), "{err}");
+    assert!(!unsealed.dir().join("state/runtime.json").exists());
 }
 
 /// Local -> Vault -> local -> Vault -> local under a steady load of
@@ -75,7 +97,7 @@ async fn an_inline_vault_token_is_persisted_only_in_a_private_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swapping_between_local_and_vault_under_load_fails_no_request() {
     let openbao = kmsd::backend::vault::testing::OpenBao::dev().await;
-    let kmsd = Kmsd::start(not_configured()).await;
+    let kmsd = Kmsd::start(sealed_state()).await;
     let admin = kmsd.client().await;
     configure(&admin, &local_json(&kmsd, "keys-a"))
         .await

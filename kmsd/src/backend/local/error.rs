@@ -56,6 +56,14 @@ pub enum LocalError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A new sealing was asked for with a passphrase that is too short.
+    #[error(
+        "the sealing passphrase is shorter than {min} bytes; use a longer passphrase (or a key file of 32 random bytes)"
+    )]
+    WeakPassphrase {
+        /// The minimum.
+        min: usize,
+    },
     /// A cryptographic primitive failed.
     #[error("{0}")]
     Crypto(#[from] CryptoError),

@@ -22,11 +22,10 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 pub use self::error::LocalError;
-pub use self::sealing::SealingSecret;
+pub use self::sealing::{MIN_PASSPHRASE_LEN, STATE_DIR, SealDomain, Sealer, SealingSecret};
 use self::{
     convert::{load_key, to_file},
     file::{KEY_FILE_FORMAT, KEY_FILE_SUFFIX, KeyFile, PlainMaterial, VersionFile},
-    sealing::Sealer,
 };
 use super::{
     GeneratedKey, KeyBackend, KeyMetadata, KeyState, NewKey, Opened, Sealed, StateChange,

@@ -26,9 +26,39 @@ use crate::{
 
 /// The file that marks a directory as sealed.
 pub(super) const SEALING_FILE: &str = ".kmsd-sealing.json";
-const CHECK_PLAINTEXT: &[u8] = b"kmsd sealed key directory v1";
-const CHECK_AAD: &[u8] = b"kmsd/v1/sealing-check";
 const MATERIAL_AAD_LABEL: &[u8] = b"kmsd/v1/key-material";
+
+/// The shortest passphrase a new sealing accepts, in bytes. An existing
+/// directory sealed with a shorter one still opens (with a warning), so an
+/// upgrade never locks an operator out of their keys.
+pub const MIN_PASSPHRASE_LEN: usize = 16;
+
+/// What a sealing protects. Each domain has its own KEK derivation and
+/// check value, so a key directory's passphrase file and a state
+/// directory's can never be swapped for each other unnoticed.
+#[derive(Debug, Clone, Copy)]
+pub struct SealDomain {
+    kek_info: &'static [u8],
+    check_plaintext: &'static [u8],
+    check_aad: &'static [u8],
+    what: &'static str,
+}
+
+/// A local key directory (`[backend.sealing]`).
+pub(super) const KEY_DIR: SealDomain = SealDomain {
+    kek_info: b"kmsd/v1/key-file",
+    check_plaintext: b"kmsd sealed key directory v1",
+    check_aad: b"kmsd/v1/sealing-check",
+    what: "key directory",
+};
+
+/// The state directory's secrets (`[server.state_sealing]`).
+pub const STATE_DIR: SealDomain = SealDomain {
+    kek_info: b"kmsd/v1/state-secret",
+    check_plaintext: b"kmsd sealed state directory v1",
+    check_aad: b"kmsd/v1/state-sealing-check",
+    what: "state directory",
+};
 
 /// The secret a sealed directory is opened with.
 #[derive(Debug)]
@@ -66,8 +96,9 @@ struct SealingFile {
     check: String,
 }
 
-/// Seals and opens key material under the directory's KEK.
-pub(super) struct Sealer {
+/// Seals and opens key material (or state secrets) under the directory's
+/// KEK.
+pub struct Sealer {
     kek: WrappingKey,
 }
 
@@ -83,12 +114,23 @@ pub(super) fn is_sealed(dir: &Path) -> bool {
 }
 
 impl Sealer {
-    /// Opens the sealing of `dir`, or seals a directory that holds no key
-    /// yet.
+    /// Opens the sealing of key directory `dir`, or seals one that holds
+    /// no key yet.
     pub(super) fn open_or_init(
         dir: &Path,
         secret: &SealingSecret,
         dir_has_keys: bool,
+    ) -> Result<Self, LocalError> {
+        Self::open_or_init_in(dir, secret, dir_has_keys, &KEY_DIR)
+    }
+
+    /// Opens the sealing of `dir` in `domain`, or seals `dir` (which must
+    /// not hold data sealed otherwise: `dir_has_data`).
+    pub fn open_or_init_in(
+        dir: &Path,
+        secret: &SealingSecret,
+        dir_has_data: bool,
+        domain: &SealDomain,
     ) -> Result<Self, LocalError> {
         let path = dir.join(SEALING_FILE);
         let io = |source| LocalError::Io {
@@ -96,10 +138,19 @@ impl Sealer {
             source,
         };
         if !path.exists() {
-            if dir_has_keys {
+            if dir_has_data {
                 return Err(LocalError::UnsealedKeysPresent(dir.to_owned()));
             }
-            return Self::init(dir, secret);
+            return Self::init(dir, secret, domain);
+        }
+        if let SealingSecret::Passphrase(p) = secret
+            && p.len() < MIN_PASSPHRASE_LEN
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the sealing passphrase is shorter than {MIN_PASSPHRASE_LEN} bytes; a new {} would refuse it",
+                domain.what
+            );
         }
         if file::loose_mode_bits(&path).map_err(io)? != 0 {
             return Err(LocalError::LoosePermissions { path });
@@ -132,32 +183,50 @@ impl Sealer {
         let kek =
             derive_kek(secret, &salt, sealing.argon2).map_err(|_| bad("invalid KDF parameters"))?;
         let sealer = Self {
-            kek: WrappingKey::new(&kek, b"kmsd/v1/key-file"),
+            kek: WrappingKey::new(&kek, domain.kek_info),
         };
         if check.len() < SEED_LEN {
             return Err(bad("check value too short"));
         }
         let (seed, sealed) = check.split_at(SEED_LEN);
         let seed: &[u8; SEED_LEN] = seed.try_into().map_err(|_| bad("check value too short"))?;
-        match sealer.kek.open(seed, CHECK_AAD, sealed) {
-            Ok(plain) if plain.expose_secret() == CHECK_PLAINTEXT => Ok(sealer),
+        match sealer.kek.open(seed, domain.check_aad, sealed) {
+            Ok(plain) if plain.expose_secret() == domain.check_plaintext => Ok(sealer),
             _ => Err(LocalError::WrongSealingSecret(dir.to_owned())),
         }
     }
 
-    fn init(dir: &Path, secret: &SealingSecret) -> Result<Self, LocalError> {
+    fn init(dir: &Path, secret: &SealingSecret, domain: &SealDomain) -> Result<Self, LocalError> {
+        if let SealingSecret::Passphrase(p) = secret
+            && p.len() < MIN_PASSPHRASE_LEN
+        {
+            return Err(LocalError::WeakPassphrase {
+                min: MIN_PASSPHRASE_LEN,
+            });
+        }
+        Self::init_with(dir, secret, domain, Argon2Params::default())
+    }
+
+    /// Seals `dir` with explicit Argon2id parameters (tests use the old
+    /// defaults to prove such directories still open).
+    pub(super) fn init_with(
+        dir: &Path,
+        secret: &SealingSecret,
+        domain: &SealDomain,
+        params: Argon2Params,
+    ) -> Result<Self, LocalError> {
         let crypto_err = |e: CryptoError| LocalError::Crypto(e);
         let salt = crypto::random_array::<16>().map_err(crypto_err)?;
-        let argon2 = matches!(secret, SealingSecret::Passphrase(_)).then(Argon2Params::default);
+        let argon2 = matches!(secret, SealingSecret::Passphrase(_)).then_some(params);
         let kek = derive_kek(secret, &salt, argon2).map_err(crypto_err)?;
         let sealer = Self {
-            kek: WrappingKey::new(&kek, b"kmsd/v1/key-file"),
+            kek: WrappingKey::new(&kek, domain.kek_info),
         };
         let seed = crypto::random_array::<SEED_LEN>().map_err(crypto_err)?;
         let mut check = seed.to_vec();
         sealer
             .kek
-            .seal_append(&seed, CHECK_AAD, CHECK_PLAINTEXT, &mut check)
+            .seal_append(&seed, domain.check_aad, domain.check_plaintext, &mut check)
             .map_err(crypto_err)?;
         let sealing = SealingFile {
             format: 1,
@@ -173,6 +242,24 @@ impl Sealer {
             source,
         })?;
         Ok(sealer)
+    }
+
+    /// Seals a secret value under `aad`: `seed || ciphertext || tag`.
+    pub fn seal_value(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let seed = crypto::random_array::<SEED_LEN>()?;
+        let mut out = seed.to_vec();
+        self.kek.seal_append(&seed, aad, plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Opens what [`Self::seal_value`] sealed under the same `aad`.
+    pub fn open_value(&self, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
+        if sealed.len() < SEED_LEN {
+            return Err(CryptoError::Authentication);
+        }
+        let (seed, rest) = sealed.split_at(SEED_LEN);
+        let seed: &[u8; SEED_LEN] = seed.try_into().map_err(|_| CryptoError::Authentication)?;
+        self.kek.open(seed, aad, rest)
     }
 
     /// Seals one version's material: `seed || ciphertext || tag`.

@@ -433,3 +433,41 @@ async fn sealing_cannot_be_turned_on_over_plaintext_keys() {
         Err(LocalError::UnsealedKeysPresent(_))
     ));
 }
+
+#[test]
+fn a_new_sealing_needs_a_long_passphrase_and_old_parameters_still_open() {
+    use super::sealing::{KEY_DIR, MIN_PASSPHRASE_LEN};
+    let secret = |p: &str| SealingSecret::Passphrase(SecretBytes::new(p.as_bytes().to_vec()));
+    let dir = private_dir();
+    let short = "x".repeat(MIN_PASSPHRASE_LEN - 1);
+    assert!(matches!(
+        Sealer::open_or_init(dir.path(), &secret(&short), false),
+        Err(LocalError::WeakPassphrase { .. })
+    ));
+    assert!(!dir.path().join(".kmsd-sealing.json").exists());
+
+    // A directory sealed with the earlier defaults (19 MiB, 2 passes)
+    // keeps its parameters and opens under the new code.
+    let old = crate::crypto::Argon2Params {
+        m_cost_kib: 19 * 1024,
+        t_cost: 2,
+        p_cost: 1,
+    };
+    let passphrase = "correct horse battery staple";
+    Sealer::init_with(dir.path(), &secret(passphrase), &KEY_DIR, old).unwrap();
+    let stored = std::fs::read_to_string(dir.path().join(".kmsd-sealing.json")).unwrap();
+    assert!(stored.contains("19456"), "{stored}");
+    Sealer::open_or_init(dir.path(), &secret(passphrase), true).unwrap();
+    // An existing directory opens even with a short passphrase (warned).
+    let other = private_dir();
+    Sealer::init_with(other.path(), &secret(&short), &KEY_DIR, old).unwrap();
+    Sealer::open_or_init(other.path(), &secret(&short), true).unwrap();
+
+    let new = private_dir();
+    Sealer::open_or_init(new.path(), &secret(passphrase), false).unwrap();
+    let stored = std::fs::read_to_string(new.path().join(".kmsd-sealing.json")).unwrap();
+    assert!(
+        stored.contains("65536") && stored.contains("\"t_cost\": 3"),
+        "{stored}"
+    );
+}

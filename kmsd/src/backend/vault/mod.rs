@@ -57,7 +57,7 @@ use self::{
 pub use self::{
     auth::AuthStats,
     error::VaultError,
-    settings::{RawVaultConfig, VaultSettings},
+    settings::{RawSecret, RawVaultConfig, VaultSettings},
     transport::TransportError,
 };
 use super::{GeneratedKey, KeyBackend, KeyMetadata, KeyState, NewKey, Opened, Sealed, StateChange};

@@ -157,25 +157,6 @@ pub struct RawTls {
 }
 
 impl RawVaultConfig {
-    /// Moves every inline secret out of the configuration through `store`
-    /// (which writes it to a private file and returns the path), leaving a
-    /// `*_file` reference in its place.
-    pub fn externalize_secrets<E>(
-        &mut self,
-        mut store: impl FnMut(&SecretString) -> Result<PathBuf, E>,
-    ) -> Result<(), E> {
-        let auth = &mut self.auth_method;
-        if let Some(RawSecret(token)) = auth.token.take() {
-            auth.token_file = Some(store(&token)?);
-        }
-        if let Some(approle) = &mut auth.approle
-            && let Some(RawSecret(secret_id)) = approle.secret_id.take()
-        {
-            approle.secret_id_file = Some(store(&secret_id)?);
-        }
-        Ok(())
-    }
-
     /// Every file the configuration reads a secret from.
     pub fn secret_files(&self) -> Vec<PathBuf> {
         let auth = &self.auth_method;
@@ -197,14 +178,13 @@ impl<'de> Deserialize<'de> for RawSecret {
     }
 }
 
-/// An inline secret is never written out: the runtime state kmsd persists
-/// (`server.state_dir`) would then hold it in clear. Refusing is the safe
-/// default; a secret the admin API must persist is given by file or
-/// environment variable.
+/// An inline secret is never serialised in the clear: `persist.rs` takes
+/// inline secrets out and seals them before it writes the runtime state,
+/// so reaching this is a bug, and it fails rather than leak.
 impl Serialize for RawSecret {
     fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
         Err(serde::ser::Error::custom(
-            "an inline Vault secret (token or secret_id) is never written to disk; reference it with token_file / secret_id_file or an environment variable instead",
+            "an inline Vault secret (token or secret_id) is only ever written sealed",
         ))
     }
 }
@@ -385,7 +365,7 @@ impl RawVaultConfig {
         let default_key_id = self
             .default_key_id
             .as_deref()
-            .map(|id| KeyId::parse(id).map_err(|e| invalid(format!("backend.default_key_id: {e}"))))
+            .map(|id| crate::config::default_key_id("backend.default_key_id", id))
             .transpose()?;
         let tls = self.tls.unwrap_or_default();
         let client_identity = match (tls.client_cert_path, tls.client_key_path) {

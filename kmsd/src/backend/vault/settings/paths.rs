@@ -8,8 +8,10 @@ use super::invalid;
 use crate::config::ConfigError;
 
 pub(super) fn parse_address(text: &str, allow_http: bool) -> Result<Url, ConfigError> {
-    let mut url = Url::parse(text)
-        .map_err(|e| invalid(format!("backend.address {text:?} is not a URL: {e}")))?;
+    // Messages name the field, never its value: admin-API bodies come
+    // through here, and a token pasted into `address` must not come back.
+    let mut url =
+        Url::parse(text).map_err(|e| invalid(format!("backend.address is not a URL ({e})")))?;
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
         return Err(invalid(
             "backend.address must not carry a query, fragment or credentials",
@@ -23,10 +25,10 @@ pub(super) fn parse_address(text: &str, allow_http: bool) -> Result<Url, ConfigE
                 "backend.address uses http:// to a host that is not loopback: tokens and data keys would cross the network in clear (use https://, or set danger_allow_http = true)",
             ));
         }
-        other => {
-            return Err(invalid(format!(
-                "backend.address scheme {other:?} is not http or https"
-            )));
+        _ => {
+            return Err(invalid(
+                "backend.address must be an http:// or https:// URL",
+            ));
         }
     }
     if url.host_str().is_none() {
@@ -76,7 +78,7 @@ pub(super) fn vault_path(field: &str, value: &str) -> Result<String, ConfigError
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if !ok {
             return Err(invalid(format!(
-                "{field} {value:?}: path segments may only hold letters, digits, '.', '_' and '-'"
+                "{field}: path segments may only hold letters, digits, '.', '_' and '-'"
             )));
         }
     }

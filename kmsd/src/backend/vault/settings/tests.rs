@@ -182,7 +182,7 @@ fn mistakes_are_named() {
             format!(
                 "[backend]\nbackend_type = \"vault\"\naddress = \"ftp://v\"\n[backend.auth_method]\n{token}\n"
             ),
-            "scheme",
+            "http:// or https://",
         ),
         (
             format!(
@@ -244,7 +244,7 @@ fn inline_secrets_are_never_serialized_but_references_are() {
     );
     let raw = crate::config::BackendConfig::from_json(&inline).unwrap();
     let err = serde_json::to_string(&raw).unwrap_err().to_string();
-    assert!(err.contains("never written to disk"), "{err}");
+    assert!(err.contains("only ever written sealed"), "{err}");
     assert!(!err.contains(SECRET), "{err}");
 
     let by_file = r#"{"backend_type": "vault", "address": "http://127.0.0.1:8200",
