@@ -46,6 +46,7 @@ impl AdminService {
             healthy: report.healthy,
             previous_backends: report.previous_backends.into_iter().map(summary).collect(),
             persisted: report.persisted,
+            degraded: report.degraded.unwrap_or_default(),
         }
     }
 }
@@ -66,7 +67,9 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        self.kms.authorize_status(&request_context(&request))?;
+        self.kms
+            .authorize_status(&request_context(&request))
+            .await?;
         Ok(Response::new(self.status_response()))
     }
 

@@ -68,6 +68,8 @@ struct StatusJson {
     previous_backends: Vec<BackendJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degraded: Option<String>,
     version: &'static str,
     started_at: String,
     persisted: bool,
@@ -89,6 +91,7 @@ impl StatusJson {
                 .map(BackendJson::from)
                 .collect(),
             error: report.error,
+            degraded: report.degraded,
             version: report.version,
             started_at: rfc3339(report.started_at),
             persisted: report.persisted,
@@ -201,7 +204,7 @@ async fn stop(
 /// `GET` and `POST` `status`, and `GET service-status`: the state, health
 /// and backend summary.
 async fn status(State(kms): State<Kms>, Caller(cx): Caller) -> Result<Response, ApiError> {
-    kms.authorize_status(&cx)?;
+    kms.authorize_status(&cx).await?;
     Ok(status_response(&kms, None))
 }
 
@@ -215,7 +218,7 @@ struct ConfigJson {
 
 /// The active (or configured) backend's non-secret settings.
 async fn config(State(kms): State<Kms>, Caller(cx): Caller) -> Result<Response, ApiError> {
-    kms.authorize_status(&cx)?;
+    kms.authorize_status(&cx).await?;
     let report = status::report(&kms);
     let backend = report.backend.map(BackendJson::from);
     Ok(json_response(

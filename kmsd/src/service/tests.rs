@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::{
-    audit::AuditOutput,
+    audit::{AuditOutput, AuditSettings},
     breaker::BreakerSettings,
     clock::ManualClock,
     config::{BackendConfig, LocalBackendConfig},
@@ -21,7 +21,14 @@ async fn running(dir: &std::path::Path, options: ServiceOptions, audit: AuditOut
         metrics: metrics.clone(),
         breaker: BreakerSettings::default(),
     };
-    let audit = AuditLog::open(&audit, false, metrics.clone()).unwrap();
+    let audit = AuditLog::open(
+        &AuditSettings {
+            output: audit,
+            ..AuditSettings::default()
+        },
+        metrics.clone(),
+    )
+    .unwrap();
     let kms = Kms::new(
         Lifecycle::new(env, None),
         clock,
@@ -143,7 +150,10 @@ async fn every_operation_writes_one_audit_line_without_secrets() {
 async fn the_self_probe_makes_the_service_ready() {
     let dir = tempfile::tempdir().unwrap();
     let kms = running(dir.path(), ServiceOptions::default(), AuditOutput::Off).await;
-    assert_eq!(kms.readiness(), Err("the last self-probe failed".into()));
+    assert_eq!(
+        kms.readiness(),
+        Err("the self-probe has not passed yet".into())
+    );
     kms.self_probe().await.unwrap();
     kms.readiness().unwrap();
     // The probe key is kmsd's own: not listed, not creatable by callers.
