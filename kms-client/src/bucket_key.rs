@@ -19,14 +19,19 @@
 //! [`BucketKeyPolicy::ttl`] and [`BucketKeyPolicy::max_uses`] objects (or
 //! reads) before kmsd is asked again, and at most
 //! [`BucketKeyPolicy::max_entries`] keys are held. Keys are [`DataKey`]s,
-//! wiped when evicted.
+//! wiped when evicted. Opened bucket keys are cached per sealed blob *and*
+//! bucket context, so kmsd checks the context of every bucket a blob is
+//! read for. Filling is single-flight per key, never across keys.
 
 use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
-use tokio::sync::Mutex;
+use moka::{future::Cache, ops::compute::Op, policy::EvictionPolicy};
 
 use crate::{
     DataKey, EncryptionContext,
@@ -62,25 +67,42 @@ struct Entry {
     key: DataKey,
     blob: Vec<u8>,
     key_id: String,
-    born: Instant,
-    uses: u64,
+    uses: AtomicU64,
 }
 
 impl Entry {
-    fn usable(&self, policy: &BucketKeyPolicy, now: Instant) -> bool {
-        now.duration_since(self.born) < policy.ttl && self.uses < policy.max_uses
+    fn new(key: DataKey, blob: Vec<u8>, key_id: String) -> Arc<Self> {
+        Arc::new(Self {
+            key,
+            blob,
+            key_id,
+            uses: AtomicU64::new(0),
+        })
+    }
+
+    /// Takes one use of the budget, if any is left.
+    fn take_use(&self, policy: &BucketKeyPolicy) -> bool {
+        self.uses.fetch_add(1, Ordering::Relaxed) < policy.max_uses
     }
 }
 
-/// The bucket keys of one process. Both maps are behind async mutexes
-/// held across the kmsd call of a miss, so concurrent writes to a bucket
-/// whose key expired cause one GenerateDataKey, not one each.
+/// For writing: the bucket and the key id the request named.
+type SealingSlot = (String, Option<String>);
+/// For reading: the sealed blob and the canonical context it is opened
+/// under. The context is part of the key: a blob copied into an object of
+/// another bucket must reach kmsd, which checks it against that bucket's
+/// context, rather than be answered from the cache.
+type OpenedSlot = (Vec<u8>, Vec<u8>);
+
+/// The bucket keys of one process: one cache for writing and one for
+/// reading, each a bounded TTL cache with single-flight filling per key
+/// (moka's `try_get_with`): concurrent requests for a bucket whose key is
+/// missing cause one kmsd call, and a slow call for one bucket holds up no
+/// other bucket.
 pub(crate) struct BucketKeyCache {
     policy: BucketKeyPolicy,
-    /// For writing, by (bucket, requested key id).
-    sealing: Mutex<HashMap<(String, Option<String>), Entry>>,
-    /// For reading, by sealed blob.
-    opened: Mutex<HashMap<Vec<u8>, Entry>>,
+    sealing: Cache<SealingSlot, Arc<Entry>>,
+    opened: Cache<OpenedSlot, Arc<Entry>>,
 }
 
 impl std::fmt::Debug for BucketKeyCache {
@@ -91,31 +113,48 @@ impl std::fmt::Debug for BucketKeyCache {
     }
 }
 
-/// Drops expired entries, then the oldest ones, until one more fits.
-fn make_room<K: Clone + Eq + std::hash::Hash>(
-    map: &mut HashMap<K, Entry>,
-    policy: &BucketKeyPolicy,
-    now: Instant,
-) {
-    map.retain(|_, entry| entry.usable(policy, now));
-    while map.len() >= policy.max_entries.max(1) {
-        let oldest = map
-            .iter()
-            .min_by_key(|(_, entry)| entry.born)
-            .map(|(key, _)| key.clone());
-        match oldest {
-            Some(key) => map.remove(&key),
-            None => break,
-        };
-    }
+fn cache<K>(policy: &BucketKeyPolicy) -> Cache<K, Arc<Entry>>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+{
+    Cache::builder()
+        .max_capacity(u64::try_from(policy.max_entries.max(1)).unwrap_or(u64::MAX))
+        .time_to_live(policy.ttl)
+        // Least recently used goes first; TinyLFU could refuse to admit a
+        // new bucket's key, which would then be asked of kmsd every time.
+        .eviction_policy(EvictionPolicy::lru())
+        .build()
+}
+
+/// The error of a call several requests waited for, for one of them.
+fn shared(error: Arc<crate::Error>) -> SseError {
+    SseError::Kms(Arc::try_unwrap(error).unwrap_or_else(|error| error.shared_copy()))
+}
+
+/// Removes `slot`'s entry if it is still `spent` (a concurrent request may
+/// have replaced it already).
+async fn retire<K>(cache: &Cache<K, Arc<Entry>>, slot: &K, spent: &Arc<Entry>)
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+{
+    cache
+        .entry(slot.clone())
+        .and_compute_with(|current| {
+            let op = match current {
+                Some(entry) if Arc::ptr_eq(entry.value(), spent) => Op::Remove,
+                _ => Op::Nop,
+            };
+            std::future::ready(op)
+        })
+        .await;
 }
 
 impl BucketKeyCache {
     pub(crate) fn new(policy: BucketKeyPolicy) -> Self {
         Self {
             policy,
-            sealing: Mutex::new(HashMap::new()),
-            opened: Mutex::new(HashMap::new()),
+            sealing: cache(&policy),
+            opened: cache(&policy),
         }
     }
 
@@ -131,64 +170,48 @@ impl BucketKeyCache {
         let mut salt = [0u8; 32];
         fill_random(&mut salt).map_err(|_| SseError::Stream(crate::stream::StreamError::Random))?;
         let slot = (object.bucket.to_owned(), key_id.map(str::to_owned));
-        let mut sealing = self.sealing.lock().await;
-        let now = Instant::now();
-        if !sealing
-            .get(&slot)
-            .is_some_and(|entry| entry.usable(&self.policy, now))
-        {
-            let generated = source
-                .generate_data_key(key_id, &object.bucket_context())
+        let bucket_context = object.bucket_context();
+        loop {
+            let entry = self
+                .sealing
+                .try_get_with(slot.clone(), async {
+                    let generated = source.generate_data_key(key_id, &bucket_context).await?;
+                    let entry = Entry::new(generated.key, generated.blob, generated.key_id);
+                    // A writer's own reads need no Decrypt: remember the
+                    // key opened, under the context it was sealed with.
+                    let opened = Entry::new(
+                        entry.key.clone_secret(),
+                        entry.blob.clone(),
+                        entry.key_id.clone(),
+                    );
+                    self.opened
+                        .insert(
+                            (entry.blob.clone(), canonical_context(&bucket_context)),
+                            opened,
+                        )
+                        .await;
+                    Ok::<_, crate::Error>(entry)
+                })
                 .await
-                .map_err(SseError::Kms)?;
-            make_room(&mut sealing, &self.policy, now);
-            // A writer's own reads need no Decrypt: remember the key opened.
-            self.remember_opened(&generated.key, &generated.blob, &generated.key_id)
-                .await;
-            sealing.insert(
-                slot.clone(),
-                Entry {
-                    key: generated.key,
-                    blob: generated.blob,
-                    key_id: generated.key_id,
-                    born: now,
-                    uses: 0,
-                },
-            );
+                .map_err(shared)?;
+            if entry.take_use(&self.policy) {
+                let key = derive(&entry.key, &salt, object, client_context);
+                return Ok((
+                    key,
+                    SealedKey {
+                        blob: entry.blob.clone(),
+                        key_id: entry.key_id.clone(),
+                        bucket_key_salt: Some(salt),
+                    },
+                ));
+            }
+            // Its budget is spent: the next turn makes a new one.
+            retire(&self.sealing, &slot, &entry).await;
         }
-        let Some(entry) = sealing.get_mut(&slot) else {
-            // Inserted just above under the same lock.
-            unreachable!("the bucket key slot was just filled");
-        };
-        entry.uses += 1;
-        let key = derive(&entry.key, &salt, object, client_context);
-        Ok((
-            key,
-            SealedKey {
-                blob: entry.blob.clone(),
-                key_id: entry.key_id.clone(),
-                bucket_key_salt: Some(salt),
-            },
-        ))
-    }
-
-    async fn remember_opened(&self, key: &DataKey, blob: &[u8], key_id: &str) {
-        let mut opened = self.opened.lock().await;
-        make_room(&mut opened, &self.policy, Instant::now());
-        opened.insert(
-            blob.to_vec(),
-            Entry {
-                key: key.clone_secret(),
-                blob: blob.to_vec(),
-                key_id: key_id.to_owned(),
-                born: Instant::now(),
-                uses: 0,
-            },
-        );
     }
 
     /// An existing object's key, from its sealed bucket key (opened by kmsd
-    /// at most once per TTL and use budget) and its salt.
+    /// at most once per TTL and use budget, and per context) and its salt.
     pub(crate) async fn open<S: KeySource>(
         &self,
         source: &S,
@@ -197,33 +220,28 @@ impl BucketKeyCache {
         salt: &[u8; 32],
         client_context: &EncryptionContext,
     ) -> Result<DataKey, SseError> {
-        let mut opened = self.opened.lock().await;
-        let now = Instant::now();
-        if !opened
-            .get(&sealed.blob)
-            .is_some_and(|entry| entry.usable(&self.policy, now))
-        {
-            let key = source
-                .decrypt_data_key(&sealed.blob, &object.bucket_context())
+        let bucket_context = object.bucket_context();
+        let slot = (sealed.blob.clone(), canonical_context(&bucket_context));
+        loop {
+            let entry = self
+                .opened
+                .try_get_with(slot.clone(), async {
+                    let key = source
+                        .decrypt_data_key(&sealed.blob, &bucket_context)
+                        .await?;
+                    Ok::<_, crate::Error>(Entry::new(
+                        key,
+                        sealed.blob.clone(),
+                        sealed.key_id.clone(),
+                    ))
+                })
                 .await
-                .map_err(SseError::Kms)?;
-            make_room(&mut opened, &self.policy, now);
-            opened.insert(
-                sealed.blob.clone(),
-                Entry {
-                    key,
-                    blob: sealed.blob.clone(),
-                    key_id: sealed.key_id.clone(),
-                    born: now,
-                    uses: 0,
-                },
-            );
+                .map_err(shared)?;
+            if entry.take_use(&self.policy) {
+                return Ok(derive(&entry.key, salt, object, client_context));
+            }
+            retire(&self.opened, &slot, &entry).await;
         }
-        let Some(entry) = opened.get_mut(&sealed.blob) else {
-            unreachable!("the opened bucket key was just inserted");
-        };
-        entry.uses += 1;
-        Ok(derive(&entry.key, salt, object, client_context))
     }
 }
 

@@ -3,6 +3,10 @@
 use tonic::Code;
 use tonic_types::StatusExt;
 
+/// The reason kmsd gives when it refuses a request because too many are in
+/// flight: the one RESOURCE_EXHAUSTED worth a retry.
+pub(crate) const OVERLOADED: &str = "OVERLOADED";
+
 /// Why a call to kmsd failed.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -69,26 +73,66 @@ impl Error {
     /// Whether trying again later may succeed: the daemon or its backend
     /// was unreachable or overloaded. Bad input, missing keys, disabled keys
     /// and ciphertexts that do not authenticate are never transient.
+    ///
+    /// RESOURCE_EXHAUSTED is transient only with the reason `OVERLOADED`
+    /// (too many requests in flight): the same code without it refuses a
+    /// request message over kmsd's size limit, which no retry can fix.
+    /// docs/api.md's error table lists the same, and a test keeps the two
+    /// in step.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Connect { .. } => true,
+            Error::Rpc {
+                code: Code::ResourceExhausted,
+                reason,
+                ..
+            } => reason.as_deref() == Some(OVERLOADED),
             // kmsd never answers CANCELLED itself: the client's transport
             // reports it for a request the server refused unstarted (a
             // stream above the last one in a GOAWAY while kmsd drains), so
             // retrying cannot run the request twice.
             Error::Rpc { code, .. } => matches!(
                 code,
-                Code::Unavailable
-                    | Code::ResourceExhausted
-                    | Code::DeadlineExceeded
-                    | Code::Aborted
-                    | Code::Cancelled
+                Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::Cancelled
             ),
             Error::InvalidEndpoint { .. }
             | Error::Tls(_)
             | Error::Protocol(_)
             | Error::Stream(_)
             | Error::Metadata(_) => false,
+        }
+    }
+}
+
+impl Error {
+    /// A copy of an error several callers share (one failed call answered
+    /// to every request that waited for it). A connection error cannot be
+    /// cloned; its copy is an UNAVAILABLE status with the same message,
+    /// which is as transient as the original.
+    pub(crate) fn shared_copy(&self) -> Error {
+        match self {
+            Error::InvalidEndpoint { endpoint, reason } => Error::InvalidEndpoint {
+                endpoint: endpoint.clone(),
+                reason,
+            },
+            Error::Connect { .. } => Error::Rpc {
+                code: Code::Unavailable,
+                reason: None,
+                message: self.to_string(),
+            },
+            Error::Tls(message) => Error::Tls(message.clone()),
+            Error::Rpc {
+                code,
+                reason,
+                message,
+            } => Error::Rpc {
+                code: *code,
+                reason: reason.clone(),
+                message: message.clone(),
+            },
+            Error::Protocol(what) => Error::Protocol(what),
+            Error::Stream(error) => Error::Stream(error.clone()),
+            Error::Metadata(error) => Error::Metadata(error.clone()),
         }
     }
 }

@@ -132,7 +132,11 @@ mod tests {
             .run(|| async {
                 match calls.fetch_add(1, Ordering::SeqCst) {
                     0 => Err(rpc(Code::Unavailable)),
-                    1 => Err(rpc(Code::ResourceExhausted)),
+                    1 => Err(Error::Rpc {
+                        code: Code::ResourceExhausted,
+                        reason: Some("OVERLOADED".into()),
+                        message: String::new(),
+                    }),
                     _ => Ok(7),
                 }
             })
@@ -156,10 +160,13 @@ mod tests {
 
     #[tokio::test]
     async fn permanent_errors_are_not_retried() {
+        // RESOURCE_EXHAUSTED without the OVERLOADED reason is a request
+        // over the size limit: it fails the same way every time.
         for code in [
             Code::InvalidArgument,
             Code::NotFound,
             Code::FailedPrecondition,
+            Code::ResourceExhausted,
         ] {
             let calls = AtomicU32::new(0);
             let result: Result<(), _> = quick(5)

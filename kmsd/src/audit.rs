@@ -6,12 +6,17 @@
 //! (unless configured otherwise), and never a key, a data key, a plaintext
 //! or a token, because none of those reach this module.
 //!
-//! Each line is written with one `write(2)` and no user-space buffering, so
-//! a crash loses at most the line being written. The file is opened with
-//! `O_APPEND`, so each `write(2)` lands whole at the end of the file and
-//! concurrent requests need no lock of their own: the kernel orders the
-//! appends (a user-space mutex held across the system call made the two
-//! workers queue behind each other under load).
+//! Lines are written by one writer thread of their own (`writer.rs`), off
+//! the runtime's workers, as a group commit: a request serialises its line,
+//! appends it to a shared buffer and waits; the writer takes everything
+//! buffered, writes it with one `write(2)`, and wakes the requests it
+//! covered. A request is answered only once its line is written; what
+//! happens when it cannot be is `[audit] on_failure`: `refuse` (the
+//! default, as Vault does) answers the request with an error, `continue`
+//! answers it as if the line had been written. Either way the failure is
+//! counted and logged.
+
+mod writer;
 
 use std::{
     collections::BTreeMap,
@@ -19,11 +24,13 @@ use std::{
     io::{self, Write},
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 use serde::Serialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
+pub use self::writer::{AuditWriter, WriteFailed};
 use crate::metrics::Metrics;
 
 /// Where audit lines go.
@@ -82,48 +89,106 @@ pub struct AuditEvent<'a> {
     pub duration_us: u64,
 }
 
-enum Sink {
-    Off,
-    Stdout,
-    File(File),
+/// What a request whose audit line cannot be written gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnFailure {
+    /// An error (`UNAVAILABLE` / `AUDIT_UNAVAILABLE`) instead of its answer:
+    /// nothing is done without a record (Vault's rule).
+    #[default]
+    Refuse,
+    /// Its answer, as if the line had been written.
+    Continue,
 }
 
-/// The audit log writer.
+impl OnFailure {
+    /// Parses `[audit] on_failure`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "refuse" => Some(Self::Refuse),
+            "continue" => Some(Self::Continue),
+            _ => None,
+        }
+    }
+}
+
+/// `[audit]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// Where lines go.
+    pub output: AuditOutput,
+    /// Whether lines carry the encryption context itself.
+    pub include_context: bool,
+    /// What a request whose line cannot be written gets.
+    pub on_failure: OnFailure,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            output: AuditOutput::Stdout,
+            include_context: false,
+            on_failure: OnFailure::Refuse,
+        }
+    }
+}
+
+/// The audit log.
 pub struct AuditLog {
-    sink: Sink,
+    writer: Option<AuditWriter>,
     include_context: bool,
+    on_failure: OnFailure,
     metrics: Metrics,
+    /// Whether the last write failed: failures are logged when they start
+    /// and when they end, not once per request.
+    failing: AtomicBool,
 }
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
             .field("include_context", &self.include_context)
+            .field("on_failure", &self.on_failure)
             .finish_non_exhaustive()
     }
 }
 
 impl AuditLog {
-    /// Opens the configured output.
-    pub fn open(output: &AuditOutput, include_context: bool, metrics: Metrics) -> io::Result<Self> {
-        let sink = match output {
-            AuditOutput::Off => Sink::Off,
-            AuditOutput::Stdout => Sink::Stdout,
-            AuditOutput::File(path) => Sink::File(open_append(path)?),
+    /// Opens the configured output and starts its writer thread.
+    pub fn open(settings: &AuditSettings, metrics: Metrics) -> io::Result<Self> {
+        let sink: Box<dyn Write + Send> = match &settings.output {
+            AuditOutput::Off => {
+                return Ok(Self::off(metrics));
+            }
+            AuditOutput::Stdout => Box::new(io::stdout()),
+            AuditOutput::File(path) => Box::new(open_append(path)?),
         };
+        Self::with_sink(sink, settings, metrics)
+    }
+
+    /// A log writing to `sink` (any `Write`: a benchmark can measure the
+    /// writer against `/dev/null` or a slow pipe).
+    pub fn with_sink(
+        sink: Box<dyn Write + Send>,
+        settings: &AuditSettings,
+        metrics: Metrics,
+    ) -> io::Result<Self> {
         Ok(Self {
-            sink,
-            include_context,
+            writer: Some(AuditWriter::start(sink, metrics.clone())?),
+            include_context: settings.include_context,
+            on_failure: settings.on_failure,
             metrics,
+            failing: AtomicBool::new(false),
         })
     }
 
     /// A log that writes nothing (tests, tools).
     pub fn off(metrics: Metrics) -> Self {
         Self {
-            sink: Sink::Off,
+            writer: None,
             include_context: false,
+            on_failure: OnFailure::Continue,
             metrics,
+            failing: AtomicBool::new(false),
         }
     }
 
@@ -134,51 +199,42 @@ impl AuditLog {
 
     /// Whether anything is written at all.
     pub fn is_enabled(&self) -> bool {
-        !matches!(self.sink, Sink::Off)
+        self.writer.is_some()
     }
 
-    /// Writes one event as one line.
-    pub fn record(&self, event: &AuditEvent<'_>) {
-        if matches!(self.sink, Sink::Off) {
-            return;
-        }
+    /// What a request whose line cannot be written gets.
+    pub fn on_failure(&self) -> OnFailure {
+        self.on_failure
+    }
+
+    /// Writes one event as one line, and waits until it is written.
+    pub async fn record(&self, event: &AuditEvent<'_>) -> Result<(), WriteFailed> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
         let mut line = match serde_json::to_vec(event) {
             Ok(line) => line,
             Err(e) => {
                 self.metrics.audit_errors.inc();
                 tracing::error!(error = %e, "cannot encode an audit event");
-                return;
+                return Err(WriteFailed::new(e.to_string()));
             }
         };
         line.push(b'\n');
-        let written = match &self.sink {
-            Sink::Off => Ok(()),
-            Sink::Stdout => io::stdout().lock().write_all(&line),
-            Sink::File(file) => append_line(file, &line),
-        };
-        match written {
-            Ok(()) => self.metrics.audit_events.inc(),
+        let result = writer.append(line).await;
+        match &result {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!("the audit log is written again");
+                }
+            }
             Err(e) => {
-                self.metrics.audit_errors.inc();
-                tracing::error!(error = %e, "cannot write the audit log");
+                if !self.failing.swap(true, Ordering::AcqRel) {
+                    tracing::error!(error = %e, on_failure = ?self.on_failure, "cannot write the audit log");
+                }
             }
         }
-    }
-}
-
-/// Appends `line` with a single `write(2)`. A regular file takes a whole
-/// write unless the disk is full or the file too large; a short write is
-/// reported rather than finished by a second call that another request's
-/// line could land in front of.
-fn append_line(mut file: &File, line: &[u8]) -> io::Result<()> {
-    let written = file.write(line)?;
-    if written == line.len() {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::WriteZero,
-            format!("short write: {written} of {} bytes", line.len()),
-        ))
+        result
     }
 }
 
@@ -198,93 +254,4 @@ pub fn now() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_are_one_json_line_each() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let log = AuditLog::open(&AuditOutput::File(path.clone()), false, Metrics::new()).unwrap();
-        for key in ["a", "b"] {
-            log.record(&AuditEvent {
-                time: now(),
-                caller: "unix:uid=0,gid=0".into(),
-                operation: "Decrypt",
-                key_id: Some(key),
-                key_version: Some(1),
-                destination_key_id: None,
-                intermediate_key: None,
-                destination_intermediate_key: None,
-                context_sha256: Some("00".into()),
-                context: None,
-                outcome: "ok",
-                code: "OK",
-                reason: None,
-                offline: false,
-                duration_us: 12,
-            });
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(lines.len(), 2);
-        assert_eq!(lines[1]["key_id"], "b");
-        assert_eq!(lines[0]["operation"], "Decrypt");
-        assert!(lines[0].get("context").is_none());
-        assert!(lines[0].get("offline").is_none());
-    }
-
-    #[test]
-    fn concurrent_writers_never_interleave_lines() {
-        const THREADS: usize = 8;
-        const LINES: usize = 500;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let log = AuditLog::open(&AuditOutput::File(path.clone()), false, Metrics::new()).unwrap();
-        std::thread::scope(|scope| {
-            for t in 0..THREADS {
-                let log = &log;
-                scope.spawn(move || {
-                    // Long lines, so that a torn write would show.
-                    let key = format!("{t}-{}", "k".repeat(200));
-                    for _ in 0..LINES {
-                        log.record(&AuditEvent {
-                            time: now(),
-                            caller: format!("thread {t}"),
-                            operation: "GenerateDataKey",
-                            key_id: Some(&key),
-                            key_version: Some(1),
-                            destination_key_id: None,
-                            intermediate_key: None,
-                            destination_intermediate_key: None,
-                            context_sha256: Some("ab".repeat(32)),
-                            context: None,
-                            outcome: "ok",
-                            code: "OK",
-                            reason: None,
-                            offline: false,
-                            duration_us: 1,
-                        });
-                    }
-                });
-            }
-        });
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut per_thread = [0usize; THREADS];
-        for line in text.lines() {
-            let event: serde_json::Value = serde_json::from_str(line).unwrap();
-            let t: usize = event["caller"].as_str().unwrap()[7..].parse().unwrap();
-            assert!(
-                event["key_id"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with(&format!("{t}-"))
-            );
-            per_thread[t] += 1;
-        }
-        assert_eq!(per_thread, [LINES; THREADS]);
-    }
-}
+mod tests;

@@ -2,10 +2,15 @@
 //! of the same blob (hot objects) do not each reach the backend.
 //!
 //! Entries are keyed by SHA-256(blob || canonical context), so a hit needs
-//! the exact blob and context a backend already accepted; the key's state
-//! is checked on the way in, and every entry of a key is dropped at once on
-//! this node when the key is disabled, scheduled for deletion or destroyed,
-//! or when the backend changes (other nodes: within the TTL). Plaintexts are
+//! the exact blob and context a backend already accepted. Each entry
+//! remembers the backend that opened it, and every hit is checked against
+//! that backend's view of the key's state (in memory for the local
+//! backend; for Vault its metadata, read again once older than
+//! `cache_ttl_seconds`), so a key disabled or scheduled for deletion stops
+//! its cached data keys as soon as any other path: at once on this node,
+//! within the metadata TTL on others. Every entry of a key is also dropped
+//! at once on this node when the key is disabled, scheduled for deletion or
+//! destroyed, and all of them when the backend changes. Plaintexts are
 //! `SecretBytes`, wiped when evicted.
 //!
 //! When `offline` is set, an entry older than the TTL may still be served
@@ -13,14 +18,14 @@
 //! closed.
 
 use std::{
-    sync::Arc,
+    sync::{Arc, Weak},
     time::{Duration, Instant},
 };
 
 use kms_client::SecretBytes;
 use moka::notification::RemovalCause;
 
-use crate::{backend::Opened, crypto, key_id::KeyId, metrics::Metrics};
+use crate::{backend::Opened, crypto, key_id::KeyId, lifecycle::Active, metrics::Metrics};
 
 const NAME: &str = "data_keys";
 
@@ -50,16 +55,27 @@ struct Entry {
     key_id: KeyId,
     key_version: u32,
     inserted: Instant,
+    /// The backend that opened the blob (not kept alive by the cache).
+    origin: Weak<Active>,
+}
+
+/// A cached opened blob and the backend that opened it.
+#[derive(Debug)]
+pub struct Hit {
+    /// The opened blob.
+    pub opened: Opened,
+    /// The backend that opened it; gone if it was replaced since.
+    pub origin: Option<Arc<Active>>,
 }
 
 /// What a lookup found.
 #[derive(Debug)]
 pub enum Lookup {
     /// A fresh entry.
-    Fresh(Opened),
+    Fresh(Hit),
     /// An entry past its TTL but within the offline window: serve it only
     /// if the backend is unreachable.
-    Stale(Opened),
+    Stale(Hit),
     /// Nothing usable.
     Miss,
 }
@@ -79,11 +95,14 @@ impl std::fmt::Debug for DataKeyCache {
     }
 }
 
-fn opened(entry: &Entry) -> Opened {
-    Opened {
-        plaintext: SecretBytes::new(entry.plaintext.expose_secret().to_vec()),
-        key_id: entry.key_id.clone(),
-        key_version: entry.key_version,
+fn hit(entry: &Entry) -> Hit {
+    Hit {
+        opened: Opened {
+            plaintext: SecretBytes::new(entry.plaintext.expose_secret().to_vec()),
+            key_id: entry.key_id.clone(),
+            key_version: entry.key_version,
+        },
+        origin: entry.origin.upgrade(),
     }
 }
 
@@ -132,11 +151,11 @@ impl DataKeyCache {
         match cache.get(key) {
             Some(entry) if entry.inserted.elapsed() < self.settings.ttl => {
                 self.metrics.cache_lookup(NAME, "hit");
-                Lookup::Fresh(opened(&entry))
+                Lookup::Fresh(hit(&entry))
             }
             Some(entry) => {
                 self.metrics.cache_lookup(NAME, "stale");
-                Lookup::Stale(opened(&entry))
+                Lookup::Stale(hit(&entry))
             }
             None => {
                 self.metrics.cache_lookup(NAME, "miss");
@@ -145,8 +164,8 @@ impl DataKeyCache {
         }
     }
 
-    /// Remembers an opened blob.
-    pub fn insert(&self, key: [u8; 32], value: &Opened) {
+    /// Remembers a blob `origin` opened.
+    pub fn insert(&self, key: [u8; 32], value: &Opened, origin: Weak<Active>) {
         if let Some(cache) = &self.cache {
             cache.insert(
                 key,
@@ -155,6 +174,7 @@ impl DataKeyCache {
                     key_id: value.key_id.clone(),
                     key_version: value.key_version,
                     inserted: Instant::now(),
+                    origin,
                 }),
             );
             self.metrics.cache_size(NAME, cache.entry_count());
@@ -183,9 +203,12 @@ impl DataKeyCache {
         count
     }
 
-    /// Whether stale entries may be served while the backend is down.
-    pub fn serves_offline(&self) -> bool {
-        !self.settings.offline.is_zero()
+    /// How long after the backend became unreachable cached data keys may
+    /// still be served (the TTL plus the offline window), if they may be
+    /// served offline at all.
+    pub fn offline_window(&self) -> Option<Duration> {
+        (self.cache.is_some() && !self.settings.offline.is_zero())
+            .then(|| self.settings.ttl + self.settings.offline)
     }
 }
 
@@ -213,9 +236,9 @@ mod tests {
         );
         let key = DataKeyCache::key(b"blob", b"ctx");
         assert!(matches!(cache.get(&key), Lookup::Miss));
-        cache.insert(key, &opened_value("k"));
+        cache.insert(key, &opened_value("k"), Weak::new());
         assert!(
-            matches!(cache.get(&key), Lookup::Fresh(o) if o.plaintext.expose_secret() == [7; 32])
+            matches!(cache.get(&key), Lookup::Fresh(h) if h.opened.plaintext.expose_secret() == [7; 32])
         );
         std::thread::sleep(Duration::from_millis(60));
         assert!(matches!(cache.get(&key), Lookup::Stale(_)));
@@ -225,8 +248,8 @@ mod tests {
     fn invalidation_drops_one_key_and_clear_drops_all() {
         let cache = DataKeyCache::new(CacheSettings::default(), Metrics::new());
         let (a, b) = (DataKeyCache::key(b"a", b""), DataKeyCache::key(b"b", b""));
-        cache.insert(a, &opened_value("ka"));
-        cache.insert(b, &opened_value("kb"));
+        cache.insert(a, &opened_value("ka"), Weak::new());
+        cache.insert(b, &opened_value("kb"), Weak::new());
         cache.invalidate_key(&KeyId::parse("ka").unwrap());
         assert!(matches!(cache.get(&a), Lookup::Miss));
         assert!(matches!(cache.get(&b), Lookup::Fresh(_)));
@@ -252,7 +275,7 @@ mod tests {
             Metrics::new(),
         );
         let key = DataKeyCache::key(b"blob", b"");
-        cache.insert(key, &opened_value("k"));
+        cache.insert(key, &opened_value("k"), Weak::new());
         assert!(matches!(cache.get(&key), Lookup::Miss));
     }
 }

@@ -21,8 +21,13 @@ pub use self::{
     raw::*,
 };
 use crate::{
-    audit::AuditOutput, backend::vault::VaultSettings, breaker::BreakerSettings,
-    cache::CacheSettings, key_id::KeyId, service::ServiceOptions, tls::TlsSettings,
+    audit::{AuditOutput, AuditSettings, OnFailure},
+    backend::vault::VaultSettings,
+    breaker::BreakerSettings,
+    cache::CacheSettings,
+    key_id::KeyId,
+    service::ServiceOptions,
+    tls::TlsSettings,
 };
 
 mod admin;
@@ -77,8 +82,8 @@ pub struct Config {
     pub state_sealing: Option<SealingSource>,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
-    /// Where audit lines go, and whether they carry contexts.
-    pub audit: (AuditOutput, bool),
+    /// The audit log.
+    pub audit: AuditSettings,
     /// The service core's tunables.
     pub service: ServiceOptions,
     /// The breaker in front of each backend.
@@ -228,6 +233,14 @@ impl Config {
                 )));
             }
         };
+        let on_failure = match raw.audit.on_failure.as_deref() {
+            None => OnFailure::default(),
+            Some(text) => OnFailure::parse(text).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "audit.on_failure {text:?} must be \"refuse\" or \"continue\""
+                ))
+            })?,
+        };
         let positive = |value: Option<u64>, default: u64, name: &str| match value {
             Some(0) => Err(ConfigError::Invalid(format!("{name} must be at least 1"))),
             Some(v) => Ok(v),
@@ -308,7 +321,11 @@ impl Config {
         };
         Ok(Self {
             shutdown_grace,
-            audit: (audit_output, raw.audit.include_context.unwrap_or(false)),
+            audit: AuditSettings {
+                output: audit_output,
+                include_context: raw.audit.include_context.unwrap_or(false),
+                on_failure,
+            },
             service,
             breaker,
             probe_interval,

@@ -7,6 +7,13 @@
 //! meanwhile. Transitions are serialised by one async mutex and publish a
 //! new `Runtime` only after the new backend is built and healthy.
 //!
+//! A transition is atomic with its persistence: it computes the next
+//! control state on a copy, persists that (when the admin API owns the
+//! configuration), and only then commits it and publishes. If persisting
+//! fails, nothing changed: the control state, what is published and
+//! `runtime.json` still agree, and a backend built for the transition is
+//! dropped.
+//!
 //! ```text
 //! NotConfigured --Configure--> Configured --Start--> Running --Stop--> Stopped
 //!                                  ^   |               |  ^             |
@@ -23,7 +30,6 @@ use arc_swap::ArcSwap;
 use crate::{
     backend::{Backend, KeyBackend},
     blob::BackendKind,
-    breaker::Breaker,
     config::{BackendConfig, BackendSettings},
     daemon::{BuildEnv, BuildError, build_backend, ensure_default_key},
     error::KmsError,
@@ -69,8 +75,6 @@ pub struct Active {
     pub default_key_id: Option<KeyId>,
     /// Non-secret settings shown by status (e.g. `key_dir`, `sealed`).
     pub summary: Vec<(&'static str, String)>,
-    /// Fails calls fast while the backend is down.
-    pub breaker: Arc<Breaker>,
 }
 
 impl Active {
@@ -106,7 +110,7 @@ struct Installed {
     active: Arc<Active>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Control {
     config: Option<(BackendConfig, BackendSettings)>,
     active: Option<Installed>,
@@ -222,7 +226,7 @@ impl Lifecycle {
             .map_err(|e| KmsError::InvalidConfig(e.to_string()))?;
         control.config = Some((backend, settings));
         match desired {
-            DesiredState::Running => self.start_locked(&mut control).await,
+            DesiredState::Running => self.start_locked(&mut control, false).await,
             DesiredState::Configured => {
                 self.publish(&control, ServiceState::Configured, None);
                 Ok(())
@@ -266,9 +270,10 @@ impl Lifecycle {
         if state == ServiceState::Running {
             return Err(invalid(state, "configure (use Reconfigure, or Stop first)"));
         }
-        control.config = Some((raw, settings));
-        control.admin_owned = true;
-        self.persist(&mut control, DesiredState::Configured)?;
+        let mut next = control.clone();
+        next.config = Some((raw, settings));
+        next.admin_owned = true;
+        self.commit(&mut control, next, DesiredState::Configured)?;
         self.publish(&control, ServiceState::Configured, None);
         Ok(())
     }
@@ -281,23 +286,24 @@ impl Lifecycle {
             ServiceState::NotConfigured => Err(invalid(ServiceState::NotConfigured, "start")),
             _ => {
                 self.check_persistable(&control, None)?;
-                control.admin_owned = true;
-                self.start_locked(&mut control).await
+                self.start_locked(&mut control, true).await
             }
         }
     }
 
-    async fn start_locked(&self, control: &mut Control) -> Result<(), KmsError> {
+    /// Starts the configured backend; `by_admin` when the admin API asked
+    /// (the configuration is then the admin API's, and persisted).
+    async fn start_locked(&self, control: &mut Control, by_admin: bool) -> Result<(), KmsError> {
         let Some((raw, _)) = control.config.clone() else {
             return Err(invalid(ServiceState::NotConfigured, "start"));
         };
         match self.install(control, raw).await {
             Ok(installed) => {
-                control
-                    .previous
-                    .retain(|p| p.settings != installed.settings);
-                control.active = Some(installed);
-                self.persist(control, DesiredState::Running)?;
+                let mut next = control.clone();
+                next.admin_owned |= by_admin;
+                next.previous.retain(|p| p.settings != installed.settings);
+                next.active = Some(installed);
+                self.commit(control, next, DesiredState::Running)?;
                 self.publish(control, ServiceState::Running, None);
                 Ok(())
             }
@@ -315,9 +321,10 @@ impl Lifecycle {
             ServiceState::Stopped => Ok(()),
             ServiceState::Running => {
                 self.check_persistable(&control, None)?;
-                control.active = None;
-                control.admin_owned = true;
-                self.persist(&mut control, DesiredState::Stopped)?;
+                let mut next = control.clone();
+                next.active = None;
+                next.admin_owned = true;
+                self.commit(&mut control, next, DesiredState::Stopped)?;
                 self.publish(&control, ServiceState::Stopped, None);
                 Ok(())
             }
@@ -337,22 +344,23 @@ impl Lifecycle {
         let mut control = self.control.lock().await;
         self.check_persistable(&control, Some(&raw))?;
         let installed = self.install(&control, raw.clone()).await?;
-        let outgoing = control.active.take();
-        control.previous.retain(|p| p.settings != settings);
+        let mut next = control.clone();
+        let outgoing = next.active.take();
+        next.previous.retain(|p| p.settings != settings);
         if let Some(old) = outgoing
             && old.settings != settings
+            && !discard_previous
         {
-            if discard_previous {
-                tracing::info!("the replaced backend is dropped (discard_previous)");
-            } else {
-                control.previous.retain(|p| p.settings != old.settings);
-                control.previous.insert(0, old);
-            }
+            next.previous.retain(|p| p.settings != old.settings);
+            next.previous.insert(0, old);
         }
-        control.config = Some((raw, settings));
-        control.active = Some(installed);
-        control.admin_owned = true;
-        self.persist(&mut control, DesiredState::Running)?;
+        next.config = Some((raw, settings));
+        next.active = Some(installed);
+        next.admin_owned = true;
+        self.commit(&mut control, next, DesiredState::Running)?;
+        if discard_previous {
+            tracing::info!("the replaced backend is dropped (discard_previous)");
+        }
         self.publish(&control, ServiceState::Running, None);
         Ok(())
     }
@@ -381,10 +389,11 @@ impl Lifecycle {
             ));
         }
         let installed = self.install(&control, raw).await?;
-        control.previous.retain(|p| p.settings != settings);
-        control.previous.insert(0, installed);
-        control.admin_owned = true;
-        self.persist(&mut control, DesiredState::Running)?;
+        let mut next = control.clone();
+        next.previous.retain(|p| p.settings != settings);
+        next.previous.insert(0, installed);
+        next.admin_owned = true;
+        self.commit(&mut control, next, DesiredState::Running)?;
         self.publish(&control, ServiceState::Running, None);
         Ok(())
     }
@@ -419,7 +428,6 @@ impl Lifecycle {
                 backend: Arc::clone(&existing.active.backend),
                 default_key_id: settings.default_key_id.clone(),
                 summary: existing.active.summary.clone(),
-                breaker: Arc::clone(&existing.active.breaker),
             },
             None => build_backend(&settings, &self.env)
                 .await
@@ -434,6 +442,20 @@ impl Lifecycle {
             settings,
             active: Arc::new(active),
         })
+    }
+
+    /// Persists `next` and only then makes it the control state; on
+    /// failure `control` is left as it was (and whatever `next` alone held,
+    /// such as a backend just built, is dropped).
+    fn commit(
+        &self,
+        control: &mut Control,
+        mut next: Control,
+        state: DesiredState,
+    ) -> Result<(), KmsError> {
+        self.persist(&mut next, state)?;
+        *control = next;
+        Ok(())
     }
 
     fn persist(&self, control: &mut Control, state: DesiredState) -> Result<(), KmsError> {

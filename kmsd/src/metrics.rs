@@ -96,6 +96,9 @@ pub struct Metrics {
     /// How long self-probes take.
     pub probe_duration: Histogram,
     breaker_open: IntGaugeVec,
+    /// 1 while the backend cannot be reached or its self-probe fails, even
+    /// if kmsd still serves (readiness is separate).
+    pub backend_degraded: IntGauge,
     /// Audit lines written.
     pub audit_events: IntCounter,
     /// Audit lines that could not be written.
@@ -307,6 +310,16 @@ impl Metrics {
                         "1 while the breaker in front of a backend is open."
                     ),
                     &["backend"]
+                ),
+            ),
+            backend_degraded: register(
+                &registry,
+                new!(
+                    IntGauge,
+                    Opts::new(
+                        "kmsd_backend_degraded",
+                        "1 while the active backend cannot be reached or its self-probe fails, whether or not kmsd still serves."
+                    )
                 ),
             ),
             audit_events: register(

@@ -32,9 +32,12 @@ pub struct StatusReport {
     pub version: &'static str,
     /// When the service started.
     pub started_at: OffsetDateTime,
-    /// Whether kmsd is ready for traffic: Running, the last self-probe
-    /// passed and the backend's circuit breaker is closed.
+    /// Whether kmsd is ready for traffic: Running and able to serve what it
+    /// is asked (see [`Kms::readiness`]).
     pub healthy: bool,
+    /// Why the backend is degraded (unreachable, or its self-probe fails),
+    /// even while kmsd still serves; `None` while it is healthy.
+    pub degraded: Option<String>,
     /// Whether admin changes survive a restart.
     pub persisted: bool,
     /// The configuration fingerprint and the non-secret fields it covers.
@@ -88,6 +91,7 @@ pub fn report(kms: &Kms) -> StatusReport {
         version: env!("CARGO_PKG_VERSION"),
         started_at: kms.started_at(),
         healthy,
+        degraded: kms.degraded(),
         persisted: kms.lifecycle().is_persisted(),
         fingerprint: Arc::clone(&runtime.fingerprint),
     }

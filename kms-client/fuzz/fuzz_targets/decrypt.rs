@@ -4,7 +4,11 @@
 //! succeed with the original plaintext if and only if the bytes it reads
 //! are unchanged; anything else must be an error, never a panic and never
 //! wrong plaintext. Inputs starting with 0xff are instead read as a whole
-//! stored object, unedited, to exercise the header parser on junk.
+//! stored object, unedited, to exercise the header parser on junk; inputs
+//! starting with 0xfe edit the layout's parts instead of the bytes, keep
+//! the genuine tag, and read a range planned from that forged layout
+//! through the genuine decryptor, which must refuse it unless the parts
+//! are unchanged.
 #![no_main]
 
 use std::{
@@ -14,7 +18,7 @@ use std::{
 
 use kms_client::{
     DataKey,
-    stream::{ChunkSize, Decryptor, Layout, PartId, PartInfo, PartNumber},
+    stream::{ChunkSize, Decryptor, Encryptor, Layout, PartId, PartInfo, PartNumber},
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -36,6 +40,9 @@ const PART_3: &str = concat!(
 
 struct Object {
     stored: Vec<u8>,
+    streams: Vec<Vec<u8>>,
+    /// Another upload attempt of each part: same size, other bytes.
+    stale: Vec<(Vec<u8>, PartInfo)>,
     plaintext: Vec<u8>,
     layout: Layout,
     decryptor: Decryptor,
@@ -45,7 +52,8 @@ fn object() -> &'static Object {
     static OBJECT: OnceLock<Object> = OnceLock::new();
     OBJECT.get_or_init(|| {
         let key = DataKey::from_bytes(std::array::from_fn(|i| i as u8));
-        let stored = [hex::decode(PART_1).unwrap(), hex::decode(PART_3).unwrap()].concat();
+        let streams = vec![hex::decode(PART_1).unwrap(), hex::decode(PART_3).unwrap()];
+        let stored = streams.concat();
         let chunk_size = ChunkSize::from_log2(6).unwrap();
         let part = |n, size, id: &str| PartInfo {
             part: PartNumber::multipart(n).unwrap(),
@@ -57,11 +65,25 @@ fn object() -> &'static Object {
             part(1, 64, "3e19b931914e3b6906207bdd835c025d"),
             part(3, 4, "ccd597c47cecc041f245cc96b562ac22"),
         ];
+        let stale = parts
+            .iter()
+            .map(|part| {
+                let mut writer = Encryptor::new(&key, BINDING, part.part, chunk_size)
+                    .unwrap()
+                    .writer(Vec::new());
+                writer
+                    .write_all(&vec![0x55; part.plaintext_size as usize])
+                    .unwrap();
+                writer.finish().unwrap()
+            })
+            .collect();
         let layout = Layout::seal(&key, BINDING, parts).unwrap();
         let decryptor = Decryptor::new(&key, BINDING, &layout).unwrap();
         let plaintext = [vec![0xaa; 64], b"meow".to_vec()].concat();
         Object {
             stored,
+            streams,
+            stale,
             plaintext,
             layout,
             decryptor,
@@ -88,6 +110,64 @@ fn edit(original: &[u8], input: &[u8]) -> Vec<u8> {
     stored
 }
 
+/// The 0xfe case: `input` is (part index, field, value bytes..., with the
+/// last and middle bytes choosing the range). Field 0 swaps the part for a
+/// stale upload attempt (same size, other bytes) in storage and names it
+/// in the forged layout: the attack. Whatever a read releases must be the
+/// object's plaintext of the range, and unedited parts must always read.
+fn forged_layout(object: &Object, input: &[u8]) {
+    let [which, field, rest @ ..] = input else {
+        return;
+    };
+    let mut parts = object.layout.parts().to_vec();
+    let at = *which as usize % parts.len();
+    let byte = rest.first().copied().unwrap_or(0);
+    let mut stored = object.stored.clone();
+    match field % 4 {
+        0 => {
+            let (stale, info) = &object.stale[at];
+            parts[at].id = info.id;
+            let mut streams = object.streams.clone();
+            streams[at] = stale.clone();
+            stored = streams.concat();
+        }
+        1 => parts[at].id.0[byte as usize % 16] ^= rest.get(1).copied().unwrap_or(1),
+        2 => parts[at].plaintext_size ^= u64::from(byte),
+        _ => match PartNumber::multipart(u32::from(byte)) {
+            Ok(part) => parts[at].part = part,
+            Err(_) => return,
+        },
+    }
+    let Ok(forged) = Layout::from_parts(parts, *object.layout.tag()) else {
+        return;
+    };
+    let size = forged.plaintext_size();
+    let a = u64::from(input[input.len() - 1]) % (size + 1);
+    let b = u64::from(input[input.len() / 2]) % (size + 1);
+    let range = a.min(b)..a.max(b);
+    let Ok(plan) = forged.plan_range(range.clone()) else {
+        return;
+    };
+    let mut fetched = Vec::new();
+    for r in plan.fetch_ranges() {
+        let end = (r.end as usize).min(stored.len());
+        fetched.extend_from_slice(stored.get(r.start as usize..end).unwrap_or(&[]));
+    }
+    let mut out = Vec::new();
+    let read = object
+        .decryptor
+        .range_reader(&plan, &fetched[..])
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|mut reader| reader.read_to_end(&mut out));
+    if read.is_ok() {
+        let genuine = object.plaintext.get(range.start as usize..range.end as usize);
+        assert_eq!(Some(&out[..]), genuine, "released bytes that are not the object's");
+    }
+    if forged.parts() == object.layout.parts() {
+        assert!(read.is_ok(), "an unedited layout did not read");
+    }
+}
+
 fuzz_target!(|input: &[u8]| {
     let object = object();
     if let Some((0xff, junk)) = input.split_first() {
@@ -95,6 +175,10 @@ fuzz_target!(|input: &[u8]| {
         assert!(
             object.decryptor.reader(junk).read_to_end(&mut out).is_err() || junk == object.stored
         );
+        return;
+    }
+    if let Some((0xfe, rest)) = input.split_first() {
+        forged_layout(object, rest);
         return;
     }
     let stored = edit(&object.stored, input);

@@ -185,7 +185,7 @@ impl Layout {
                 self.segment(index, 0, last, 0, part.plaintext_size)
             })
             .collect();
-        self.finish_plan(segments, 0..self.plaintext_size())
+        self.finish_plan(segments, 0..self.plaintext_size(), true)
     }
 
     /// A plan to decrypt plaintext bytes `range` (half-open, so S3's
@@ -221,7 +221,7 @@ impl Layout {
                 segments.push(self.segment(index, c0, c1, from - c0 * chunk, to - from));
             }
         }
-        Ok(self.finish_plan(segments, range))
+        Ok(self.finish_plan(segments, range, false))
     }
 
     fn segment(&self, index: usize, first: u64, last: u64, skip: u64, take: u64) -> Segment {
@@ -253,7 +253,7 @@ impl Layout {
         }
     }
 
-    fn finish_plan(&self, segments: Vec<Segment>, plaintext: Range<u64>) -> RangePlan {
+    fn finish_plan(&self, segments: Vec<Segment>, plaintext: Range<u64>, whole: bool) -> RangePlan {
         let mut fetch: Vec<Range<u64>> = Vec::new();
         for range in segments
             .iter()
@@ -268,7 +268,7 @@ impl Layout {
             segments,
             fetch,
             plaintext,
-            layout_tag: self.tag,
+            whole,
         }
     }
 }
@@ -278,7 +278,7 @@ fn final_index(plaintext_size: u64, chunk_size: ChunkSize) -> u64 {
 }
 
 /// One part's share of a plan: its header, then chunks `first..=last`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Segment {
     pub(crate) part: PartInfo,
     pub(crate) first: u32,
@@ -298,12 +298,20 @@ pub(crate) struct Segment {
 /// Fetch the [`fetch_ranges`](Self::fetch_ranges) and hand their
 /// concatenation, in order, to
 /// [`Decryptor::range_reader`](super::Decryptor::range_reader).
-#[derive(Debug, Clone)]
+///
+/// A plan is only a description of what was fetched: the decryptor plans
+/// the same range again from the layout it authenticated and refuses a plan
+/// that differs in any part (one made from a [`Layout::from_parts`] with
+/// edited parts and the genuine tag, say).
+/// [`Decryptor::plan_range`](super::Decryptor::plan_range) plans from the
+/// authenticated layout directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RangePlan {
     pub(crate) segments: Vec<Segment>,
     fetch: Vec<Range<u64>>,
     plaintext: Range<u64>,
-    pub(crate) layout_tag: [u8; LAYOUT_TAG_LEN],
+    /// Made by [`Layout::plan_all`] (which also covers empty parts).
+    pub(crate) whole: bool,
 }
 
 impl RangePlan {

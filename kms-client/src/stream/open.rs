@@ -30,7 +30,7 @@ use crate::DataKey;
 /// assert_eq!(plaintext, b"meow");
 ///
 /// // Bytes 1..3 only: fetch the planned stored ranges, then decrypt them.
-/// let plan = layout.plan_range(1..3)?;
+/// let plan = decryptor.plan_range(1..3)?;
 /// let fetched: Vec<u8> = plan.fetch_ranges().iter()
 ///     .flat_map(|r| stored[r.start as usize..r.end as usize].to_vec())
 ///     .collect();
@@ -65,25 +65,40 @@ impl Decryptor {
         &self.layout
     }
 
+    /// A plan to decrypt plaintext bytes `range`, made from the layout this
+    /// decryptor authenticated (see [`Layout::plan_range`]).
+    pub fn plan_range(&self, range: Range<u64>) -> Result<RangePlan, StreamError> {
+        self.layout.plan_range(range)
+    }
+
+    /// The opener of a caller's plan. The plan only says which bytes the
+    /// caller fetched: the segments decrypted are planned again from the
+    /// authenticated layout, and a plan that differs from them in any way
+    /// is refused. Comparing the layout tag alone is not enough: a plan
+    /// built from `Layout::from_parts` with edited parts (another upload
+    /// attempt of a part, say) and the genuine tag carries that tag too,
+    /// and would steer decryption to bytes the layout never named.
     pub(crate) fn opener(&self, plan: &RangePlan) -> Result<Opener, StreamError> {
-        if plan.layout_tag != *self.layout.tag() {
-            return Err(StreamError::InvalidLayout(
-                "the plan was made from another layout",
-            ));
+        let foreign = || StreamError::InvalidLayout("the plan was made from another layout");
+        let own = if plan.whole {
+            self.layout.plan_all()
+        } else {
+            // A range outside this layout: the plan is someone else's.
+            self.layout
+                .plan_range(plan.plaintext_range())
+                .map_err(|_| foreign())?
+        };
+        if own != *plan {
+            return Err(foreign());
         }
-        Ok(Opener {
-            key: self.key.clone_secret(),
-            binding: self.binding.clone(),
-            segments: plan.segments.clone(),
-            segment: 0,
-            keys: None,
-            index: 0,
-            taken: 0,
-        })
+        Ok(self.opener_of(own))
     }
 
     pub(crate) fn full_opener(&self) -> Opener {
-        let plan = self.layout.plan_all();
+        self.opener_of(self.layout.plan_all())
+    }
+
+    fn opener_of(&self, plan: RangePlan) -> Opener {
         Opener {
             key: self.key.clone_secret(),
             binding: self.binding.clone(),

@@ -184,6 +184,27 @@ pub struct Opened {
     pub key_version: u32,
 }
 
+/// What a deletion sweep did: the keys it destroyed, and the error that
+/// stopped it, if one did (the keys destroyed before it are still listed,
+/// so each can be audited).
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// Destroyed keys, in the order they went.
+    pub destroyed: Vec<KeyId>,
+    /// Why the sweep stopped early.
+    pub failed: Option<KmsError>,
+}
+
+impl Sweep {
+    /// The destroyed keys, or the error if the sweep stopped early.
+    pub fn into_result(self) -> Result<Vec<KeyId>, KmsError> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(self.destroyed),
+        }
+    }
+}
+
 /// What every backend provides.
 pub trait KeyBackend: Send + Sync {
     /// Which backend this is.
@@ -242,12 +263,13 @@ pub trait KeyBackend: Send + Sync {
         change: StateChange,
     ) -> impl Future<Output = Result<KeyMetadata, KmsError>> + Send;
 
-    /// Destroys every key whose deletion date is at or before `now`;
-    /// returns the ids destroyed.
-    fn destroy_due_keys(
-        &self,
-        now: OffsetDateTime,
-    ) -> impl Future<Output = Result<Vec<KeyId>, KmsError>> + Send;
+    /// Destroys every key whose deletion date is at or before `now`.
+    fn destroy_due_keys(&self, now: OffsetDateTime) -> impl Future<Output = Sweep> + Send;
+
+    /// Whether `key_id` may be used now (it exists and is enabled), by the
+    /// state this backend holds or caches: what a hit of the service's
+    /// data-key cache is checked against.
+    fn key_usable(&self, key_id: &KeyId) -> impl Future<Output = Result<(), KmsError>> + Send;
 
     /// Whether the backend can serve requests now.
     fn health(&self) -> impl Future<Output = Result<(), KmsError>> + Send;
@@ -302,6 +324,33 @@ impl Backend {
             Backend::Vault(vault) => vault.token_ttl(),
         }
     }
+
+    /// Why the backend cannot be reached, while its circuit breaker is
+    /// open. The local backend has nothing to reach.
+    pub fn unavailable(&self) -> Option<crate::breaker::Open> {
+        match self {
+            Backend::Local(_) => None,
+            Backend::Vault(vault) => vault.unavailable(),
+        }
+    }
+
+    /// How long the backend serves on its own while its store cannot be
+    /// reached (Vault's intermediate keys), if at all.
+    pub fn offline_window(&self) -> Option<std::time::Duration> {
+        match self {
+            Backend::Local(_) => None,
+            Backend::Vault(vault) => vault.offline_window(),
+        }
+    }
+
+    /// Forgets what the backend caches about `key_id` (after a state change
+    /// made through another backend instance of the same store).
+    pub fn forget_key(&self, key_id: &KeyId) {
+        match self {
+            Backend::Local(_) => {}
+            Backend::Vault(vault) => vault.forget_key(key_id),
+        }
+    }
 }
 
 impl KeyBackend for Backend {
@@ -353,8 +402,11 @@ impl KeyBackend for Backend {
     ) -> Result<KeyMetadata, KmsError> {
         dispatch_async!(self, b => b.change_state(key_id, change))
     }
-    async fn destroy_due_keys(&self, now: OffsetDateTime) -> Result<Vec<KeyId>, KmsError> {
+    async fn destroy_due_keys(&self, now: OffsetDateTime) -> Sweep {
         dispatch_async!(self, b => b.destroy_due_keys(now))
+    }
+    async fn key_usable(&self, key_id: &KeyId) -> Result<(), KmsError> {
+        dispatch_async!(self, b => b.key_usable(key_id))
     }
     async fn health(&self) -> Result<(), KmsError> {
         dispatch_async!(self, b => b.health())

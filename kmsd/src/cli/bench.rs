@@ -105,9 +105,9 @@ pub(crate) fn run(client: ClientArgs, args: BenchArgs) -> anyhow::Result<()> {
         };
         let report = bench::run(target, &load).await?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            super::output::print_line(serde_json::to_string_pretty(&report)?)?;
         } else {
-            println!("{report}");
+            super::output::print_line(report)?;
         }
         Ok(())
     })

@@ -1,11 +1,45 @@
-//! JSON shapes printed by the client subcommands.
+//! What the subcommands print, and how: JSON shapes for the client
+//! subcommands, and writes to stdout that fail instead of panicking.
+//!
+//! `println!` panics when stdout is a pipe whose reader has gone
+//! (`kmsd status | head -5`: "failed printing to stdout: Broken pipe").
+//! Everything here returns that as an error, which `cli::main` turns into
+//! a quiet exit, as `cat` or `ls` do.
+
+use std::{fmt::Display, io::Write};
 
 use kms_client::proto;
 use serde::Serialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
+/// Writes `text` and a newline to stdout.
+pub(crate) fn print_line(text: impl Display) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()
+}
+
+/// Whether `error` is stdout (or stderr) having been closed by its reader:
+/// nothing to report, the reader has what it wanted.
+pub(crate) fn is_closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// `println!` for lines whose loss is no error (the banner of `kmsd serve
+/// --dev`): a closed stdout must not stop the daemon.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        let _ = $crate::cli::output::print_line(format_args!($($arg)*));
+    };
+}
+pub(crate) use say;
+
 pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    print_line(serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 

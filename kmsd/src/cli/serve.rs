@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 
-use super::EXIT_CONFIG;
+use super::{EXIT_CONFIG, output::say};
 use crate::{
     clock::SystemClock,
     config::{
@@ -98,9 +98,12 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         }
     };
     if args.check_config {
-        println!("configuration OK");
-        println!("{config:#?}");
-        return ExitCode::SUCCESS;
+        let printed = super::output::print_line("configuration OK")
+            .and_then(|()| super::output::print_line(format_args!("{config:#?}")));
+        return match printed {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitCode::FAILURE,
+            _ => ExitCode::SUCCESS,
+        };
     }
     init_tracing(&config.log);
     if let Err(e) = crate::hardening::harden_process(config.mlock) {
@@ -376,23 +379,23 @@ fn announce(config: &Config, running: &daemon::RunningDaemon, dev: Option<&DevIn
     let admin = running.admin_addr.map(|addr| format!("http://{addr}"));
     tracing::info!(endpoints = ?endpoints, admin = ?admin, version = env!("CARGO_PKG_VERSION"), "kmsd ready");
     if let Some(dev) = dev {
-        println!("kmsd {} (development mode)", env!("CARGO_PKG_VERSION"));
+        say!("kmsd {} (development mode)", env!("CARGO_PKG_VERSION"));
         if let Some(backend) = &config.backend {
             if let crate::config::BackendKindSettings::Local { key_dir, .. } = &backend.kind {
-                println!(
+                say!(
                     "  keys:        {} (local backend, not sealed: for development only)",
                     key_dir.display()
                 );
             }
             if let Some(id) = &backend.default_key_id {
-                println!("  default key: {id}");
+                say!("  default key: {id}");
             }
         }
         for endpoint in &endpoints {
-            println!("  listening:   {endpoint}");
+            say!("  listening:   {endpoint}");
         }
         if let Some(admin) = &admin {
-            println!(
+            say!(
                 "  admin API:   {admin}{}/kms/ (AWS SigV4, service s3)",
                 crate::http::ADMIN_PREFIX
             );
@@ -405,22 +408,22 @@ fn announce(config: &Config, running: &daemon::RunningDaemon, dev: Option<&DevIn
         });
         if let Some((access_key, secret_file)) = &dev.admin {
             if default_secret {
-                println!(
+                say!(
                     "  admin keys:  access key {access_key:?}, secret key {DEV_ADMIN_SECRET_KEY:?} (development only; change it in {})",
                     secret_file.display()
                 );
             } else {
-                println!(
+                say!(
                     "  admin keys:  access key {access_key:?}, secret key in {}",
                     secret_file.display()
                 );
             }
         }
         if let Some(first) = endpoints.first() {
-            println!("try it:  cargo run -p kmsd -- datakey --endpoint {first}");
+            say!("try it:  cargo run -p kmsd -- datakey --endpoint {first}");
         }
         if let (Some(admin), true) = (&admin, default_secret) {
-            println!(
+            say!(
                 "         awscurl --service s3 --region us-east-1 --access_key {DEV_ADMIN_ACCESS_KEY} --secret_key {DEV_ADMIN_SECRET_KEY} {admin}/rustfs/admin/v3/kms/status"
             );
         }

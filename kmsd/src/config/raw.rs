@@ -73,6 +73,9 @@ pub struct RawAudit {
     pub output: Option<String>,
     /// Record the encryption context itself, not only its digest.
     pub include_context: Option<bool>,
+    /// What a request whose audit line cannot be written gets: `refuse`
+    /// (default: an error) or `continue` (its answer).
+    pub on_failure: Option<String>,
 }
 
 /// `[limits]`.

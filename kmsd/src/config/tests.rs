@@ -19,6 +19,21 @@ fn an_empty_file_gives_the_defaults() {
     );
     assert!(config.backend.is_none());
     assert_eq!(config.log.format, LogFormat::Text);
+    // kmsd answers nothing it cannot audit unless told otherwise.
+    assert_eq!(config.audit.on_failure, OnFailure::Refuse);
+    assert_eq!(config.audit.output, AuditOutput::Stdout);
+}
+
+#[test]
+fn the_audit_failure_rule_is_refuse_or_continue() {
+    let rule = |value: &str| parse(&format!("[audit]\non_failure = {value:?}\n"));
+    assert_eq!(
+        rule("continue").unwrap().audit.on_failure,
+        OnFailure::Continue
+    );
+    assert_eq!(rule("refuse").unwrap().audit.on_failure, OnFailure::Refuse);
+    let err = rule("ignore").unwrap_err().to_string();
+    assert!(err.contains("audit.on_failure"), "{err}");
 }
 
 #[test]
@@ -57,8 +72,8 @@ proptest::proptest! {
     fn config_parsing_never_panics(lines in proptest::collection::vec(
         (
             proptest::sample::select(vec!["server", "server.tls", "backend", "backend.sealing", "log", "audit", "limits", "cache", "breaker", "health", "metrics", "admin", "policy", "security", "keys", "nope"]),
-            proptest::sample::select(vec!["tcp", "unix_socket", "unix_socket_mode", "backend_type", "key_dir", "default_key_id", "passphrase_env", "output", "max_concurrent_requests", "data_key_ttl_secs", "failure_threshold", "probe_interval_secs", "listen", "file", "mlock", "level", "format", "danger_plaintext_tcp", "cert_file", "state_dir"]),
-            proptest::sample::select(vec!["\"127.0.0.1:0\"", "\"/abs/path\"", "\"rel\"", "\"local\"", "\"vault\"", "0", "1", "-1", "18446744073709551616", "true", "\"0660\"", "\"stdout\"", "[]", "{}", "\"\u{0}\""]),
+            proptest::sample::select(vec!["tcp", "unix_socket", "unix_socket_mode", "backend_type", "key_dir", "default_key_id", "passphrase_env", "output", "max_concurrent_requests", "data_key_ttl_secs", "failure_threshold", "probe_interval_secs", "listen", "file", "mlock", "level", "format", "danger_plaintext_tcp", "cert_file", "state_dir", "on_failure", "attempt_timeout_ms", "cache_ttl_seconds"]),
+            proptest::sample::select(vec!["\"127.0.0.1:0\"", "\"/abs/path\"", "\"rel\"", "\"local\"", "\"vault\"", "0", "1", "-1", "18446744073709551616", "true", "\"0660\"", "\"stdout\"", "\"refuse\"", "\"continue\"", "[]", "{}", "\"\u{0}\""]),
         ),
         0..12,
     )) {

@@ -10,7 +10,7 @@ use crate::{
         local::{LocalBackend, LocalConfig, LocalError, SealingSecret},
         vault::{VaultBackend, VaultBuildError, VaultSettings},
     },
-    breaker::{Breaker, BreakerSettings},
+    breaker::BreakerSettings,
     cache::CacheSettings,
     clock::Clock,
     config::{BackendKindSettings, BackendSettings, SealingSource},
@@ -51,7 +51,7 @@ pub struct BuildEnv {
     pub clock: Arc<dyn Clock>,
     /// Where backend metrics go.
     pub metrics: Metrics,
-    /// The breaker in front of each backend.
+    /// The circuit breaker in front of each remote backend.
     pub breaker: BreakerSettings,
     /// The data-key cache's settings, for the configuration fingerprint.
     pub cache: CacheSettings,
@@ -82,21 +82,21 @@ pub async fn build_backend(
             (Backend::Local(backend), summary)
         }
         BackendKindSettings::Vault(vault) => {
-            let backend = VaultBackend::connect(VaultSettings::clone(vault), clock).await?;
+            let backend = VaultBackend::connect_with(
+                VaultSettings::clone(vault),
+                clock,
+                env.breaker,
+                env.metrics.clone(),
+            )
+            .await?;
             let summary = backend.summary();
             (Backend::Vault(backend), summary)
         }
     };
-    let breaker = Arc::new(Breaker::new(
-        backend.kind().as_str(),
-        env.breaker,
-        env.metrics.clone(),
-    ));
     Ok(Active {
         backend: Arc::new(backend),
         default_key_id: settings.default_key_id.clone(),
         summary,
-        breaker,
     })
 }
 

@@ -188,13 +188,10 @@ pub async fn start_with(
         tracing::info!("forgot the runtime state saved by the admin API (--reset-runtime-state)");
     }
     let metrics = Metrics::new();
-    let (audit_output, include_context) = &config.audit;
     let audit =
-        AuditLog::open(audit_output, *include_context, metrics.clone()).map_err(|source| {
-            StartError::Listen {
-                address: format!("audit log {audit_output:?}"),
-                source,
-            }
+        AuditLog::open(&config.audit, metrics.clone()).map_err(|source| StartError::Listen {
+            address: format!("audit log {:?}", config.audit.output),
+            source,
         })?;
     let env = BuildEnv {
         clock: Arc::clone(&clock),

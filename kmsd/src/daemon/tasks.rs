@@ -11,9 +11,10 @@ use crate::{error::KmsError, service::Kms};
 
 const SERVICE: &str = "kms.v1.KeyManagement";
 
-/// Runs the self-probe every `interval` (and every second while not ready,
-/// so recovery is seen quickly), and keeps `grpc.health.v1` in step with
-/// readiness: SERVING only while the backend does real work.
+/// Runs the self-probe every `interval` (and every second while the
+/// backend is degraded or kmsd not ready, so recovery is seen quickly),
+/// keeps `grpc.health.v1` in step with readiness (SERVING while kmsd can
+/// serve what it is asked) and the `kmsd_backend_degraded` gauge current.
 pub(crate) async fn readiness_loop(
     kms: Kms,
     reporter: HealthReporter,
@@ -32,13 +33,14 @@ pub(crate) async fn readiness_loop(
                 return;
             }
         }
+        let unwell = kms.readiness().is_err() || kms.degraded().is_some();
         let due = last_probe.is_none_or(|t| t.elapsed() >= interval)
-            || kms.readiness().is_err()
-                && last_probe.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+            || unwell && last_probe.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
         if due && kms.lifecycle().active().is_ok() {
             last_probe = Some(Instant::now());
             let _ = kms.self_probe().await;
         }
+        kms.degraded();
         let status = match kms.readiness() {
             Ok(()) => ServingStatus::Serving,
             Err(_) => ServingStatus::NotServing,

@@ -54,6 +54,7 @@ impl AdminService {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
+            degraded: report.degraded.unwrap_or_default(),
         }
     }
 }
@@ -74,7 +75,9 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        self.kms.authorize_status(&request_context(&request))?;
+        self.kms
+            .authorize_status(&request_context(&request))
+            .await?;
         Ok(Response::new(self.status_response()))
     }
 

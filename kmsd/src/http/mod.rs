@@ -7,7 +7,7 @@
 //!  ├─ admin_routes()   /rustfs/admin/v3/...   behind auth::require_sigv4
 //!  │   ├─ routes_service   configure, start, stop, status, ...
 //!  │   └─ routes_keys      keys, generate-data-key
-//!  └─ public_router()  /health/live, /health/ready, /metrics
+//!  └─ public_router()  /health/live, /health/ready, /health/backend, /metrics
 //!                      (also served alone on the `[metrics]` listener)
 //! ```
 //!
@@ -89,6 +89,7 @@ fn public_routes(kms: Kms) -> Router {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        .route("/health/backend", get(backend_health))
         .route("/metrics", get(metrics))
         .with_state(kms)
 }
@@ -98,7 +99,27 @@ async fn live() -> Response {
     json_response(StatusCode::OK, &serde_json::json!({ "status": "live" }))
 }
 
-/// Readiness: Running, the last self-probe passed, the breaker is closed.
+/// The backend's own health, apart from readiness: 503 while it cannot be
+/// reached or its self-probe fails, even when kmsd still serves (for
+/// alerting; a kubelet should probe `/health/ready`).
+async fn backend_health(State(kms): State<Kms>) -> Response {
+    if let Err(reason) = kms.running_state() {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({ "status": "not running", "reason": reason }),
+        );
+    }
+    match kms.degraded() {
+        None => json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
+        Some(reason) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({ "status": "degraded", "reason": reason }),
+        ),
+    }
+}
+
+/// Readiness: Running and able to serve what kmsd is asked (also while the
+/// backend is down, if kmsd serves without it).
 async fn ready(State(kms): State<Kms>) -> Response {
     match kms.readiness() {
         Ok(()) => json_response(StatusCode::OK, &serde_json::json!({ "status": "ready" })),

@@ -69,6 +69,8 @@ struct StatusJson {
     previous_backends: Vec<BackendJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degraded: Option<String>,
     version: &'static str,
     started_at: String,
     persisted: bool,
@@ -95,6 +97,7 @@ impl StatusJson {
                 .map(BackendJson::from)
                 .collect(),
             error: report.error,
+            degraded: report.degraded,
             version: report.version,
             started_at: rfc3339(report.started_at),
             persisted: report.persisted,
@@ -230,7 +233,7 @@ async fn status(
     Extension(peers): Extension<Peers>,
     Caller(cx): Caller,
 ) -> Result<Response, ApiError> {
-    kms.authorize_status(&cx)?;
+    kms.authorize_status(&cx).await?;
     let mut body = StatusJson::new(status::report(&kms), None);
     body.cluster_config = peers.cluster_config(&body.config_fingerprint).await;
     Ok(json_response(StatusCode::OK, &body))
@@ -246,7 +249,7 @@ struct ConfigJson {
 
 /// The active (or configured) backend's non-secret settings.
 async fn config(State(kms): State<Kms>, Caller(cx): Caller) -> Result<Response, ApiError> {
-    kms.authorize_status(&cx)?;
+    kms.authorize_status(&cx).await?;
     let report = status::report(&kms);
     let backend = report.backend.map(BackendJson::from);
     Ok(json_response(

@@ -35,16 +35,16 @@ impl Kms {
             call().await
         }
         .await;
-        self.finish(cx, op, started, &Audit::default(), &result);
-        result
+        self.finish(cx, op, started, &Audit::default(), result)
+            .await
     }
 
     /// Admin: the caller may read the status (policy check and audit).
-    pub fn authorize_status(&self, cx: &RequestContext) -> Result<(), KmsError> {
+    pub async fn authorize_status(&self, cx: &RequestContext) -> Result<(), KmsError> {
         let started = Instant::now();
         let result = self.authorize(cx, Operation::Status, None);
-        self.finish(cx, Operation::Status, started, &Audit::default(), &result);
-        result
+        self.finish(cx, Operation::Status, started, &Audit::default(), result)
+            .await
     }
 
     /// Admin: store a backend configuration, given as JSON (parsed only

@@ -1,16 +1,16 @@
 //! The data plane: data keys, small secrets, re-encryption.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use super::{Kms, MAX_PLAINTEXT_LEN, observe::Audit};
 use crate::{
     backend::{GeneratedKey, KeyBackend, Opened, Sealed},
     blob::{self, ParsedBlob},
-    cache::{DataKeyCache, Lookup},
+    cache::{DataKeyCache, Hit, Lookup},
     context::EncryptionContext,
     error::KmsError,
     key_id::KeyId,
-    lifecycle::Runtime,
+    lifecycle::{Active, Runtime},
     request::{Operation, RequestContext},
 };
 
@@ -58,8 +58,7 @@ impl Kms {
             Ok(generated)
         }
         .await;
-        self.finish(cx, op, started, &audit, &result);
-        result
+        self.finish(cx, op, started, &audit, result).await
     }
 
     /// Encrypt.
@@ -99,8 +98,8 @@ impl Kms {
             Ok(sealed)
         }
         .await;
-        self.finish(cx, Operation::Encrypt, started, &audit, &result);
-        result
+        self.finish(cx, Operation::Encrypt, started, &audit, result)
+            .await
     }
 
     /// Decrypt.
@@ -125,8 +124,8 @@ impl Kms {
                 .await
         }
         .await;
-        self.finish(cx, Operation::Decrypt, started, &audit, &result);
-        result
+        self.finish(cx, Operation::Decrypt, started, &audit, result)
+            .await
     }
 
     /// ReEncrypt: open, then seal under the destination key (the blob's own
@@ -183,8 +182,8 @@ impl Kms {
             })
         }
         .await;
-        self.finish(cx, Operation::ReEncrypt, started, &audit, &result);
-        result
+        self.finish(cx, Operation::ReEncrypt, started, &audit, result)
+            .await
     }
 
     /// Parses a blob, checks the expected key and the caller's policy for
@@ -214,6 +213,11 @@ impl Kms {
     }
 
     /// Opens a blob, through the data-key cache when its backend is remote.
+    ///
+    /// A cache hit is served only if the backend that opened it still lets
+    /// the key be used (see `cache.rs`). If that cannot be checked because
+    /// the backend is unreachable, a fresh entry is served all the same (as
+    /// it was before the outage) and the audit line says `offline`.
     async fn open(
         &self,
         runtime: &Runtime,
@@ -225,17 +229,35 @@ impl Kms {
         // A local unwrap is an in-memory computation, cheaper than the cache
         // lookup and without a second copy of the plaintext key.
         if !parsed.header.backend.is_remote() {
-            return self.open_uncached(runtime, parsed, context).await;
+            return self
+                .open_uncached(runtime, parsed, context)
+                .await
+                .map(|(opened, _)| opened);
         }
         let cache_key = DataKeyCache::key(blob, context.canonical_bytes());
         let stale = match self.inner.cache.get(&cache_key) {
-            Lookup::Fresh(opened) => return Ok(opened),
-            Lookup::Stale(opened) => Some(opened),
-            Lookup::Miss => None,
+            Lookup::Fresh(Hit {
+                opened,
+                origin: Some(origin),
+            }) => match origin.backend.key_usable(&opened.key_id).await {
+                Ok(()) => return Ok(opened),
+                Err(KmsError::BackendUnavailable { .. }) => {
+                    *offline = true;
+                    return Ok(opened);
+                }
+                Err(e) => {
+                    self.inner.cache.invalidate_key(&opened.key_id);
+                    return Err(e);
+                }
+            },
+            Lookup::Stale(hit) => Some(hit.opened),
+            Lookup::Fresh(_) | Lookup::Miss => None,
         };
         match self.open_uncached(runtime, parsed, context).await {
-            Ok(opened) => {
-                self.inner.cache.insert(cache_key, &opened);
+            Ok((opened, origin)) => {
+                self.inner
+                    .cache
+                    .insert(cache_key, &opened, Arc::downgrade(&origin));
                 Ok(opened)
             }
             Err(KmsError::BackendUnavailable { .. }) if stale.is_some() => {
@@ -248,7 +270,8 @@ impl Kms {
     }
 
     /// Opens a blob with the active backend or, failing that, with the
-    /// decrypt-only backends kept by reconfigurations, newest first.
+    /// decrypt-only backends kept by reconfigurations, newest first; returns
+    /// the backend that opened it too.
     ///
     /// Two stores of the same kind may both hold a key of the blob's id
     /// (say `default` in two key directories), so a candidate that cannot
@@ -260,7 +283,7 @@ impl Kms {
         runtime: &Runtime,
         parsed: &ParsedBlob<'_>,
         context: &EncryptionContext,
-    ) -> Result<Opened, KmsError> {
+    ) -> Result<(Opened, Arc<Active>), KmsError> {
         let (mut first_error, mut not_found, mut tried) = (None, None, false);
         for candidate in runtime.active.iter().chain(runtime.previous.iter()) {
             if candidate.kind() != parsed.header.backend {
@@ -275,7 +298,7 @@ impl Kms {
                 )
                 .await;
             match result {
-                Ok(opened) => return Ok(opened),
+                Ok(opened) => return Ok((opened, Arc::clone(candidate))),
                 Err(e @ (KmsError::KeyNotFound(_) | KmsError::KeyVersionNotFound { .. })) => {
                     not_found.get_or_insert(e);
                 }

@@ -4,7 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    sync::atomic::Ordering,
+    sync::{Arc, PoisonError},
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -12,11 +12,12 @@ use super::Kms;
 use crate::{
     backend::{KeyBackend, KeyState, NewKey},
     blob,
+    clock::Secs,
     context::EncryptionContext,
     crypto,
     error::KmsError,
     key_id::KeyId,
-    lifecycle::ServiceState,
+    lifecycle::{Active, ServiceState},
 };
 
 /// The reserved key the self-probe uses; created on first use, hidden from
@@ -44,13 +45,38 @@ impl Kms {
                 .probe_last_success
                 .set(i64::try_from(now).unwrap_or(i64::MAX));
         }
-        let was_ok = self.inner.probe_ok.swap(result.is_ok(), Ordering::AcqRel);
+        let was_ok = self.record_probe(&result);
         match (&result, was_ok) {
-            (Err(e), true) => tracing::warn!(error = %e, "self-probe failed: not ready"),
-            (Ok(()), false) => tracing::info!("self-probe passed: ready"),
+            (Err(e), true) => tracing::warn!(error = %e, "self-probe failed"),
+            (Ok(()), false) => tracing::info!("self-probe passed"),
             _ => {}
         }
         result
+    }
+
+    /// Keeps the probe's result; returns whether the previous one passed.
+    fn record_probe(&self, result: &Result<(), KmsError>) -> bool {
+        let mut probe = self
+            .inner
+            .probe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let was_ok = matches!(*probe, Probe::Passed);
+        *probe = match (result, &*probe) {
+            (Ok(()), _) => Probe::Passed,
+            (Err(KmsError::BackendUnavailable { .. }), Probe::Unreachable { since, .. }) => {
+                Probe::Unreachable {
+                    since: *since,
+                    reason: result_reason(result),
+                }
+            }
+            (Err(KmsError::BackendUnavailable { .. }), _) => Probe::Unreachable {
+                since: Instant::now(),
+                reason: result_reason(result),
+            },
+            (Err(_), _) => Probe::Failed(result_reason(result)),
+        };
+        was_ok
     }
 
     async fn probe_once(&self) -> Result<(), KmsError> {
@@ -112,26 +138,115 @@ impl Kms {
         Ok(())
     }
 
-    /// Whether kmsd should receive traffic: Running, the last self-probe
-    /// passed, and the backend's breaker is closed. The error says why not.
+    /// Whether kmsd should receive traffic: it is Running and can serve the
+    /// calls it is asked for. That is the case while the backend is healthy
+    /// (the last self-probe passed, its circuit breaker is closed), and
+    /// also while the backend cannot be reached if kmsd serves without it
+    /// (Vault intermediate keys, the data-key cache's offline window), for
+    /// as long as that lasts. The error says why not.
     pub fn readiness(&self) -> Result<(), String> {
-        let runtime = self.runtime();
-        let Some(active) = runtime
-            .active
-            .as_ref()
-            .filter(|_| runtime.state == ServiceState::Running)
-        else {
-            return Err(format!("kmsd is {}", runtime.state.as_str()));
+        let active = self.running_backend()?;
+        match self.condition(&active) {
+            Condition::Healthy => Ok(()),
+            Condition::Failing(reason) => Err(reason),
+            Condition::Unreachable { since, reason } => {
+                let window = [
+                    active.backend.offline_window(),
+                    self.inner.cache.offline_window(),
+                ]
+                .into_iter()
+                .flatten()
+                .max();
+                match window {
+                    Some(window) if since.elapsed() < window => Ok(()),
+                    Some(window) => Err(format!(
+                        "{reason} (for longer than kmsd serves without it: {})",
+                        Secs(window)
+                    )),
+                    None => Err(reason),
+                }
+            }
+        }
+    }
+
+    /// Why the backend is degraded (unreachable, or its self-probe fails),
+    /// whether or not kmsd still serves; `None` while it is healthy or kmsd
+    /// is not running. Reported apart from readiness: in the status, the
+    /// `kmsd_backend_degraded` metric and `/health/backend`.
+    pub fn degraded(&self) -> Option<String> {
+        let active = self.running_backend().ok()?;
+        let degraded = match self.condition(&active) {
+            Condition::Healthy => None,
+            Condition::Failing(reason) | Condition::Unreachable { reason, .. } => Some(reason),
         };
-        if active.breaker.is_open() {
-            return Err(format!(
-                "the {} backend is unavailable (circuit open)",
-                active.kind().as_str()
-            ));
+        self.inner
+            .metrics
+            .backend_degraded
+            .set(i64::from(degraded.is_some()));
+        degraded
+    }
+
+    /// Ok while Running; otherwise the state, in words.
+    pub fn running_state(&self) -> Result<(), String> {
+        self.running_backend().map(drop)
+    }
+
+    fn running_backend(&self) -> Result<Arc<Active>, String> {
+        let runtime = self.runtime();
+        match (&runtime.active, runtime.state) {
+            (Some(active), ServiceState::Running) => Ok(Arc::clone(active)),
+            (_, state) => Err(format!("kmsd is {}", state.as_str())),
         }
-        if !self.inner.probe_ok.load(Ordering::Acquire) {
-            return Err("the last self-probe failed".into());
+    }
+
+    fn condition(&self, active: &Active) -> Condition {
+        if let Some(open) = active.backend.unavailable() {
+            return Condition::Unreachable {
+                since: open.since,
+                reason: format!(
+                    "the {} backend is unavailable: {open}",
+                    active.kind().as_str()
+                ),
+            };
         }
-        Ok(())
+        let probe = self
+            .inner
+            .probe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match probe {
+            Probe::Passed => Condition::Healthy,
+            Probe::NotYet => Condition::Failing("the self-probe has not passed yet".into()),
+            Probe::Unreachable { since, reason } => Condition::Unreachable { since, reason },
+            Probe::Failed(reason) => Condition::Failing(reason),
+        }
+    }
+}
+
+/// What the last self-probe found.
+#[derive(Debug, Clone, Default)]
+pub(super) enum Probe {
+    /// None has run since the service started.
+    #[default]
+    NotYet,
+    /// It wrapped and unwrapped a data key.
+    Passed,
+    /// The backend could not be reached, since the first such failure.
+    Unreachable { since: Instant, reason: String },
+    /// The backend answered but could not do the work (denied, ...).
+    Failed(String),
+}
+
+enum Condition {
+    Healthy,
+    Unreachable { since: Instant, reason: String },
+    Failing(String),
+}
+
+fn result_reason(result: &Result<(), KmsError>) -> String {
+    match result {
+        Ok(()) => String::new(),
+        Err(e) => format!("the last self-probe failed: {}", e.public_message()),
     }
 }

@@ -7,12 +7,15 @@ use time::Duration;
 
 use super::{Kms, observe::Audit};
 use crate::{
-    backend::{KeyBackend, KeyMetadata, NewKey, StateChange},
+    backend::{KeyBackend, KeyMetadata, NewKey, StateChange, Sweep},
     crypto,
     error::KmsError,
     key_id::KeyId,
     request::{Operation, RequestContext},
 };
+
+/// The audit operation of a key destroyed by the deletion sweep.
+const DESTROY_KEY: &str = "DestroyKey";
 
 /// ListKeys pages hold this many keys unless asked otherwise.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -38,12 +41,15 @@ pub struct KeyPage {
 
 impl Kms {
     /// Runs a key-admin operation on one key with admission, policy, the
-    /// backend call, audit and metrics.
+    /// backend call, audit and metrics. `checked` is the request's own
+    /// validation: a failure is answered (and audited) once the caller is
+    /// known to be allowed, without calling the backend.
     async fn on_key<T>(
         &self,
         cx: &RequestContext,
         op: Operation,
         key_id: &KeyId,
+        checked: Result<(), KmsError>,
         backend_operation: &'static str,
         call: impl AsyncFnOnce(&crate::lifecycle::Active) -> Result<T, KmsError>,
     ) -> Result<T, KmsError> {
@@ -56,12 +62,12 @@ impl Kms {
             let _admission = self.admit()?;
             let active = self.active()?;
             self.authorize(cx, op, Some(key_id))?;
+            checked?;
             self.backend_call(&active, backend_operation, call(&active))
                 .await
         }
         .await;
-        self.finish(cx, op, started, &audit, &result);
-        result
+        self.finish(cx, op, started, &audit, result).await
     }
 
     /// CreateKey. Without an id, kmsd picks a random one.
@@ -72,17 +78,11 @@ impl Kms {
         description: String,
         tags: BTreeMap<String, String>,
     ) -> Result<KeyMetadata, KmsError> {
-        if description.len() > MAX_DESCRIPTION_LEN {
-            return Err(KmsError::InvalidArgument(format!(
-                "description is longer than {MAX_DESCRIPTION_LEN} bytes"
-            )));
-        }
-        validate_tags(&tags)?;
         let key_id = match key_id {
-            Some(id) if id.is_reserved() => return Err(KmsError::ReservedKeyId(id)),
             Some(id) => id,
             None => random_key_id()?,
         };
+        let checked = validate_new_key(&key_id, &description, &tags);
         let new = NewKey {
             key_id: key_id.clone(),
             description,
@@ -92,6 +92,7 @@ impl Kms {
             cx,
             Operation::CreateKey,
             &key_id,
+            checked,
             "create_key",
             async |active| active.backend.create_key(new).await,
         )
@@ -108,6 +109,7 @@ impl Kms {
             cx,
             Operation::DescribeKey,
             key_id,
+            Ok(()),
             "describe_key",
             async |active| active.backend.describe_key(key_id).await,
         )
@@ -148,7 +150,7 @@ impl Kms {
                 .await?;
             let next_page_token = if keys.len() > limit {
                 keys.truncate(limit);
-                keys.last().map(|k| B64URL.encode(k.key_id.as_str()))
+                keys.last().map(|k| encode_page_token(&k.key_id))
             } else {
                 None
             };
@@ -162,8 +164,8 @@ impl Kms {
             })
         }
         .await;
-        self.finish(cx, Operation::ListKeys, started, &Audit::default(), &result);
-        result
+        self.finish(cx, Operation::ListKeys, started, &Audit::default(), result)
+            .await
     }
 
     /// RotateKey.
@@ -176,6 +178,7 @@ impl Kms {
             cx,
             Operation::RotateKey,
             key_id,
+            Ok(()),
             "rotate_key",
             async |active| active.backend.rotate_key(key_id).await,
         )
@@ -196,15 +199,30 @@ impl Kms {
             StateChange::CancelDeletion => Operation::CancelKeyDeletion,
         };
         let result = self
-            .on_key(cx, op, key_id, "change_state", async |active| {
+            .on_key(cx, op, key_id, Ok(()), "change_state", async |active| {
                 active.backend.change_state(key_id, change).await
             })
             .await;
-        // Cached data keys of a key that may no longer be used go at once.
-        if result.is_ok() && change != StateChange::Enable {
-            self.inner.cache.invalidate_key(key_id);
+        if result.is_ok() {
+            // Cached data keys of a key that may no longer be used go at
+            // once...
+            if change != StateChange::Enable {
+                self.inner.cache.invalidate_key(key_id);
+            }
+            // ...and so does what every backend (decrypt-only ones kept by
+            // a reconfiguration may reach the same store) cached about the
+            // key: from now on every path reads its new state.
+            self.forget_key_everywhere(key_id);
         }
         result
+    }
+
+    /// Makes every backend forget what it caches about `key_id`.
+    fn forget_key_everywhere(&self, key_id: &KeyId) {
+        let runtime = self.runtime();
+        for candidate in runtime.active.iter().chain(runtime.previous.iter()) {
+            candidate.backend.forget_key(key_id);
+        }
     }
 
     /// ScheduleKeyDeletion. `days` 0 means the maximum window (30).
@@ -228,20 +246,39 @@ impl Kms {
             .await
     }
 
-    /// Destroys the keys whose deletion window has passed (the sweeper).
+    /// Destroys the keys whose deletion window has passed (the sweeper),
+    /// writing one audit line per key destroyed (operation `DestroyKey`,
+    /// caller `kmsd`), and one for a sweep that failed.
     pub async fn sweep_deletions(&self) -> Result<Vec<KeyId>, KmsError> {
         let active = self.active()?;
-        let destroyed = self
-            .backend_call(
-                &active,
-                "destroy_due_keys",
-                active.backend.destroy_due_keys(self.inner.clock.now()),
-            )
-            .await?;
-        for key_id in &destroyed {
+        let started = Instant::now();
+        let sweep = self
+            .backend_call(&active, "destroy_due_keys", async {
+                Ok(active
+                    .backend
+                    .destroy_due_keys(self.inner.clock.now())
+                    .await)
+            })
+            .await
+            .unwrap_or_else(|e| Sweep {
+                destroyed: Vec::new(),
+                failed: Some(e),
+            });
+        for key_id in &sweep.destroyed {
             self.inner.cache.invalidate_key(key_id);
+            self.forget_key_everywhere(key_id);
+            let audit = Audit {
+                key_id: Some(key_id.clone()),
+                ..Audit::default()
+            };
+            self.audit_internal(DESTROY_KEY, started, &audit, None)
+                .await;
         }
-        Ok(destroyed)
+        if let Some(e) = &sweep.failed {
+            self.audit_internal(DESTROY_KEY, started, &Audit::default(), Some(e))
+                .await;
+        }
+        sweep.into_result()
     }
 
     /// Counts the active backend's keys by state (for the metrics).
@@ -272,6 +309,23 @@ impl Kms {
     }
 }
 
+/// What CreateKey's request must satisfy before the backend is asked.
+fn validate_new_key(
+    key_id: &KeyId,
+    description: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<(), KmsError> {
+    if key_id.is_reserved() {
+        return Err(KmsError::ReservedKeyId(key_id.clone()));
+    }
+    if description.len() > MAX_DESCRIPTION_LEN {
+        return Err(KmsError::InvalidArgument(format!(
+            "description is longer than {MAX_DESCRIPTION_LEN} bytes"
+        )));
+    }
+    validate_tags(tags)
+}
+
 fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), KmsError> {
     if tags.len() > MAX_TAGS {
         return Err(KmsError::InvalidArgument(format!(
@@ -289,14 +343,57 @@ fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), KmsError> {
     Ok(())
 }
 
+/// The version byte of page tokens.
+const PAGE_TOKEN_V1: u8 = 1;
+/// The domain the check of a page token is computed in.
+const PAGE_TOKEN_DOMAIN: &[u8] = b"kmsd/v1/list-keys-page-token";
+/// Bytes of that check.
+const PAGE_TOKEN_CHECK_LEN: usize = 8;
+
+fn page_token_check(key_id: &KeyId) -> [u8; PAGE_TOKEN_CHECK_LEN] {
+    let mac = crypto::hmac_sha256(PAGE_TOKEN_DOMAIN, key_id.as_str().as_bytes());
+    let mut check = [0; PAGE_TOKEN_CHECK_LEN];
+    check.copy_from_slice(&mac[..PAGE_TOKEN_CHECK_LEN]);
+    check
+}
+
+/// A page token: base64url of version 1, the last key id of the page, and
+/// a check over that id. The check lets kmsd tell the tokens it issued
+/// from anything else (the base64url of an id, another API's token, a
+/// truncated copy) and answer those with INVALID_ARGUMENT. Its key is a
+/// constant, not a secret: a token must stay valid across restarts and on
+/// every kmsd sharing a Vault, and one made by hand grants nothing (it
+/// only says where a listing starts, and what is listed is filtered as
+/// always).
+fn encode_page_token(last: &KeyId) -> String {
+    let id = last.as_str().as_bytes();
+    let mut raw = Vec::with_capacity(1 + id.len() + PAGE_TOKEN_CHECK_LEN);
+    raw.push(PAGE_TOKEN_V1);
+    raw.extend_from_slice(id);
+    raw.extend_from_slice(&page_token_check(last));
+    B64URL.encode(raw)
+}
+
 fn decode_page_token(token: &str) -> Result<Option<KeyId>, KmsError> {
     if token.is_empty() {
         return Ok(None);
     }
     let invalid = || KmsError::InvalidArgument("page_token is not one kmsd issued".into());
-    let bytes = B64URL.decode(token).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    KeyId::parse(&text).map(Some).map_err(|_| invalid())
+    let raw = B64URL.decode(token).map_err(|_| invalid())?;
+    let Some((&PAGE_TOKEN_V1, rest)) = raw.split_first() else {
+        return Err(invalid());
+    };
+    let split = rest
+        .len()
+        .checked_sub(PAGE_TOKEN_CHECK_LEN)
+        .ok_or_else(invalid)?;
+    let (id, check) = rest.split_at(split);
+    let text = std::str::from_utf8(id).map_err(|_| invalid())?;
+    let key_id = KeyId::parse(text).map_err(|_| invalid())?;
+    if !crypto::constant_time_eq(check, &page_token_check(&key_id)) {
+        return Err(invalid());
+    }
+    Ok(Some(key_id))
 }
 
 /// A random key id in UUID v4 form.
@@ -313,4 +410,30 @@ fn random_key_id() -> Result<KeyId, KmsError> {
         &h[16..20],
         &h[20..32]
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_foreign_ones_are_refused() {
+        let id = KeyId::parse("key-7").unwrap();
+        let token = encode_page_token(&id);
+        assert_eq!(decode_page_token(&token).unwrap(), Some(id));
+        assert_eq!(decode_page_token("").unwrap(), None);
+        let mut tampered = B64URL.decode(&token).unwrap();
+        tampered[2] ^= 1;
+        for foreign in [
+            B64URL.encode("not-a-token"),
+            B64URL.encode("key-7"),
+            B64URL.encode(tampered),
+            token[..token.len() - 2].to_owned(),
+            "%%%".to_owned(),
+            B64URL.encode([1u8]),
+        ] {
+            let err = decode_page_token(&foreign).unwrap_err();
+            assert!(matches!(err, KmsError::InvalidArgument(_)), "{foreign}");
+        }
+    }
 }

@@ -82,8 +82,8 @@ struct Inner {
     max_concurrent: usize,
     backend_timeout: Duration,
     policy: arc_swap::ArcSwap<Policy>,
-    /// Whether the last self-probe passed.
-    probe_ok: std::sync::atomic::AtomicBool,
+    /// What the last self-probe found.
+    probe: std::sync::Mutex<health::Probe>,
     /// What a backend configuration given to the admin API may name.
     admin_rules: crate::config::AdminPlaneRules,
 }
@@ -112,7 +112,7 @@ impl Kms {
                 max_concurrent: options.max_concurrent_requests,
                 backend_timeout: options.backend_timeout,
                 policy: arc_swap::ArcSwap::from_pointee(policy),
-                probe_ok: std::sync::atomic::AtomicBool::new(false),
+                probe: std::sync::Mutex::new(health::Probe::NotYet),
                 admin_rules: options.admin_rules,
             }),
         }

@@ -1,7 +1,8 @@
 //! What every operation shares: admission, authorisation, the backend call
-//! (breaker and deadline), and the audit line and metrics at the end.
+//! (under the caller's deadline), and the audit line and metrics at the
+//! end.
 
-use std::{future::Future, sync::Arc, time::Instant};
+use std::{future::Future, time::Instant};
 
 use prometheus::IntGauge;
 use tokio::sync::SemaphorePermit;
@@ -9,7 +10,8 @@ use tonic::Code;
 
 use super::Kms;
 use crate::{
-    audit::{self, AuditEvent},
+    audit::{self, AuditEvent, OnFailure, WriteFailed},
+    clock::Secs,
     context::EncryptionContext,
     error::KmsError,
     key_id::KeyId,
@@ -99,36 +101,80 @@ impl Kms {
         self.inner.policy.load().allows_anything(&cx.caller)
     }
 
-    /// Records the request's metrics and audit line.
-    pub(super) fn finish<T>(
+    /// Records the request's audit line and metrics, and returns its
+    /// result: the request is answered only once its line is written. When
+    /// the line cannot be written and `[audit] on_failure = "refuse"`, a
+    /// success becomes `AUDIT_UNAVAILABLE` (nothing is handed out without
+    /// a record; an error is answered as it was).
+    pub(super) async fn finish<T>(
         &self,
         cx: &RequestContext,
         op: Operation,
         started: Instant,
         audit: &Audit<'_>,
-        result: &Result<T, KmsError>,
+        mut result: Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
+        let log = &self.inner.audit;
+        if log.is_enabled() {
+            let caller = match self.inner.policy.load().name_of(&cx.caller) {
+                Some(name) => format!("{} ({name})", cx.caller),
+                None => cx.caller.to_string(),
+            };
+            let written = self
+                .write_line(caller, op.as_str(), started, audit, result.as_ref().err())
+                .await;
+            if let Err(e) = written
+                && result.is_ok()
+                && log.on_failure() == OnFailure::Refuse
+            {
+                result = Err(KmsError::AuditUnavailable(e.to_string()));
+            }
+        }
+        let (code, _) = code_and_reason(&result);
+        self.inner
+            .metrics
+            .request(op, code, started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Records what kmsd did on its own (the deletion sweep) as caller
+    /// `kmsd`; it answers nobody, so a line that cannot be written is only
+    /// counted and logged.
+    pub(super) async fn audit_internal(
+        &self,
+        operation: &'static str,
+        started: Instant,
+        audit: &Audit<'_>,
+        error: Option<&KmsError>,
     ) {
-        let elapsed = started.elapsed();
-        let (code, reason) = match result {
-            Ok(_) => (Code::Ok, None),
-            Err(e) => {
+        if self.inner.audit.is_enabled() {
+            let caller = crate::request::Identity::Internal.to_string();
+            let _ = self
+                .write_line(caller, operation, started, audit, error)
+                .await;
+        }
+    }
+
+    async fn write_line(
+        &self,
+        caller: String,
+        operation: &'static str,
+        started: Instant,
+        audit: &Audit<'_>,
+        error: Option<&KmsError>,
+    ) -> Result<(), WriteFailed> {
+        let log = &self.inner.audit;
+        let (code, reason) = match error {
+            None => (Code::Ok, None),
+            Some(e) => {
                 let (code, reason) = e.code_and_reason();
                 (code, Some(reason))
             }
         };
-        self.inner.metrics.request(op, code, elapsed.as_secs_f64());
-        let log = &self.inner.audit;
-        if !log.is_enabled() {
-            return;
-        }
-        let caller = match self.inner.policy.load().name_of(&cx.caller) {
-            Some(name) => format!("{} ({name})", cx.caller),
-            None => cx.caller.to_string(),
-        };
         log.record(&AuditEvent {
             time: audit::now(),
             caller,
-            operation: op.as_str(),
+            operation,
             key_id: audit.key_id.as_ref().map(KeyId::as_str),
             key_version: audit.key_version,
             destination_key_id: audit.destination_key_id.as_ref().map(KeyId::as_str),
@@ -139,23 +185,25 @@ impl Kms {
                 .context
                 .filter(|_| log.include_context())
                 .map(EncryptionContext::entries),
-            outcome: if result.is_ok() { "ok" } else { "error" },
+            outcome: if error.is_none() { "ok" } else { "error" },
             code: code_name(code),
             reason,
             offline: audit.offline,
-            duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        });
+            duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        })
+        .await
     }
 
-    /// Calls the backend through its breaker, under the backend deadline,
-    /// and records the call.
+    /// Calls the backend under the caller's deadline for backend calls
+    /// (`[limits] backend_timeout_secs`) and records the call. Failing fast
+    /// while the backend is down is the backend's own circuit breaker's
+    /// job: only it knows which calls need a round trip.
     pub(super) async fn backend_call<T>(
         &self,
         active: &Active,
         operation: &'static str,
         call: impl Future<Output = Result<T, KmsError>>,
     ) -> Result<T, KmsError> {
-        active.breaker.admit()?;
         let backend = active.kind().as_str();
         let started = Instant::now();
         let timeout = self.inner.backend_timeout;
@@ -163,7 +211,7 @@ impl Kms {
             Ok(result) => result,
             Err(_) => Err(KmsError::BackendUnavailable {
                 backend,
-                detail: format!("no answer within {} ms", timeout.as_millis()),
+                detail: format!("no answer within {}", Secs(timeout)),
             }),
         };
         let outcome = match &result {
@@ -176,14 +224,16 @@ impl Kms {
             outcome,
             started.elapsed().as_secs_f64(),
         );
-        if active.breaker.record(&result) {
-            let backend = Arc::clone(&active.backend);
-            let breaker = Arc::clone(&active.breaker);
-            tokio::spawn(breaker.probe_until_closed(move || {
-                let backend = Arc::clone(&backend);
-                async move { crate::backend::KeyBackend::health(backend.as_ref()).await }
-            }));
-        }
         result
+    }
+}
+
+fn code_and_reason<T>(result: &Result<T, KmsError>) -> (Code, Option<&'static str>) {
+    match result {
+        Ok(_) => (Code::Ok, None),
+        Err(e) => {
+            let (code, reason) = e.code_and_reason();
+            (code, Some(reason))
+        }
     }
 }

@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::{
-    audit::AuditOutput,
+    audit::{AuditOutput, AuditSettings},
     breaker::BreakerSettings,
     clock::ManualClock,
     config::{BackendConfig, LocalBackendConfig},
@@ -14,15 +14,34 @@ use crate::{
 };
 
 async fn running(dir: &std::path::Path, options: ServiceOptions, audit: AuditOutput) -> Kms {
-    let clock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
+    running_with(dir, options, audit, BreakerSettings::default())
+        .await
+        .0
+}
+
+async fn running_with(
+    dir: &std::path::Path,
+    options: ServiceOptions,
+    audit: AuditOutput,
+    breaker: BreakerSettings,
+) -> (Kms, ManualClock) {
+    let manual = ManualClock::new(OffsetDateTime::UNIX_EPOCH);
+    let clock = Arc::new(manual.clone());
     let metrics = Metrics::new();
     let env = BuildEnv {
         clock: clock.clone(),
         metrics: metrics.clone(),
-        breaker: BreakerSettings::default(),
+        breaker,
         cache: options.cache,
     };
-    let audit = AuditLog::open(&audit, false, metrics.clone()).unwrap();
+    let audit = AuditLog::open(
+        &AuditSettings {
+            output: audit,
+            ..AuditSettings::default()
+        },
+        metrics.clone(),
+    )
+    .unwrap();
     let kms = Kms::new(
         Lifecycle::new(env, None),
         clock,
@@ -40,7 +59,7 @@ async fn running(dir: &std::path::Path, options: ServiceOptions, audit: AuditOut
         })))
         .await
         .unwrap();
-    kms
+    (kms, manual)
 }
 
 fn ctx() -> EncryptionContext {
@@ -144,7 +163,10 @@ async fn every_operation_writes_one_audit_line_without_secrets() {
 async fn the_self_probe_makes_the_service_ready() {
     let dir = tempfile::tempdir().unwrap();
     let kms = running(dir.path(), ServiceOptions::default(), AuditOutput::Off).await;
-    assert_eq!(kms.readiness(), Err("the last self-probe failed".into()));
+    assert_eq!(
+        kms.readiness(),
+        Err("the self-probe has not passed yet".into())
+    );
     kms.self_probe().await.unwrap();
     kms.readiness().unwrap();
     // The probe key is kmsd's own: not listed, not creatable by callers.
@@ -183,4 +205,87 @@ async fn request_futures_stay_small() {
             "the {what} future is {size} bytes (limit {LIMIT})"
         );
     }
+}
+
+fn local_json(dir: &std::path::Path, keys: &str) -> String {
+    format!(
+        r#"{{"backend_type": "local", "key_dir": "{}", "default_key_id": "default"}}"#,
+        dir.join(keys).display()
+    )
+}
+
+/// The sweep that destroys a key once its deletion window has passed was
+/// only logged; it now writes an audit line (operation `DestroyKey`,
+/// caller `kmsd`).
+#[tokio::test]
+async fn the_deletion_sweep_writes_an_audit_line_per_key_destroyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let (kms, clock) = running_with(
+        dir.path(),
+        ServiceOptions::default(),
+        AuditOutput::File(path.clone()),
+        BreakerSettings::default(),
+    )
+    .await;
+    let cx = RequestContext::internal();
+    let doomed = KeyId::parse("doomed").unwrap();
+    kms.create_key(&cx, Some(doomed.clone()), String::new(), BTreeMap::new())
+        .await
+        .unwrap();
+    kms.schedule_key_deletion(&cx, &doomed, 7).await.unwrap();
+    assert!(kms.sweep_deletions().await.unwrap().is_empty());
+    clock.advance(time::Duration::days(8));
+    assert_eq!(kms.sweep_deletions().await.unwrap(), [doomed]);
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["operation"], "DestroyKey");
+    assert_eq!(last["key_id"], "doomed");
+    assert_eq!(last["caller"], "kmsd");
+    assert_eq!(last["outcome"], "ok");
+}
+
+/// A local backend whose call ran past the service deadline opened the
+/// service-level breaker, whose probe task then held the backend (and its
+/// key directory's lock) until a probe passed, outliving any reconfigure:
+/// going back to that directory failed with "locked". Only the Vault
+/// backend has a breaker now, and its probe lives and dies with it.
+#[tokio::test]
+async fn a_key_directory_can_be_reopened_after_its_backend_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ServiceOptions {
+        // Every call that waits for a blocking file write times out.
+        backend_timeout: std::time::Duration::from_nanos(1),
+        ..ServiceOptions::default()
+    };
+    let breaker = BreakerSettings {
+        failure_threshold: 1,
+        probe_interval: std::time::Duration::from_secs(60),
+    };
+    let (kms, _) = running_with(dir.path(), options, AuditOutput::Off, breaker).await;
+    let cx = RequestContext::internal();
+    let err = kms
+        .create_key(
+            &cx,
+            Some(KeyId::parse("k").unwrap()),
+            String::new(),
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, KmsError::BackendUnavailable { .. }),
+        "{err:?}"
+    );
+    // A -> B -> A, each time dropping the backend replaced.
+    for keys in ["keys-b", "keys"] {
+        kms.reconfigure(&cx, &local_json(dir.path(), keys), true)
+            .await
+            .unwrap_or_else(|e| panic!("reconfigure to {keys}: {e}"));
+    }
+    assert_eq!(
+        kms.runtime().active.as_ref().unwrap().summary[0].1,
+        dir.path().join("keys").display().to_string()
+    );
 }

@@ -314,6 +314,17 @@ pub(crate) async fn oversized_messages_are_refused(f: Fixture) {
         .await;
     let status = result.expect_err("a 100 KiB request must be refused");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    // It fails the same way every time: kms-client must not retry it (it
+    // did, four times, before only OVERLOADED counted as transient).
+    let error = kms_client::Error::from(status);
+    assert!(!error.is_transient(), "{error}");
+    let error = f
+        .client
+        .decrypt(&vec![0; 100 * 1024], &ctx(&[]), None)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(Code::ResourceExhausted), "{error}");
+    assert!(!error.is_transient(), "{error}");
     // The connection survives.
     f.client.generate_data_key(None, &ctx(&[])).await.unwrap();
 }

@@ -159,18 +159,24 @@ pub(crate) async fn create_describe_and_list(f: Fixture) {
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );
-    assert_error(
-        rpc(f
-            .client
-            .key_admin()
-            .list_keys(proto::ListKeysRequest {
-                page_size: 0,
-                page_token: "!!".into(),
-            })
-            .await),
-        Code::InvalidArgument,
-        "INVALID_ARGUMENT",
-    );
+    // Tokens kmsd did not issue: junk, and base64url of any id (which main
+    // accepted, answering OK).
+    use base64::Engine as _;
+    let b64 = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+    for token in ["!!".to_owned(), b64("not-a-token"), b64("listed-b")] {
+        assert_error(
+            rpc(f
+                .client
+                .key_admin()
+                .list_keys(proto::ListKeysRequest {
+                    page_size: 0,
+                    page_token: token,
+                })
+                .await),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        );
+    }
 }
 
 pub(crate) async fn create_refuses_duplicates_and_reserved_ids(f: Fixture) {

@@ -435,4 +435,5 @@ async fn swapping_backends_under_load_fails_no_request() {
     );
 }
 
+mod persist;
 mod vault;

@@ -194,3 +194,70 @@ async fn kmsd_bench_drives_a_running_kmsd_without_errors() {
     let len = u32::from_be_bytes(frame[1..5].try_into().unwrap()) as usize;
     assert_eq!(frame.len(), 5 + len);
 }
+
+/// Runs `kmsd <args>` with stdout a pipe whose reader has already gone, as
+/// in `kmsd status | head -0`: the status and stderr.
+fn run_into_closed_pipe(endpoint: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(binary("kmsd"))
+        .args(args)
+        .env("KMSD_ENDPOINT", endpoint)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `kmsd status | head -5` panicked with "failed printing to stdout:
+/// Broken pipe". Every command that prints exits 0, quietly, when its
+/// reader has gone.
+#[tokio::test]
+async fn every_command_exits_quietly_on_a_closed_pipe() {
+    let kmsd = Kmsd::start_local().await;
+    let endpoint = kmsd.endpoint().to_string();
+    let (ok, datakey, stderr) = run_cli(&endpoint, &["datakey"]);
+    assert!(ok, "{stderr}");
+    let blob = datakey["ciphertext_blob"].as_str().unwrap().to_owned();
+    let config = kmsd.config_path().display().to_string();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["status"],
+        vec!["key", "list"],
+        vec!["key", "describe", "default"],
+        vec!["key", "create", "piped"],
+        vec!["key", "rotate", "piped"],
+        vec!["datakey"],
+        vec!["datakey", "--without-plaintext"],
+        vec!["decrypt", &blob],
+        vec!["admin", "clear-cache"],
+        vec![
+            "bench",
+            "--duration",
+            "0.2",
+            "--warmup",
+            "0",
+            "-c",
+            "1",
+            "--threads",
+            "1",
+        ],
+        vec!["serve", "--check-config", "--config", &config],
+        vec!["--help"],
+        vec!["--version"],
+    ];
+    for args in commands {
+        let (status, stderr) = run_into_closed_pipe(&endpoint, &args);
+        assert!(
+            status.success(),
+            "kmsd {args:?} | head -0 exited with {status}: {stderr}"
+        );
+        assert!(
+            stderr.is_empty(),
+            "kmsd {args:?} | head -0 printed: {stderr}"
+        );
+    }
+}

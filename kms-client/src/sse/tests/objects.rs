@@ -337,3 +337,121 @@ async fn the_client_context_is_bound_and_stored() {
         assert!(get(&keys, &map, &stored, None, &OBJECT).await.is_err());
     }
 }
+
+/// A fake kmsd whose calls for buckets named `slow…` wait for a permit.
+struct Gated {
+    inner: FakeKms,
+    gate: tokio::sync::Semaphore,
+    waiting: AtomicUsize,
+}
+
+impl Default for Gated {
+    fn default() -> Self {
+        Self {
+            inner: FakeKms::default(),
+            gate: tokio::sync::Semaphore::new(0),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Gated {
+    async fn pass(&self, context: &EncryptionContext) {
+        if context.values().any(|arn| arn.contains(":::slow")) {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            self.gate.acquire().await.unwrap().forget();
+        }
+    }
+}
+
+impl KeySource for Gated {
+    async fn generate_data_key(
+        &self,
+        key_id: Option<&str>,
+        context: &EncryptionContext,
+    ) -> Result<crate::GeneratedDataKey, crate::Error> {
+        self.pass(context).await;
+        self.inner.generate_data_key(key_id, context).await
+    }
+
+    async fn decrypt_data_key(
+        &self,
+        blob: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<DataKey, crate::Error> {
+        self.pass(context).await;
+        self.inner.decrypt_data_key(blob, context).await
+    }
+}
+
+/// One bucket whose bucket key is slow to come from kmsd holds up only
+/// its own requests: another bucket's writes and reads go on (the cache
+/// fills per key, not under one lock for the process). Concurrent writes
+/// to the slow bucket still cost one GenerateDataKey.
+#[tokio::test]
+async fn a_slow_bucket_key_holds_up_only_its_own_bucket() {
+    let keys = std::sync::Arc::new(SseKeys::new(Gated::default(), BucketKeyPolicy::default()));
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let keys = std::sync::Arc::clone(&keys);
+            tokio::spawn(async move {
+                let object = ObjectId::new("slow", "a");
+                keys.seal(&kms(true), &object).await.map(|s| s.is_some())
+            })
+        })
+        .collect();
+    while keys.source().waiting.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let fast = ObjectId::new("fast", "b");
+    let sealing = tokio::time::timeout(Duration::from_secs(10), keys.seal(&kms(true), &fast))
+        .await
+        .expect("a slow bucket key held up another bucket's write")
+        .unwrap()
+        .unwrap();
+    let read = tokio::time::timeout(
+        Duration::from_secs(10),
+        keys.open(&sealing.stored, None, KeySlot::Object, &fast),
+    )
+    .await
+    .expect("a slow bucket key held up another bucket's read")
+    .unwrap();
+    assert_eq!(
+        read.key.expose_secret(),
+        sealing.key.expose_secret(),
+        "the writer's own bucket key opens its object"
+    );
+    keys.source().gate.add_permits(16);
+    for task in slow {
+        assert!(task.await.unwrap().unwrap());
+    }
+    // One for the slow bucket (shared by its four writes), one for "fast".
+    assert_eq!(keys.source().inner.generated.load(Ordering::SeqCst), 2);
+}
+
+/// An object's sealed bucket key copied into an object of another bucket
+/// is opened by kmsd under that bucket's context (and refused), never
+/// answered from the key cached for the first bucket.
+#[tokio::test]
+async fn a_cached_bucket_key_is_not_reused_for_another_bucket() {
+    let keys = sse(BucketKeyPolicy::default());
+    let (map, stored, _) = put(&keys, &kms(true), &OBJECT, b"x").await;
+    // Cached (the writer remembered it): the object reads with no Decrypt.
+    assert_eq!(
+        get(&keys, &map, &stored, None, &OBJECT).await.unwrap(),
+        b"x"
+    );
+    assert_eq!(keys.source().decrypted.load(Ordering::SeqCst), 0);
+
+    let elsewhere = ObjectId::new("videos", OBJECT.key);
+    let copied = StoredObject::from_map(&map).unwrap().unwrap();
+    let result = keys
+        .open(&copied.sse, None, KeySlot::Object, &elsewhere)
+        .await;
+    assert_eq!(keys.source().decrypted.load(Ordering::SeqCst), 1);
+    match result {
+        Err(SseError::Kms(error)) => assert_eq!(error.reason(), Some("INVALID_CIPHERTEXT")),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a bucket key cached for photos opened an object of videos"),
+    }
+}

@@ -136,6 +136,69 @@ proptest! {
         prop_assert!(plan.fetch_ranges().iter().all(|r| r.end <= object.stored.len() as u64));
     }
 
+    /// The oracle of the `decrypt` fuzz target's layout case: a plan made
+    /// from the object's parts edited one way or another under the genuine
+    /// tag (one edit names a stale upload attempt of a part, which the
+    /// storage holds instead of the completed one) is read through a
+    /// decryptor of the genuine layout. Whatever it releases is exactly the
+    /// object's plaintext of the range, and an unedited plan always reads.
+    #[test]
+    fn plans_from_edited_layouts_release_only_the_objects_bytes(
+        (log2, parts) in parts_case(),
+        edit in 0u8..4,
+        which in any::<prop::sample::Index>(),
+        delta in 1u64..70,
+        a in any::<prop::sample::Index>(),
+        b in any::<prop::sample::Index>(),
+    ) {
+        let bodies: Vec<(u32, Vec<u8>)> =
+            parts.iter().map(|&(n, size)| (n, data(size, n as u8))).collect();
+        let object = multipart(&bodies, chunk(log2));
+        let mut edited = object.layout.parts().to_vec();
+        let at = which.index(edited.len());
+        let mut stored = object.stored.clone();
+        match edit {
+            0 => {
+                // Another attempt of the part, same size, other bytes.
+                let (stale, info) = encrypt_stream(
+                    &key(), BINDING, edited[at].part, chunk(log2),
+                    &data(bodies[at].1.len(), 0x80 ^ bodies[at].0 as u8),
+                );
+                edited[at].id = info.id;
+                let mut streams = object.streams.clone();
+                streams[at] = stale;
+                stored = streams.concat();
+            }
+            1 => edited[at].plaintext_size = edited[at].plaintext_size.saturating_sub(delta),
+            2 => edited[at].plaintext_size += delta,
+            _ => edited[at].part = PartNumber::multipart(edited[at].part.get() + 1).unwrap(),
+        }
+        let Ok(forged) = Layout::from_parts(edited, *object.layout.tag()) else {
+            return Ok(());
+        };
+        let total = forged.plaintext_size() as usize;
+        let (x, y) = (a.index(total + 1), b.index(total + 1));
+        let range = x.min(y) as u64..x.max(y) as u64;
+        let plan = forged.plan_range(range.clone()).unwrap();
+        let mut fetched = Vec::new();
+        for r in plan.fetch_ranges() {
+            let end = (r.end as usize).min(stored.len());
+            fetched.extend_from_slice(stored.get(r.start as usize..end).unwrap_or(&[]));
+        }
+        let decryptor = Decryptor::new(&key(), BINDING, &object.layout).unwrap();
+        let mut out = Vec::new();
+        let read = decryptor
+            .range_reader(&plan, &fetched[..])
+            .and_then(|mut reader| reader.read_to_end(&mut out).map_err(stream_error));
+        if read.is_ok() {
+            let genuine = object.plaintext.get(range.start as usize..range.end as usize);
+            prop_assert_eq!(Some(&out[..]), genuine, "released bytes that are not the object's");
+        }
+        if forged.parts() == object.layout.parts() {
+            prop_assert!(read.is_ok(), "{:?}", read);
+        }
+    }
+
     #[test]
     fn sizes_convert_both_ways(len in 0u64..1 << 40, log2 in 6u8..=24) {
         if (len >> log2) + 1 > 1 << 32 {

@@ -335,6 +335,64 @@ fn a_stale_attempt_of_a_part_is_refused() {
     );
 }
 
+/// A range plan made from parts edited to name a stale attempt of part 2,
+/// with the genuine layout tag, must not steer a decryptor of the genuine
+/// layout to that attempt's bytes: plans come from the decryptor's own
+/// authenticated layout, whatever tag they carry.
+#[test]
+fn a_plan_from_edited_parts_with_the_genuine_tag_is_refused() {
+    let object = three_parts();
+    let (retry, retry_info) = encrypt_stream(
+        &key(),
+        BINDING,
+        PartNumber::multipart(2).unwrap(),
+        chunk(LOG2),
+        &data(3 * C, 7),
+    );
+    // The storage holds the stale attempt where part 2 was completed.
+    let stored = [&object.streams[0][..], &retry, &object.streams[2]].concat();
+    let mut parts = object.layout.parts().to_vec();
+    parts[1].id = retry_info.id;
+    let forged = Layout::from_parts(parts, *object.layout.tag()).unwrap();
+    let decryptor = Decryptor::new(&key(), BINDING, &object.layout).unwrap();
+    let start = (2 * C + 5) as u64;
+    for range in [start..start + 10, 0..object.plaintext.len() as u64] {
+        let plan = forged.plan_range(range.clone()).unwrap();
+        let fetched = fetch(&stored, &plan);
+        let refused = match decryptor.range_reader(&plan, &fetched[..]) {
+            Err(error) => error,
+            Ok(mut reader) => {
+                let mut out = Vec::new();
+                match reader.read_to_end(&mut out) {
+                    Ok(_) => panic!("released {} bytes of a stale part upload", out.len()),
+                    Err(error) => stream_error(error),
+                }
+            }
+        };
+        assert_eq!(
+            refused,
+            StreamError::InvalidLayout("the plan was made from another layout"),
+            "{range:?}"
+        );
+    }
+    // The decryptor's own plan reads the genuine bytes and refuses the
+    // stale ones.
+    let plan = decryptor.plan_range(start..start + 10).unwrap();
+    let mut out = Vec::new();
+    decryptor
+        .range_reader(&plan, &fetch(&object.stored, &plan)[..])
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    assert_eq!(out, object.plaintext[start as usize..start as usize + 10]);
+    let error = decryptor
+        .range_reader(&plan, &fetch(&stored, &plan)[..])
+        .unwrap()
+        .read_to_end(&mut Vec::new())
+        .unwrap_err();
+    assert_eq!(stream_error(error), StreamError::PartIdMismatch { part: 2 });
+}
+
 #[test]
 fn a_range_reader_checks_what_it_reads() {
     let object = three_parts();

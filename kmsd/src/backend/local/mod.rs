@@ -28,7 +28,7 @@ use self::{
     file::{KEY_FILE_FORMAT, KEY_FILE_SUFFIX, KeyFile, PlainMaterial, VersionFile},
 };
 use super::{
-    GeneratedKey, KeyBackend, KeyMetadata, KeyState, NewKey, Opened, Sealed, StateChange,
+    GeneratedKey, KeyBackend, KeyMetadata, KeyState, NewKey, Opened, Sealed, StateChange, Sweep,
     VersionInfo,
 };
 use crate::{
@@ -436,7 +436,36 @@ impl KeyBackend for LocalBackend {
         .await
     }
 
-    async fn destroy_due_keys(&self, now: OffsetDateTime) -> Result<Vec<KeyId>, KmsError> {
+    async fn destroy_due_keys(&self, now: OffsetDateTime) -> Sweep {
+        let mut sweep = Sweep::default();
+        if let Err(e) = self.sweep(now, &mut sweep.destroyed).await {
+            sweep.failed = Some(e);
+        }
+        sweep
+    }
+
+    async fn key_usable(&self, key_id: &KeyId) -> Result<(), KmsError> {
+        self.key(key_id)?.meta.check_usable()
+    }
+
+    async fn health(&self) -> Result<(), KmsError> {
+        match fs::metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(KmsError::BackendUnavailable {
+                backend: "local",
+                detail: "the key directory is not a directory".into(),
+            }),
+            Err(e) => Err(KmsError::BackendUnavailable {
+                backend: "local",
+                detail: format!("the key directory is not accessible: {}", e.kind()),
+            }),
+        }
+    }
+}
+
+impl LocalBackend {
+    /// The deletion sweep; `destroyed` collects the keys as they go.
+    async fn sweep(&self, now: OffsetDateTime, destroyed: &mut Vec<KeyId>) -> Result<(), KmsError> {
         let _writing = self.writer.lock().await;
         let due: Vec<KeyId> = self
             .keys
@@ -452,35 +481,22 @@ impl KeyBackend for LocalBackend {
                 _ => None,
             })
             .collect();
-        for key_id in &due {
+        for key_id in due {
             let dir = self.dir.clone();
-            let path = file::key_path(&self.dir, key_id);
+            let path = file::key_path(&self.dir, &key_id);
             tokio::task::spawn_blocking(move || file::remove_durably(&dir, &path))
                 .await
                 .map_err(|e| KmsError::Internal(format!("key remover task failed: {e}")))?
                 .map_err(|e| KmsError::Internal(format!("removing key file of {key_id}: {e}")))?;
             self.keys.rcu(|keys| {
                 let mut keys = BTreeMap::clone(keys);
-                keys.remove(key_id);
+                keys.remove(&key_id);
                 keys
             });
             tracing::info!(%key_id, "key destroyed: its deletion window has passed");
+            destroyed.push(key_id);
         }
-        Ok(due)
-    }
-
-    async fn health(&self) -> Result<(), KmsError> {
-        match fs::metadata(&self.dir) {
-            Ok(meta) if meta.is_dir() => Ok(()),
-            Ok(_) => Err(KmsError::BackendUnavailable {
-                backend: "local",
-                detail: "the key directory is not a directory".into(),
-            }),
-            Err(e) => Err(KmsError::BackendUnavailable {
-                backend: "local",
-                detail: format!("the key directory is not accessible: {}", e.kind()),
-            }),
-        }
+        Ok(())
     }
 }
 

@@ -237,12 +237,17 @@ async fn keys_are_destroyed_only_after_their_window() {
         backend
             .destroy_due_keys(clock.now())
             .await
+            .into_result()
             .unwrap()
             .is_empty()
     );
     clock.advance(Duration::seconds(1));
     assert_eq!(
-        backend.destroy_due_keys(clock.now()).await.unwrap(),
+        backend
+            .destroy_due_keys(clock.now())
+            .await
+            .into_result()
+            .unwrap(),
         [id("doomed")]
     );
     assert!(matches!(

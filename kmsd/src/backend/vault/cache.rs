@@ -1,11 +1,14 @@
 //! The metadata cache: what each key's state and versions were, so the
 //! data plane does not read KV and Transit on every request.
 //!
-//! Entries live for the TTL (`cache_ttl_seconds`). Changes made through
-//! this kmsd replace its entry at once; changes made through another kmsd
-//! (a rotation, a disable) are seen here once the entry expires, so at most
-//! one TTL later. The cache holds at most `max_cached_keys` entries; when
-//! full, expired entries go first, then the least recently filled.
+//! Entries are used for the TTL (`cache_ttl_seconds`). Changes made
+//! through this kmsd replace its entry at once; changes made through
+//! another kmsd (a rotation, a disable) are seen here once the entry
+//! expires, so at most one TTL later. An expired entry is kept as the key's
+//! last known state, which only the intermediate-key mode uses, and only
+//! while Vault cannot be reached. The cache holds at most `max_cached_keys`
+//! entries; when full, expired entries go first, then the least recently
+//! filled.
 //!
 //! Filling is single-flight per key: when an entry expires under load, one
 //! request reads Vault and the others wait for its answer.
@@ -72,6 +75,17 @@ impl MetadataCache {
         (age < self.ttl).then(|| Cached {
             meta: Arc::clone(&entry.meta),
             age,
+        })
+    }
+
+    /// The entry of `key_id` whatever its age: the key's last known
+    /// metadata.
+    pub(crate) fn last_known(&self, key_id: &KeyId) -> Option<Cached> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = entries.get(key_id)?;
+        Some(Cached {
+            meta: Arc::clone(&entry.meta),
+            age: entry.filled.elapsed(),
         })
     }
 

@@ -16,9 +16,9 @@ use super::{
     settings::RetryPolicy,
     transport::{Transport, VaultRequest},
 };
-use crate::crypto;
+use crate::{breaker::Breaker, crypto};
 
-/// The transport with its retry policy and deadline.
+/// The transport with its retry policy, deadlines and circuit breaker.
 #[derive(Debug)]
 pub(crate) struct Sender {
     /// The HTTP client.
@@ -27,6 +27,11 @@ pub(crate) struct Sender {
     pub(crate) retry: RetryPolicy,
     /// The deadline of one call, retries included.
     pub(crate) timeout: Duration,
+    /// The deadline of one attempt: an unresponsive Vault is given up on
+    /// after this, whatever the caller's own deadline.
+    pub(crate) attempt_timeout: Duration,
+    /// Fails attempts at once while Vault is known to be down.
+    pub(crate) breaker: Arc<Breaker>,
 }
 
 impl Sender {
@@ -40,9 +45,7 @@ impl Sender {
         let deadline = Instant::now() + self.timeout;
         let mut attempt = 0u32;
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let result = self.transport.send(req, token, remaining).await;
-            let err = match result {
+            let err = match self.attempt(req, token, deadline).await {
                 Ok(body) => return Ok(Zeroizing::new(body)),
                 Err(e) => e,
             };
@@ -57,6 +60,58 @@ impl Sender {
             tokio::time::sleep(pause).await;
             attempt += 1;
         }
+    }
+
+    /// One attempt, through the breaker, within the attempt deadline (and
+    /// what is left of the call's). An attempt waiting for an answer when
+    /// the breaker opens (another attempt timed out meanwhile) gives up at
+    /// once.
+    async fn attempt(
+        &self,
+        req: &VaultRequest,
+        token: Option<&reqwest::header::HeaderValue>,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, VaultError> {
+        let circuit_open = |open| VaultError::CircuitOpen {
+            address: self.transport.address().to_owned(),
+            open,
+        };
+        let flight = self.breaker.admit().map_err(circuit_open)?;
+        let limit = self
+            .attempt_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let opened = self.breaker.opened();
+        tokio::select! {
+            biased;
+            result = self.transport.send(req, token, limit) => {
+                let outcome = match &result {
+                    Ok(_) => crate::breaker::Outcome::Answered,
+                    Err(e) => e.breaker_outcome(),
+                };
+                self.breaker.record(flight, outcome);
+                result
+            }
+            () = opened => {
+                drop(flight);
+                Err(match self.breaker.open() {
+                    Some(open) => circuit_open(open),
+                    None => VaultError::Timeout {
+                        address: self.transport.address().to_owned(),
+                        op: req.op(),
+                        after: limit,
+                    },
+                })
+            }
+        }
+    }
+
+    /// `GET sys/health` within the attempt deadline, outside the breaker
+    /// (it is what the breaker's probe uses); a healthy answer closes the
+    /// breaker.
+    pub(crate) async fn health(&self) -> Result<(), VaultError> {
+        self.transport.health(self.attempt_timeout).await?;
+        self.breaker.close();
+        Ok(())
     }
 }
 

@@ -26,7 +26,7 @@ pub enum VaultError {
         before_sending: bool,
     },
     /// No answer before the deadline.
-    #[error("Vault at {address} did not answer {op} within {after:?}")]
+    #[error("Vault at {address} did not answer {op} within {}", crate::clock::Secs(*after))]
     Timeout {
         /// Vault's address.
         address: String,
@@ -34,6 +34,15 @@ pub enum VaultError {
         op: String,
         /// The deadline.
         after: Duration,
+    },
+    /// Not sent: the circuit breaker is open (Vault is known to be down),
+    /// or it opened while this request waited for an answer.
+    #[error("Vault at {address} is unavailable: {open}")]
+    CircuitOpen {
+        /// Vault's address.
+        address: String,
+        /// Why and since when.
+        open: crate::breaker::Open,
     },
     /// HTTP 503: the answer of a sealed (or standby-in-trouble) Vault.
     #[error(
@@ -105,6 +114,9 @@ impl VaultError {
             VaultError::Unreachable { .. }
             | VaultError::Timeout { .. }
             | VaultError::Sealed { .. } => idempotent,
+            // Every attempt would meet the open breaker until a probe
+            // closes it.
+            VaultError::CircuitOpen { .. } => false,
             VaultError::Status { status, .. } => idempotent && (*status >= 500 || *status == 429),
             VaultError::Denied { .. }
             | VaultError::NotFound { .. }
@@ -121,6 +133,7 @@ impl VaultError {
             VaultError::Unreachable { .. }
             | VaultError::Timeout { .. }
             | VaultError::Sealed { .. }
+            | VaultError::CircuitOpen { .. }
             | VaultError::NotFound { routed: false, .. } => KmsError::BackendUnavailable {
                 backend: BACKEND,
                 detail,
@@ -139,6 +152,29 @@ impl VaultError {
             | VaultError::BadRequest { .. }
             | VaultError::Status { .. }
             | VaultError::Decode { .. } => KmsError::Internal(detail),
+        }
+    }
+}
+
+impl VaultError {
+    /// What the attempt that ended in `self` tells the circuit breaker.
+    pub(crate) fn breaker_outcome(&self) -> crate::breaker::Outcome {
+        use crate::breaker::Outcome;
+        match self {
+            VaultError::Timeout { .. } => Outcome::TimedOut(self.to_string()),
+            VaultError::Unreachable { .. } | VaultError::Sealed { .. } => {
+                Outcome::Failed(self.to_string())
+            }
+            VaultError::Status { status, .. } if *status >= 500 => {
+                Outcome::Failed(self.to_string())
+            }
+            VaultError::CircuitOpen { .. }
+            | VaultError::Status { .. }
+            | VaultError::Denied { .. }
+            | VaultError::NotFound { .. }
+            | VaultError::BadRequest { .. }
+            | VaultError::Decode { .. }
+            | VaultError::Auth(_) => Outcome::Answered,
         }
     }
 }

@@ -72,8 +72,25 @@ impl VaultBackend {
         }
     }
 
+    /// The key's metadata, if the key may be used: read again from Vault
+    /// once it is older than the metadata TTL (so a change made through
+    /// another kmsd is seen within it). While Vault cannot be reached, the
+    /// state last read is used for as long as an intermediate key would be
+    /// (the only way this backend serves without Vault).
     pub(super) async fn usable(&self, key_id: &KeyId) -> Result<Cached, KmsError> {
-        let cached = self.lookup(key_id, Duration::MAX).await?;
+        let cached = match self.lookup(key_id, Duration::MAX).await {
+            Ok(cached) => cached,
+            Err(e @ KmsError::BackendUnavailable { .. }) => {
+                match self
+                    .offline_window()
+                    .and_then(|window| self.cache.last_known(key_id).filter(|c| c.age <= window))
+                {
+                    Some(last) => last,
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         cached.meta.check_usable()?;
         Ok(cached)
     }

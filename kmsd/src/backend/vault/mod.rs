@@ -60,14 +60,18 @@ pub use self::{
     settings::{RawSecret, RawVaultConfig, VaultSettings},
     transport::TransportError,
 };
-use super::{GeneratedKey, KeyBackend, KeyMetadata, KeyState, NewKey, Opened, Sealed, StateChange};
+use super::{
+    GeneratedKey, KeyBackend, KeyMetadata, KeyState, NewKey, Opened, Sealed, StateChange, Sweep,
+};
 use crate::{
     blob::{self, BackendKind, ParsedBlob, VaultIntermediatePayload},
+    breaker::{Breaker, BreakerSettings},
     clock::Clock,
     context::EncryptionContext,
     crypto,
     error::KmsError,
     key_id::KeyId,
+    metrics::Metrics,
 };
 
 /// When Transit refuses a blob, a cached entry older than this is re-read
@@ -89,7 +93,8 @@ pub enum VaultBuildError {
     Vault(#[from] VaultError),
 }
 
-/// Aborts the token renewal task when the backend goes away.
+/// Aborts a background task (token renewal, the breaker's probe) when the
+/// backend goes away.
 struct TaskGuard(tokio::task::AbortHandle);
 
 impl Drop for TaskGuard {
@@ -110,6 +115,8 @@ pub struct VaultBackend {
     summary: Vec<(&'static str, String)>,
     // Held for its Drop, which stops the renewal task.
     _renewal: TaskGuard,
+    // Held for its Drop: the breaker's probe lives as long as the backend.
+    _probe: TaskGuard,
 }
 
 impl std::fmt::Debug for VaultBackend {
@@ -123,18 +130,39 @@ impl std::fmt::Debug for VaultBackend {
 }
 
 impl VaultBackend {
-    /// Connects: builds the HTTP client, authenticates, starts the token
-    /// renewal task.
+    /// Connects with the default circuit breaker and metrics of its own
+    /// (tests, tools): see [`Self::connect_with`].
     pub async fn connect(
         settings: VaultSettings,
         clock: Arc<dyn Clock>,
+    ) -> Result<Self, VaultBuildError> {
+        Self::connect_with(settings, clock, BreakerSettings::default(), Metrics::new()).await
+    }
+
+    /// Connects: builds the HTTP client and the circuit breaker in front of
+    /// it, authenticates, and starts the token renewal task and the
+    /// breaker's probe, both stopped when the backend is dropped.
+    pub async fn connect_with(
+        settings: VaultSettings,
+        clock: Arc<dyn Clock>,
+        breaker: BreakerSettings,
+        metrics: Metrics,
     ) -> Result<Self, VaultBuildError> {
         let transport = Transport::build(&settings).await?;
         let sender = Arc::new(Sender {
             transport,
             retry: settings.retry,
             timeout: settings.timeout,
+            attempt_timeout: settings.attempt_timeout,
+            breaker: Arc::new(Breaker::new("vault", breaker, metrics)),
         });
+        let probe = tokio::spawn({
+            let sender = Arc::clone(&sender);
+            async move {
+                sender.breaker.probe_while_open(|| sender.health()).await;
+            }
+        });
+        let probe = TaskGuard(probe.abort_handle());
         let auth = Arc::new(Auth::establish(settings.auth.clone(), &sender).await?);
         let renewal = tokio::spawn(Arc::clone(&auth).maintain(Arc::clone(&sender)));
         let client = VaultClient { sender, auth };
@@ -164,6 +192,7 @@ impl VaultBackend {
             transit,
             clock,
             _renewal: TaskGuard(renewal.abort_handle()),
+            _probe: probe,
         })
     }
 
@@ -195,6 +224,27 @@ impl VaultBackend {
     /// How long the current token has left; `None` if it does not expire.
     pub fn token_ttl(&self) -> Option<Duration> {
         self.auth_stats().token_ttl
+    }
+
+    /// Why Vault is unavailable, while the circuit breaker is open.
+    pub fn unavailable(&self) -> Option<crate::breaker::Open> {
+        self.client.sender.breaker.open()
+    }
+
+    /// How long this backend can go on serving without reaching Vault: the
+    /// intermediate-key TTL when that mode is on (an intermediate key
+    /// wraps and unwraps for that long, under the key state last read).
+    pub fn offline_window(&self) -> Option<Duration> {
+        self.intermediates.as_ref().map(|i| i.ttl())
+    }
+
+    /// Forgets what is cached about `key_id` (its metadata, its
+    /// intermediate keys): the next request reads Vault.
+    pub fn forget_key(&self, key_id: &KeyId) {
+        self.cache.remove(key_id);
+        if let Some(intermediates) = &self.intermediates {
+            intermediates.forget(Some(key_id));
+        }
     }
 }
 
@@ -376,11 +426,29 @@ impl KeyBackend for VaultBackend {
         })
     }
 
-    async fn destroy_due_keys(&self, now: OffsetDateTime) -> Result<Vec<KeyId>, KmsError> {
+    async fn destroy_due_keys(&self, now: OffsetDateTime) -> Sweep {
+        let mut sweep = Sweep::default();
+        if let Err(e) = self.sweep(now, &mut sweep.destroyed).await {
+            sweep.failed = Some(e);
+        }
+        sweep
+    }
+
+    async fn key_usable(&self, key_id: &KeyId) -> Result<(), KmsError> {
+        self.usable(key_id).await.map(drop)
+    }
+
+    async fn health(&self) -> Result<(), KmsError> {
+        self.client.sender.health().await.map_err(KmsError::from)
+    }
+}
+
+impl VaultBackend {
+    /// The deletion sweep; `destroyed` collects the keys as they go.
+    async fn sweep(&self, now: OffsetDateTime, destroyed: &mut Vec<KeyId>) -> Result<(), KmsError> {
         let due = |state: KeyState, date: Option<OffsetDateTime>| {
             state == KeyState::PendingDeletion && date.is_some_and(|d| d <= now)
         };
-        let mut destroyed = Vec::new();
         for key_id in self.records.list().await? {
             // A cached entry rules keys out cheaply (windows are days long,
             // the cache seconds); a fresh read confirms before destroying.
@@ -412,16 +480,7 @@ impl KeyBackend for VaultBackend {
             tracing::info!(%key_id, "key destroyed: its deletion window has passed (Transit key and KV record deleted)");
             destroyed.push(key_id);
         }
-        Ok(destroyed)
-    }
-
-    async fn health(&self) -> Result<(), KmsError> {
-        let sender = &self.client.sender;
-        sender
-            .transport
-            .health(sender.timeout)
-            .await
-            .map_err(KmsError::from)
+        Ok(())
     }
 }
 
@@ -456,6 +515,10 @@ fn summary(settings: &VaultSettings) -> Vec<(&'static str, String)> {
             },
         ),
         ("timeout_seconds", settings.timeout.as_secs().to_string()),
+        (
+            "attempt_timeout_ms",
+            settings.attempt_timeout.as_millis().to_string(),
+        ),
         (
             "intermediate_key",
             settings.intermediate_key.map_or_else(

@@ -28,8 +28,15 @@ use crate::{config::ConfigError, key_id::KeyId};
 /// `timeout_seconds` when unset: the deadline of one Vault operation,
 /// retries included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// `cache_ttl_seconds` when unset (see docs/vault.md, "Metadata cache").
-pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
+/// `attempt_timeout_ms` when unset: the deadline of one attempt. A Vault
+/// that does not answer within it is given up on (and, with other attempts
+/// in flight, the circuit breaker opens), whatever the caller's deadline.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// `cache_ttl_seconds` when unset: how long key metadata read from Vault is
+/// used before it is read again, which bounds how long a key disabled
+/// through another kmsd keeps working here (docs/vault.md, "The metadata
+/// cache").
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5);
 /// `max_cached_keys` when unset.
 pub const DEFAULT_MAX_CACHED_KEYS: usize = 1000;
 
@@ -66,6 +73,9 @@ pub struct RawVaultConfig {
     /// Deadline of one Vault operation, retries included (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
+    /// Deadline of one attempt, in milliseconds (default 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_timeout_ms: Option<u64>,
     /// Retries after the first attempt, for idempotent calls (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_attempts: Option<u32>,
@@ -75,7 +85,8 @@ pub struct RawVaultConfig {
     /// Largest backoff before a retry, in milliseconds (default 2000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_max_backoff_ms: Option<u64>,
-    /// How long key metadata is cached, in seconds (default 30).
+    /// How long key metadata is used before it is read again, in seconds
+    /// (default 5): the bound of a change made through another kmsd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_ttl_seconds: Option<u64>,
     /// How many keys' metadata is cached at most (default 1000).
@@ -214,6 +225,8 @@ pub struct VaultSettings {
     pub tls: TlsSettings,
     /// Deadline of one Vault operation, retries included.
     pub timeout: Duration,
+    /// Deadline of one attempt.
+    pub attempt_timeout: Duration,
     /// Retries of idempotent calls.
     pub retry: RetryPolicy,
     /// The metadata cache.
@@ -382,6 +395,13 @@ impl RawVaultConfig {
         if timeout.is_zero() || timeout > Duration::from_secs(300) {
             return Err(invalid("backend.timeout_seconds must be between 1 and 300"));
         }
+        let attempt_timeout = self
+            .attempt_timeout_ms
+            .map_or(DEFAULT_ATTEMPT_TIMEOUT, Duration::from_millis)
+            .min(timeout);
+        if attempt_timeout < Duration::from_millis(50) {
+            return Err(invalid("backend.attempt_timeout_ms must be at least 50"));
+        }
         let defaults = RetryPolicy::default();
         let retry = RetryPolicy {
             attempts: self.retry_attempts.unwrap_or(defaults.attempts),
@@ -432,6 +452,7 @@ impl RawVaultConfig {
                     danger_skip_verify: tls.danger_skip_tls_verify.unwrap_or(false),
                 },
                 timeout,
+                attempt_timeout,
                 retry,
                 cache_ttl,
                 max_cached_keys,

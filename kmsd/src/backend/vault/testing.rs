@@ -209,6 +209,19 @@ impl OpenBao {
         self.wait_active().await;
     }
 
+    /// Sends `signal` (`"STOP"`, `"CONT"`, ...) to the server with kill(1):
+    /// SIGSTOP makes it a black hole (connections are accepted by the
+    /// kernel, nothing answers) until SIGCONT.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().map(Child::id).expect("the server runs");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
     /// Kills the server.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

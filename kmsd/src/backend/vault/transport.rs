@@ -119,7 +119,7 @@ impl Transport {
             .tcp_nodelay(true)
             .tcp_keepalive(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(90))
-            .connect_timeout(settings.timeout.min(Duration::from_secs(5)));
+            .connect_timeout(settings.attempt_timeout.min(Duration::from_secs(5)));
         match &tls.ca_cert_path {
             Some(path) => {
                 let pem = read(path).await?;
@@ -176,6 +176,11 @@ impl Transport {
             address: settings.address.as_str().trim_end_matches('/').to_owned(),
             namespace,
         })
+    }
+
+    /// Vault's address, as configured.
+    pub(crate) fn address(&self) -> &str {
+        &self.address
     }
 
     /// Sends one request, once. `token` is the `X-Vault-Token` value

@@ -186,6 +186,7 @@ async fn the_deletion_window_really_destroys_the_transit_key() {
         backend
             .destroy_due_keys(clock.now())
             .await
+            .into_result()
             .unwrap()
             .is_empty()
     );
@@ -194,13 +195,18 @@ async fn the_deletion_window_really_destroys_the_transit_key() {
         backend
             .destroy_due_keys(clock.now())
             .await
+            .into_result()
             .unwrap()
             .is_empty()
     );
     assert!(bao.transit_key_exists("doomed").await);
 
     clock.advance(time::Duration::days(1));
-    let destroyed = backend.destroy_due_keys(clock.now()).await.unwrap();
+    let destroyed = backend
+        .destroy_due_keys(clock.now())
+        .await
+        .into_result()
+        .unwrap();
     assert_eq!(destroyed, [id("doomed")]);
     assert!(
         !bao.transit_key_exists("doomed").await,
@@ -231,6 +237,7 @@ async fn the_deletion_window_really_destroys_the_transit_key() {
         backend
             .destroy_due_keys(clock.now())
             .await
+            .into_result()
             .unwrap()
             .is_empty()
     );

@@ -57,7 +57,11 @@ async fn the_documented_policy_is_enough_for_everything() {
     assert_eq!(meta.state, KeyState::PendingDeletion);
     clock.advance(time::Duration::days(8));
     assert_eq!(
-        backend.destroy_due_keys(clock.now()).await.unwrap(),
+        backend
+            .destroy_due_keys(clock.now())
+            .await
+            .into_result()
+            .unwrap(),
         [id("k")]
     );
     assert!(!bao.transit_key_exists("k").await);

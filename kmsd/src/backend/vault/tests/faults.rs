@@ -95,16 +95,33 @@ async fn a_stopped_vault_is_unavailable_within_the_deadline_then_recovers() {
     assert_unavailable(&err, "cannot reach Vault");
     assert!(backend.health().await.is_err());
 
-    // Back, but sealed (a real server restarts sealed), then unsealed.
+    // Back, but sealed (a real server restarts sealed): the breaker, open
+    // since the refused connections, names the cause its probe sees now.
     bao.restart().await;
-    let err = backend
-        .generate_data_key(&id("k"), &context)
-        .await
-        .unwrap_err();
-    assert_unavailable(&err, "sealed");
+    let started = Instant::now();
+    loop {
+        let err = backend
+            .generate_data_key(&id("k"), &context)
+            .await
+            .unwrap_err();
+        if err.to_string().contains("sealed") {
+            assert_unavailable(&err, "sealed");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Unsealed: the probe closes the breaker within its interval.
     bao.unseal().await;
     backend.health().await.unwrap();
-    let after = backend.generate_data_key(&id("k"), &context).await.unwrap();
+    let started = Instant::now();
+    let after = loop {
+        match backend.generate_data_key(&id("k"), &context).await {
+            Ok(after) => break after,
+            Err(e) => assert!(started.elapsed() < Duration::from_secs(10), "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     for generated in [&before, &after] {
         let opened = open(&backend, &generated.sealed.blob, &context)
             .await

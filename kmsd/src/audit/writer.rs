@@ -1,0 +1,159 @@
+//! The audit writer: a group commit on a thread of its own.
+//!
+//! Requests append their line to one shared buffer and wait on a oneshot
+//! channel. The writer thread takes the whole buffer, writes it with one
+//! `write_all` (a single `write(2)` unless the kernel cuts it short; the
+//! thread is the only writer, so finishing a short write cannot interleave
+//! another line), then wakes every request whose line the batch held. At
+//! one request in flight this is one lock, one condvar wake-up of an idle
+//! writer and one task wake-up; under load the lines of every request that
+//! arrived during a write go out together in the next one, so the number
+//! of system calls grows with write latency, not with the request rate.
+//!
+//! A slow sink (a stdout pipe nobody reads fast enough) holds up only the
+//! requests waiting for their lines, never the runtime's worker threads;
+//! the buffer is bounded by the requests in flight, since each waits for
+//! its own line.
+
+use std::{
+    io::Write,
+    sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
+};
+
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+
+/// A line could not be written (the I/O error, as text: every request of
+/// the batch gets a copy).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct WriteFailed(Arc<str>);
+
+impl WriteFailed {
+    pub(super) fn new(reason: String) -> Self {
+        Self(reason.into())
+    }
+}
+
+type Waiter = oneshot::Sender<Result<(), WriteFailed>>;
+
+#[derive(Default)]
+struct State {
+    /// Lines not yet taken by the writer.
+    buf: Vec<u8>,
+    /// One per line in `buf`.
+    waiters: Vec<Waiter>,
+    /// The writer is waiting for lines: the next append must wake it.
+    /// Appends while it writes need not, it looks again when done.
+    idle: bool,
+    /// The log is gone: the writer exits once the buffer is empty.
+    closed: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The writer thread and the buffer it drains.
+pub struct AuditWriter {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AuditWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditWriter").finish_non_exhaustive()
+    }
+}
+
+impl AuditWriter {
+    /// Starts the writer thread on `sink`.
+    pub fn start(sink: Box<dyn Write + Send>, metrics: Metrics) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+        });
+        std::thread::Builder::new()
+            .name("kmsd-audit".into())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || run(&shared, sink, &metrics)
+            })?;
+        Ok(Self { shared })
+    }
+
+    /// Appends `line` (one JSON line, newline included) and waits until the
+    /// batch holding it is written.
+    pub async fn append(&self, line: Vec<u8>) -> Result<(), WriteFailed> {
+        let (done, written) = oneshot::channel();
+        let wake = {
+            let mut state = self.shared.lock();
+            if state.closed {
+                return Err(WriteFailed::new("the audit log is closed".into()));
+            }
+            state.buf.extend_from_slice(&line);
+            state.waiters.push(done);
+            std::mem::take(&mut state.idle)
+        };
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        written
+            .await
+            .unwrap_or_else(|_| Err(WriteFailed::new("the audit writer stopped".into())))
+    }
+}
+
+impl Drop for AuditWriter {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+fn run(shared: &Shared, mut sink: Box<dyn Write + Send>, metrics: &Metrics) {
+    let (mut batch, mut waiters) = (Vec::new(), Vec::new());
+    loop {
+        {
+            let mut state = shared.lock();
+            while state.buf.is_empty() {
+                if state.closed {
+                    return;
+                }
+                state.idle = true;
+                state = shared
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            state.idle = false;
+            std::mem::swap(&mut batch, &mut state.buf);
+            std::mem::swap(&mut waiters, &mut state.waiters);
+        }
+        let written = sink.write_all(&batch).and_then(|()| sink.flush());
+        let lines = u64::try_from(waiters.len()).unwrap_or(u64::MAX);
+        let outcome = match written {
+            Ok(()) => {
+                metrics.audit_events.inc_by(lines);
+                Ok(())
+            }
+            Err(e) => {
+                metrics.audit_errors.inc_by(lines);
+                Err(WriteFailed::new(e.to_string()))
+            }
+        };
+        for waiter in waiters.drain(..) {
+            // A request that gave up waiting (its caller went away) needs
+            // no answer.
+            let _ = waiter.send(outcome.clone());
+        }
+        batch.clear();
+    }
+}
