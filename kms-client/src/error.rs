@@ -139,6 +139,13 @@ impl Error {
 
 impl From<tonic::Status> for Error {
     fn from(status: tonic::Status) -> Self {
+        if let Some(message) = broken_transport(&status) {
+            return Error::Rpc {
+                code: Code::Unavailable,
+                reason: None,
+                message: message.into(),
+            };
+        }
         let reason = status.get_details_error_info().map(|info| info.reason);
         Error::Rpc {
             code: status.code(),
@@ -146,4 +153,35 @@ impl From<tonic::Status> for Error {
             message: status.message().to_owned(),
         }
     }
+}
+
+/// Transport failures tonic reports with a code that hides what happened,
+/// reported here as UNAVAILABLE, as gRPC clients in other languages do
+/// (and as docs/api.md promises), so that they are retried:
+/// - a stream above the last stream id of a graceful GOAWAY (NO_ERROR),
+///   which the server never started (RFC 9113 §6.8); tonic says INTERNAL,
+///   which would make a draining kmsd look broken;
+/// - a connection reset or closed under a request (kmsd exited with the
+///   request unread in its socket buffer, say); tonic says UNKNOWN.
+fn broken_transport(status: &tonic::Status) -> Option<&'static str> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            let refused =
+                h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR);
+            return refused.then_some("kmsd is draining (GOAWAY) and did not start this request");
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{
+                BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof,
+            };
+            let broke = matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            );
+            return broke.then_some("the connection to kmsd broke under the request");
+        }
+        source = error.source();
+    }
+    None
 }

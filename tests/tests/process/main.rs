@@ -300,8 +300,11 @@ async fn sigterm_during_a_burst_completes_every_accepted_request() {
         let (ok, err) = worker.await.unwrap();
         client_ok += ok;
         // After GOAWAY, a stream the server never started is reported by
-        // the client as CANCELLED; one sent after the listener closed as
-        // UNAVAILABLE. Both were refused, not cut off: the count below
+        // the client as CANCELLED (never sent) or UNAVAILABLE (above the
+        // GOAWAY's last stream id, or still unread when kmsd exited and
+        // the connection was reset; tonic alone says INTERNAL or UNKNOWN,
+        // together about 1 run in 5); one sent after the listener closed
+        // as UNAVAILABLE. All were refused, not cut off: the count below
         // proves it.
         assert!(
             matches!(
