@@ -53,7 +53,7 @@ fn every_listed_setting_changes_the_fingerprint_and_is_named() {
         (r#", "key_path_prefix": "a/b""#, "vault_key_path_prefix"),
         (r#", "namespace": "ns1""#, "vault_namespace"),
         (
-            r#", "cache_ttl_seconds": 5"#,
+            r#", "cache_ttl_seconds": 7"#,
             "vault_metadata_cache_ttl_seconds",
         ),
         (r#", "max_cached_keys": 7"#, "vault_max_cached_keys"),

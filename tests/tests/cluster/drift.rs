@@ -116,7 +116,7 @@ async fn cluster_check_names_the_reconfigured_sidecar_and_the_field() {
     let b = sidecars[1].kmsd.client().await;
     b.admin()
         .reconfigure(proto::ReconfigureRequest {
-            backend_config_json: vault_json(cluster, active, &token, r#", "cache_ttl_seconds": 5"#),
+            backend_config_json: vault_json(cluster, active, &token, r#", "cache_ttl_seconds": 2"#),
             discard_previous: true,
             decrypt_only: false,
         })
@@ -137,8 +137,8 @@ async fn cluster_check_names_the_reconfigured_sidecar_and_the_field() {
     let differs = nodes[1]["differs"].as_array().unwrap();
     assert_eq!(differs.len(), 1, "{report}");
     assert_eq!(differs[0]["field"], "vault_metadata_cache_ttl_seconds");
-    assert_eq!(differs[0]["value"], "5");
-    assert_eq!(differs[0]["reference"], "30");
+    assert_eq!(differs[0]["value"], "2");
+    assert_eq!(differs[0]["reference"], "5");
     assert!(
         stderr.contains(&format!(
             "drift: {} differs from the reference in vault_metadata_cache_ttl_seconds",
