@@ -228,7 +228,12 @@ async fn a_two_pass_rolling_reconfiguration_under_load_fails_no_call() {
 /// says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decrypt_only_refuses_what_it_cannot_mean() {
-    let kmsd = Kmsd::start(KmsdOptions::local()).await;
+    // The admin API may name key directories only under an allowed one.
+    let kmsd = Kmsd::start(KmsdOptions {
+        extra_toml: "[admin]\nallowed_dirs = [\"{dir}\"]\n".into(),
+        ..KmsdOptions::local()
+    })
+    .await;
     let client = kmsd.client().await;
     let local = |dir: &str| {
         format!(
