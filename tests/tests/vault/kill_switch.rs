@@ -132,9 +132,14 @@ async fn a_previous_backend_of_the_same_vault_refuses_a_disabled_key_at_once() {
             bao.address()
         )
     };
+    // Inline secrets given to the admin API are persisted only sealed.
     let kmsd = Kmsd::start(KmsdOptions {
         backend_toml: None,
-        server_toml: "state_dir = \"{dir}/state\"".into(),
+        server_toml: "state_dir = \"{dir}/state\"\n[server.state_sealing]\npassphrase_env = \"KMSD_TEST_STATE_PASSPHRASE\"".into(),
+        env: vec![(
+            "KMSD_TEST_STATE_PASSPHRASE".into(),
+            "state sealing passphrase 4c1e".into(),
+        )],
         ..KmsdOptions::local()
     })
     .await;
