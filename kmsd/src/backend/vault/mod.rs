@@ -28,6 +28,7 @@ mod error;
 mod intermediate;
 mod kv;
 mod metadata;
+mod nodes;
 pub mod settings;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -117,6 +118,8 @@ pub struct VaultBackend {
     _renewal: TaskGuard,
     // Held for its Drop: the breaker's probe lives as long as the backend.
     _probe: TaskGuard,
+    // Held for its Drop: the nodes' health poll, with several addresses.
+    _watch: Option<TaskGuard>,
 }
 
 impl std::fmt::Debug for VaultBackend {
@@ -148,7 +151,7 @@ impl VaultBackend {
         breaker: BreakerSettings,
         metrics: Metrics,
     ) -> Result<Self, VaultBuildError> {
-        let transport = Transport::build(&settings).await?;
+        let transport = Transport::build(&settings, metrics.clone()).await?;
         let sender = Arc::new(Sender {
             transport,
             retry: settings.retry,
@@ -163,6 +166,12 @@ impl VaultBackend {
             }
         });
         let probe = TaskGuard(probe.abort_handle());
+        // With several nodes, learn which one is active (and how each one
+        // is) once a second; one address needs no poll.
+        let watch = (settings.addresses.len() > 1).then(|| {
+            let sender = Arc::downgrade(&sender);
+            TaskGuard(tokio::spawn(watch_nodes(sender)).abort_handle())
+        });
         let auth = Arc::new(Auth::establish(settings.auth.clone(), &sender).await?);
         let renewal = tokio::spawn(Arc::clone(&auth).maintain(Arc::clone(&sender)));
         let client = VaultClient { sender, auth };
@@ -193,12 +202,23 @@ impl VaultBackend {
             clock,
             _renewal: TaskGuard(renewal.abort_handle()),
             _probe: probe,
+            _watch: watch,
         })
     }
 
     /// Non-secret settings for `kmsd status`.
     pub fn summary(&self) -> Vec<(&'static str, String)> {
         self.summary.clone()
+    }
+
+    /// What changes while kmsd runs, for `kmsd status`: the node kmsd
+    /// sends to first and every node's last known health.
+    pub fn node_summary(&self) -> Vec<(&'static str, String)> {
+        let nodes = &self.client.sender.transport.nodes;
+        vec![
+            ("serving_node", nodes.serving().to_owned()),
+            ("nodes", nodes.describe()),
+        ]
     }
 
     /// Token counters and the token's remaining TTL (for metrics).
@@ -484,6 +504,22 @@ impl VaultBackend {
     }
 }
 
+/// Polls the nodes' health every [`nodes::POLL_INTERVAL`] while the
+/// backend lives.
+async fn watch_nodes(sender: std::sync::Weak<Sender>) {
+    let mut tick = tokio::time::interval(nodes::POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(sender) = sender.upgrade() else {
+            return;
+        };
+        // Errors are recorded per node; the breaker's own probe decides
+        // about the breaker.
+        let _ = sender.transport.health(sender.attempt_timeout).await;
+    }
+}
+
 fn summary(settings: &VaultSettings) -> Vec<(&'static str, String)> {
     let tls = &settings.tls;
     let mut tls_desc = Vec::new();
@@ -499,7 +535,12 @@ fn summary(settings: &VaultSettings) -> Vec<(&'static str, String)> {
     vec![
         (
             "address",
-            settings.address.as_str().trim_end_matches('/').to_owned(),
+            settings
+                .addresses
+                .iter()
+                .map(|a| a.as_str().trim_end_matches('/'))
+                .collect::<Vec<_>>()
+                .join(", "),
         ),
         ("namespace", settings.namespace.clone().unwrap_or_default()),
         ("mount_path", settings.transit_mount.clone()),
@@ -508,7 +549,7 @@ fn summary(settings: &VaultSettings) -> Vec<(&'static str, String)> {
         ("auth_method", settings.auth.describe()),
         (
             "tls",
-            match (settings.address.scheme(), tls_desc.is_empty()) {
+            match (settings.addresses[0].scheme(), tls_desc.is_empty()) {
                 ("http", _) => "none (plain http)".into(),
                 (_, true) => "system roots".into(),
                 (_, false) => tls_desc.join(", "),
