@@ -5,7 +5,8 @@
 //! concurrency through kmsd; no call may fail (the client retries
 //! transient errors within its deadline, as a real one does). The longest
 //! stall and the time until a write (CreateKey) succeeds again are
-//! printed, not asserted: the machine is shared.
+//! printed, not asserted: the machine is shared. A second kmsd with
+//! intermediate keys runs the same load through the same faults.
 
 use std::sync::{
     Arc, Mutex,
@@ -222,6 +223,27 @@ async fn kmsd_on_all_three_nodes_rides_out_kill_freeze_and_seal() {
         );
     }
 
+    // A second kmsd with intermediate keys: its data plane needs OpenBao
+    // once per intermediate key, so it should not even stall.
+    let ik = Kmsd::start(KmsdOptions {
+        backend_toml: Some(format!(
+            "{}[backend.intermediate_key]\nenabled = true\nttl_seconds = 300\n",
+            all_nodes_toml(&cluster, &token, "failover")
+        )),
+        ..KmsdOptions::local()
+    })
+    .await;
+    let ik_client = ik
+        .client_with(|c| {
+            c.timeout = Duration::from_secs(10);
+            c.retry = RetryPolicy {
+                max_attempts: 5,
+                base_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(500),
+            };
+        })
+        .await;
+
     // Writes are probed with a short deadline of their own, so a write
     // stuck behind the frozen node does not hide when writes resume.
     let writer = kmsd
@@ -231,7 +253,9 @@ async fn kmsd_on_all_three_nodes_rides_out_kill_freeze_and_seal() {
         })
         .await;
     let load = Load::start(&client);
+    let ik_load = Load::start(&ik_client);
     load.wait_for(20).await;
+    ik_load.wait_for(20).await;
 
     // SIGKILL of the active node.
     let killed = cluster.active().await;
@@ -245,6 +269,11 @@ async fn kmsd_on_all_three_nodes_rides_out_kill_freeze_and_seal() {
         stall.as_secs_f64(),
         write.as_secs_f64(),
         load.failures().len()
+    );
+    eprintln!(
+        "  with intermediate keys: longest stall {:.2} s, failures {}",
+        ik_load.stall_since(at).0.as_secs_f64(),
+        ik_load.failures().len()
     );
     let (serving, nodes_seen) = nodes(&client).await;
     assert_ne!(serving, cluster.address(killed), "{nodes_seen}");
@@ -293,11 +322,22 @@ async fn kmsd_on_all_three_nodes_rides_out_kill_freeze_and_seal() {
         write.as_secs_f64(),
         load.failures().len()
     );
+    eprintln!(
+        "  with intermediate keys: longest stall {:.2} s, failures {}",
+        ik_load.stall_since(at).0.as_secs_f64(),
+        ik_load.failures().len()
+    );
     cluster.cont(frozen);
     wait_all_up(&client, &cluster, &kmsd).await;
     load.wait_for(10).await;
 
     let failures = load.finish().await;
+    let ik_failures = ik_load.finish().await;
+    assert!(
+        ik_failures.is_empty(),
+        "{} failed data-plane calls with intermediate keys: {ik_failures:#?}",
+        ik_failures.len()
+    );
     assert!(
         failures.is_empty(),
         "{} failed data-plane calls: {failures:#?}",
