@@ -30,6 +30,7 @@ mod kv;
 mod metadata;
 mod nodes;
 pub mod settings;
+mod summary;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod transit;
@@ -170,7 +171,7 @@ impl VaultBackend {
         // is) once a second; one address needs no poll.
         let watch = (settings.addresses.len() > 1).then(|| {
             let sender = Arc::downgrade(&sender);
-            TaskGuard(tokio::spawn(watch_nodes(sender)).abort_handle())
+            TaskGuard(tokio::spawn(nodes::watch(sender)).abort_handle())
         });
         let auth = Arc::new(Auth::establish(settings.auth.clone(), &sender).await?);
         let renewal = tokio::spawn(Arc::clone(&auth).maintain(Arc::clone(&sender)));
@@ -192,7 +193,7 @@ impl VaultBackend {
                 settings.kv_mount.clone(),
                 settings.key_path_prefix.clone(),
             ),
-            summary: summary(&settings),
+            summary: summary::summary(&settings),
             cache: MetadataCache::new(settings.cache_ttl, settings.max_cached_keys),
             intermediates: settings
                 .intermediate_key
@@ -502,74 +503,4 @@ impl VaultBackend {
         }
         Ok(())
     }
-}
-
-/// Polls the nodes' health every [`nodes::POLL_INTERVAL`] while the
-/// backend lives.
-async fn watch_nodes(sender: std::sync::Weak<Sender>) {
-    let mut tick = tokio::time::interval(nodes::POLL_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(sender) = sender.upgrade() else {
-            return;
-        };
-        // Errors are recorded per node; the breaker's own probe decides
-        // about the breaker.
-        let _ = sender.transport.health(sender.attempt_timeout).await;
-    }
-}
-
-fn summary(settings: &VaultSettings) -> Vec<(&'static str, String)> {
-    let tls = &settings.tls;
-    let mut tls_desc = Vec::new();
-    if let Some(ca) = &tls.ca_cert_path {
-        tls_desc.push(format!("ca {}", ca.display()));
-    }
-    if let Some((cert, _)) = &tls.client_identity {
-        tls_desc.push(format!("client cert {}", cert.display()));
-    }
-    if tls.danger_skip_verify {
-        tls_desc.push("DANGER: certificate not verified".into());
-    }
-    vec![
-        (
-            "address",
-            settings
-                .addresses
-                .iter()
-                .map(|a| a.as_str().trim_end_matches('/'))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
-        ("namespace", settings.namespace.clone().unwrap_or_default()),
-        ("mount_path", settings.transit_mount.clone()),
-        ("kv_mount", settings.kv_mount.clone()),
-        ("key_path_prefix", settings.key_path_prefix.clone()),
-        ("auth_method", settings.auth.describe()),
-        (
-            "tls",
-            match (settings.addresses[0].scheme(), tls_desc.is_empty()) {
-                ("http", _) => "none (plain http)".into(),
-                (_, true) => "system roots".into(),
-                (_, false) => tls_desc.join(", "),
-            },
-        ),
-        ("timeout_seconds", settings.timeout.as_secs().to_string()),
-        (
-            "attempt_timeout_ms",
-            settings.attempt_timeout.as_millis().to_string(),
-        ),
-        (
-            "intermediate_key",
-            settings.intermediate_key.map_or_else(
-                || "off".to_owned(),
-                |i| format!("on (ttl {}s, max {} uses)", i.ttl.as_secs(), i.max_uses),
-            ),
-        ),
-        (
-            "cache_ttl_seconds",
-            settings.cache_ttl.as_secs().to_string(),
-        ),
-    ]
 }
