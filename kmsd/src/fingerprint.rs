@@ -98,9 +98,13 @@ fn backend_fields(settings: &BackendSettings) -> BTreeMap<&'static str, String> 
             fields.insert("key_files_sealed", sealing.is_some().to_string());
         }
         BackendKindSettings::Vault(vault) => {
-            // One address today; sorted so that a list given in another
-            // order on another node is the same cluster.
-            let mut addresses = [vault.address.as_str().trim_end_matches('/').to_owned()];
+            // Sorted, so that a list given in another order on another
+            // node is the same cluster.
+            let mut addresses: Vec<String> = vault
+                .addresses
+                .iter()
+                .map(|a| a.as_str().trim_end_matches('/').to_owned())
+                .collect();
             addresses.sort();
             fields.insert("vault_addresses", addresses.join(","));
             fields.insert(

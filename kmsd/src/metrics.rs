@@ -104,6 +104,8 @@ pub struct Metrics {
     /// Audit lines that could not be written.
     pub audit_errors: IntCounter,
     config_info: IntGaugeVec,
+    vault_node_up: IntGaugeVec,
+    vault_node_serving: IntGaugeVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -350,6 +352,28 @@ impl Metrics {
                     &["config_fingerprint", "backend_type"]
                 ),
             ),
+            vault_node_up: register(
+                &registry,
+                new!(
+                    IntGaugeVec,
+                    Opts::new(
+                        "kmsd_vault_node_up",
+                        "1 if the configured Vault node answered its last health check or request, else 0."
+                    ),
+                    &["address"]
+                ),
+            ),
+            vault_node_serving: register(
+                &registry,
+                new!(
+                    IntGaugeVec,
+                    Opts::new(
+                        "kmsd_vault_node_serving",
+                        "1 for the Vault node kmsd sends to first (the active node when known), else 0."
+                    ),
+                    &["address"]
+                ),
+            ),
             registry,
         };
         metrics.set_state(ServiceState::NotConfigured);
@@ -428,6 +452,23 @@ impl Metrics {
         self.breaker_open
             .with_label_values(&[backend])
             .set(i64::from(open));
+    }
+
+    /// Forgets the Vault nodes of a previous backend.
+    pub fn reset_vault_nodes(&self) {
+        self.vault_node_up.reset();
+        self.vault_node_serving.reset();
+    }
+
+    /// Sets a Vault node's health and whether kmsd sends to it first.
+    /// Addresses are configuration, not secrets.
+    pub fn set_vault_node(&self, address: &str, up: bool, serving: bool) {
+        self.vault_node_up
+            .with_label_values(&[address])
+            .set(i64::from(up));
+        self.vault_node_serving
+            .with_label_values(&[address])
+            .set(i64::from(serving));
     }
 
     /// Publishes the configuration fingerprint: one series, replaced when

@@ -61,7 +61,12 @@ impl BackendSummary {
         Self {
             backend_type: active.kind().as_str(),
             default_key_id: active.default_key_id.clone(),
-            settings: active.summary.clone(),
+            settings: active
+                .summary
+                .iter()
+                .cloned()
+                .chain(active.backend.live_summary())
+                .collect(),
         }
     }
 }

@@ -317,6 +317,16 @@ impl Backend {
         }
     }
 
+    /// Status settings that change while kmsd runs (the Vault node that
+    /// serves, each node's health); the static ones are in
+    /// `Active::summary`.
+    pub fn live_summary(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Backend::Local(_) => Vec::new(),
+            Backend::Vault(vault) => vault.node_summary(),
+        }
+    }
+
     /// How long the backend's credentials have left, where they expire.
     pub fn credential_ttl(&self) -> Option<std::time::Duration> {
         match self {

@@ -167,7 +167,10 @@ impl AdminPlaneRules {
             }
             BackendConfig::Vault(vault) => {
                 self.danger("backend.danger_allow_http", vault.danger_allow_http)?;
-                self.address(&vault.address)?;
+                // Every node of a list: kmsd sends its token to each.
+                for address in vault.address.iter() {
+                    self.address(address)?;
+                }
                 let auth = &vault.auth_method;
                 self.path("backend.auth_method.token_file", auth.token_file.as_deref())?;
                 self.env("backend.auth_method.token_env", auth.token_env.as_deref())?;
@@ -389,5 +392,28 @@ mod tests {
             );
         }
         assert!(check(&rules(&[], &[], None), &vault("https://anywhere")).is_ok());
+        // A list: every node must be allowed, not just the first.
+        let list = |addresses: &str| {
+            format!(
+                r#"{{"backend_type": "vault", "address": {addresses}, "auth_method": {{"token": "t"}}}}"#
+            )
+        };
+        assert!(
+            check(
+                &r,
+                &list(r#"["https://bao.internal", "http://127.0.0.1:8200"]"#)
+            )
+            .is_ok()
+        );
+        for bad in [
+            r#"["https://bao.internal", "https://evil.example.com:8200"]"#,
+            r#"["https://evil.example.com:8200", "https://bao.internal"]"#,
+        ] {
+            let err = check(&r, &list(bad)).unwrap_err();
+            assert!(
+                err.contains("backend.address") && !err.contains("evil"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -80,6 +80,20 @@ fn every_listed_setting_changes_the_fingerprint_and_is_named() {
         r#"{"backend_type": "vault", "address": "http://127.0.0.1:8201", "auth_method": {"token": "t"}, "default_key_id": "k"}"#,
     ));
     assert_eq!(differing(&base, &other_address), vec!["vault_addresses"]);
+    // A cluster's node list, in any order, is one fingerprint.
+    let list = |addresses: &str| {
+        fp(&settings(&format!(
+            r#"{{"backend_type": "vault", "address": {addresses}, "auth_method": {{"token": "t"}}, "default_key_id": "k"}}"#
+        )))
+    };
+    let ab = list(r#"["http://127.0.0.1:8202", "http://127.0.0.1:8201/"]"#);
+    let ba = list(r#"["http://127.0.0.1:8201", "http://127.0.0.1:8202"]"#);
+    assert_eq!(ab.hash, ba.hash);
+    assert_eq!(
+        ab.fields["vault_addresses"],
+        "http://127.0.0.1:8201,http://127.0.0.1:8202"
+    );
+    assert_eq!(differing(&ab, &other_address), vec!["vault_addresses"]);
     let other_cache = ConfigFingerprint::compute(
         Some(&vault("")),
         &[],

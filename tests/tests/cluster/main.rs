@@ -1,5 +1,6 @@
 //! Several kmsd sidecars over a real 3-node OpenBao Raft cluster
-//! (`kmsd_tests::raft`): the harness itself, drift detection between
+//! (`kmsd_tests::raft`): the harness itself, failover with every node
+//! configured, one truth across sidecars, drift detection between
 //! sidecars, and a rolling reconfiguration under load.
 //!
 //! Tests that leave the cluster as they found it share one
@@ -23,7 +24,9 @@ use kmsd_tests::{
 use serde_json::Value;
 
 mod drift;
+mod failover;
 mod rolling;
+mod sidecars;
 
 /// `kmsd cluster check` over `endpoints`: exit code, JSON, stderr.
 fn cluster_check(endpoints: &[String]) -> (i32, Value, String) {

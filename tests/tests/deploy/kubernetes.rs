@@ -260,7 +260,15 @@ fn manifests_agree(dir: &std::path::Path) {
         from_secret(&approle["role_id_file"]);
         from_secret(&approle["secret_id_file"]);
         from_secret(&backend["tls"]["ca_cert_path"]);
-        assert!(backend["address"].as_str().unwrap().starts_with("https://"));
+        // One address, or every node of an HA cluster: all over TLS.
+        let addresses = match &backend["address"] {
+            toml::Value::Array(list) => list.iter().map(|a| a.as_str().unwrap()).collect(),
+            one => vec![one.as_str().unwrap()],
+        };
+        assert!(!addresses.is_empty());
+        for address in addresses {
+            assert!(address.starts_with("https://"), "{address}");
+        }
         // Any pod opens any blob: several replicas, on separate machines.
         let replicas = sts["spec"]["replicas"].as_i64().unwrap();
         assert!(replicas >= 3, "{replicas} replicas");

@@ -49,10 +49,16 @@ impl Sender {
                 Ok(body) => return Ok(Zeroizing::new(body)),
                 Err(e) => e,
             };
-            if attempt >= self.retry.attempts || !err.retryable(req.idempotent) {
+            // The last node of a cluster redirecting (307) or electing
+            // (500): an election (1-3 s) is under way. Retry until the
+            // deadline, not the attempts, with short pauses.
+            let election = self.transport.nodes.len() > 1
+                && matches!(err, VaultError::Status { .. })
+                && err.not_processed();
+            if (attempt >= self.retry.attempts && !election) || !err.retryable(req.idempotent) {
                 return Err(err);
             }
-            let pause = backoff(&self.retry, attempt);
+            let pause = backoff(&self.retry, if election { attempt.min(2) } else { attempt });
             if Instant::now() + pause >= deadline {
                 return Err(err);
             }
@@ -81,11 +87,22 @@ impl Sender {
             .attempt_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
         let opened = self.breaker.opened();
+        // Each node gets the attempt deadline; with several nodes one
+        // attempt may try them in turn, within the call's deadline.
         tokio::select! {
             biased;
-            result = self.transport.send(req, token, limit) => {
+            result = self.transport.send(req, token, self.attempt_timeout, deadline) => {
                 let outcome = match &result {
                     Ok(_) => crate::breaker::Outcome::Answered,
+                    // With several nodes a timeout is not the cluster being
+                    // gone: a frozen active node hangs what standbys forward
+                    // to it while they serve reads themselves. Releasing
+                    // every attempt in flight would fail those reads; the
+                    // breaker opens after `failure_threshold` failures in a
+                    // row instead (every node silent).
+                    Err(e @ VaultError::Timeout { .. }) if self.transport.nodes.len() > 1 => {
+                        crate::breaker::Outcome::Failed(e.to_string())
+                    }
                     Err(e) => e.breaker_outcome(),
                 };
                 self.breaker.record(flight, outcome);
@@ -105,9 +122,9 @@ impl Sender {
         }
     }
 
-    /// `GET sys/health` within the attempt deadline, outside the breaker
-    /// (it is what the breaker's probe uses); a healthy answer closes the
-    /// breaker.
+    /// `GET sys/health` of every node within the attempt deadline, outside
+    /// the breaker (it is what the breaker's probe uses); a healthy answer
+    /// closes the breaker.
     pub(crate) async fn health(&self) -> Result<(), VaultError> {
         self.transport.health(self.attempt_timeout).await?;
         self.breaker.close();

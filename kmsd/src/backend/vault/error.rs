@@ -102,10 +102,34 @@ pub enum VaultError {
 }
 
 impl VaultError {
+    /// Whether Vault certainly did not act on the request, so that even a
+    /// write may be sent again (to this node or another): nothing was
+    /// sent (connection refused), the node is sealed, it is a standby
+    /// that redirects (307) or answers 429, or it is a standby that does
+    /// not know the new active node yet (the 500 of an election).
+    pub fn not_processed(&self) -> bool {
+        match self {
+            VaultError::Unreachable { before_sending, .. } => *before_sending,
+            VaultError::Sealed { .. } => true,
+            VaultError::Status {
+                status: 307 | 429, ..
+            } => true,
+            VaultError::Status {
+                status: 500,
+                message,
+                ..
+            } => is_election_500(message),
+            _ => false,
+        }
+    }
+
     /// Whether another attempt may succeed and is safe. Calls that change
     /// state in a way a repeat would change again (rotate, a
     /// check-and-set write) are only retried when the request never left.
     pub fn retryable(&self, idempotent: bool) -> bool {
+        if self.not_processed() {
+            return true;
+        }
         match self {
             VaultError::Unreachable {
                 before_sending: true,
@@ -138,7 +162,9 @@ impl VaultError {
                 backend: BACKEND,
                 detail,
             },
-            VaultError::Status { status, .. } if status >= 500 || status == 429 => {
+            VaultError::Status { status, .. }
+                if status >= 500 || status == 429 || status == 307 =>
+            {
                 KmsError::BackendUnavailable {
                     backend: BACKEND,
                     detail,
@@ -165,9 +191,11 @@ impl VaultError {
             VaultError::Unreachable { .. } | VaultError::Sealed { .. } => {
                 Outcome::Failed(self.to_string())
             }
-            VaultError::Status { status, .. } if *status >= 500 => {
-                Outcome::Failed(self.to_string())
-            }
+            // A standby in an election answers: the cluster is there, a
+            // new active node is a moment away.
+            VaultError::Status {
+                status, message, ..
+            } if *status >= 500 && !is_election_500(message) => Outcome::Failed(self.to_string()),
             VaultError::CircuitOpen { .. }
             | VaultError::Status { .. }
             | VaultError::Denied { .. }
@@ -177,6 +205,12 @@ impl VaultError {
             | VaultError::Auth(_) => Outcome::Answered,
         }
     }
+}
+
+/// The brief 500 of a standby that does not know the new active node yet
+/// ("local node not active but active cluster node not found").
+pub(crate) fn is_election_500(message: &str) -> bool {
+    message.contains("active cluster node not found") || message.contains("local node not active")
 }
 
 impl From<VaultError> for KmsError {
@@ -209,7 +243,16 @@ mod tests {
         };
         assert!(refused.retryable(false));
         assert!(!broken.retryable(false) && broken.retryable(true));
-        assert!(!sealed.retryable(false) && sealed.retryable(true));
+        // Sealed, redirected, standby, election: certainly not processed.
+        assert!(sealed.retryable(false) && sealed.retryable(true));
+        assert!(status(307).retryable(false) && status(429).retryable(false));
+        let election = VaultError::Status {
+            status: 500,
+            op: "x".into(),
+            message: "local node not active but active cluster node not found".into(),
+        };
+        assert!(election.retryable(false));
+        assert!(!status(500).retryable(false) && status(500).retryable(true));
         assert!(status(502).retryable(true) && status(429).retryable(true));
         assert!(!status(502).retryable(false) && !status(405).retryable(true));
         assert!(!VaultError::Denied { op: "x".into() }.retryable(true));

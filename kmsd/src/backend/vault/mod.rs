@@ -28,7 +28,9 @@ mod error;
 mod intermediate;
 mod kv;
 mod metadata;
+mod nodes;
 pub mod settings;
+mod summary;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod transit;
@@ -117,6 +119,8 @@ pub struct VaultBackend {
     _renewal: TaskGuard,
     // Held for its Drop: the breaker's probe lives as long as the backend.
     _probe: TaskGuard,
+    // Held for its Drop: the nodes' health poll, with several addresses.
+    _watch: Option<TaskGuard>,
 }
 
 impl std::fmt::Debug for VaultBackend {
@@ -148,7 +152,7 @@ impl VaultBackend {
         breaker: BreakerSettings,
         metrics: Metrics,
     ) -> Result<Self, VaultBuildError> {
-        let transport = Transport::build(&settings).await?;
+        let transport = Transport::build(&settings, metrics.clone()).await?;
         let sender = Arc::new(Sender {
             transport,
             retry: settings.retry,
@@ -163,6 +167,12 @@ impl VaultBackend {
             }
         });
         let probe = TaskGuard(probe.abort_handle());
+        // With several nodes, learn which one is active (and how each one
+        // is) once a second; one address needs no poll.
+        let watch = (settings.addresses.len() > 1).then(|| {
+            let sender = Arc::downgrade(&sender);
+            TaskGuard(tokio::spawn(nodes::watch(sender)).abort_handle())
+        });
         let auth = Arc::new(Auth::establish(settings.auth.clone(), &sender).await?);
         let renewal = tokio::spawn(Arc::clone(&auth).maintain(Arc::clone(&sender)));
         let client = VaultClient { sender, auth };
@@ -183,7 +193,7 @@ impl VaultBackend {
                 settings.kv_mount.clone(),
                 settings.key_path_prefix.clone(),
             ),
-            summary: summary(&settings),
+            summary: summary::summary(&settings),
             cache: MetadataCache::new(settings.cache_ttl, settings.max_cached_keys),
             intermediates: settings
                 .intermediate_key
@@ -193,12 +203,23 @@ impl VaultBackend {
             clock,
             _renewal: TaskGuard(renewal.abort_handle()),
             _probe: probe,
+            _watch: watch,
         })
     }
 
     /// Non-secret settings for `kmsd status`.
     pub fn summary(&self) -> Vec<(&'static str, String)> {
         self.summary.clone()
+    }
+
+    /// What changes while kmsd runs, for `kmsd status`: the node kmsd
+    /// sends to first and every node's last known health.
+    pub fn node_summary(&self) -> Vec<(&'static str, String)> {
+        let nodes = &self.client.sender.transport.nodes;
+        vec![
+            ("serving_node", nodes.serving().to_owned()),
+            ("nodes", nodes.describe()),
+        ]
     }
 
     /// Token counters and the token's remaining TTL (for metrics).
@@ -482,53 +503,4 @@ impl VaultBackend {
         }
         Ok(())
     }
-}
-
-fn summary(settings: &VaultSettings) -> Vec<(&'static str, String)> {
-    let tls = &settings.tls;
-    let mut tls_desc = Vec::new();
-    if let Some(ca) = &tls.ca_cert_path {
-        tls_desc.push(format!("ca {}", ca.display()));
-    }
-    if let Some((cert, _)) = &tls.client_identity {
-        tls_desc.push(format!("client cert {}", cert.display()));
-    }
-    if tls.danger_skip_verify {
-        tls_desc.push("DANGER: certificate not verified".into());
-    }
-    vec![
-        (
-            "address",
-            settings.address.as_str().trim_end_matches('/').to_owned(),
-        ),
-        ("namespace", settings.namespace.clone().unwrap_or_default()),
-        ("mount_path", settings.transit_mount.clone()),
-        ("kv_mount", settings.kv_mount.clone()),
-        ("key_path_prefix", settings.key_path_prefix.clone()),
-        ("auth_method", settings.auth.describe()),
-        (
-            "tls",
-            match (settings.address.scheme(), tls_desc.is_empty()) {
-                ("http", _) => "none (plain http)".into(),
-                (_, true) => "system roots".into(),
-                (_, false) => tls_desc.join(", "),
-            },
-        ),
-        ("timeout_seconds", settings.timeout.as_secs().to_string()),
-        (
-            "attempt_timeout_ms",
-            settings.attempt_timeout.as_millis().to_string(),
-        ),
-        (
-            "intermediate_key",
-            settings.intermediate_key.map_or_else(
-                || "off".to_owned(),
-                |i| format!("on (ttl {}s, max {} uses)", i.ttl.as_secs(), i.max_uses),
-            ),
-        ),
-        (
-            "cache_ttl_seconds",
-            settings.cache_ttl.as_secs().to_string(),
-        ),
-    ]
 }

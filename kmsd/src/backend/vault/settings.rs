@@ -44,8 +44,9 @@ pub const DEFAULT_MAX_CACHED_KEYS: usize = 1000;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawVaultConfig {
-    /// `https://vault.example.com:8200`.
-    pub address: String,
+    /// `https://vault.example.com:8200`, or the list of an HA cluster's
+    /// nodes (`["https://v1:8200", "https://v2:8200", "https://v3:8200"]`).
+    pub address: RawAddresses,
     /// How kmsd authenticates.
     pub auth_method: RawAuthMethod,
     /// Vault Enterprise / OpenBao namespace.
@@ -99,6 +100,34 @@ pub struct RawVaultConfig {
     /// Intermediate-key caching (off by default; docs/vault.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intermediate_key: Option<RawIntermediateKey>,
+}
+
+/// `address`: one URL (the RustFS configure body's form) or a list of the
+/// nodes of one Vault/OpenBao HA cluster.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum RawAddresses {
+    /// One address.
+    One(String),
+    /// Several nodes of one cluster, in the order of preference.
+    Many(Vec<String>),
+}
+
+impl RawAddresses {
+    /// Every address, as written.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let (one, many): (Option<&String>, &[String]) = match self {
+            RawAddresses::One(a) => (Some(a), &[]),
+            RawAddresses::Many(list) => (None, list),
+        };
+        one.into_iter().chain(many).map(String::as_str)
+    }
+}
+
+impl From<&str> for RawAddresses {
+    fn from(address: &str) -> Self {
+        RawAddresses::One(address.to_owned())
+    }
 }
 
 /// `auth_method`: exactly one of its fields.
@@ -209,8 +238,9 @@ impl fmt::Debug for RawSecret {
 /// The validated vault settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaultSettings {
-    /// Vault's address (scheme, host, port, optional path).
-    pub address: Url,
+    /// Vault's addresses (scheme, host, port, optional path): one, or
+    /// the nodes of an HA cluster. Never empty.
+    pub addresses: Vec<Url>,
     /// Sent as `X-Vault-Namespace`.
     pub namespace: Option<String>,
     /// The Transit mount.
@@ -362,7 +392,19 @@ pub(super) fn invalid(msg: impl Into<String>) -> ConfigError {
 impl RawVaultConfig {
     /// Validates the table.
     pub fn validate(self) -> Result<ValidatedVault, ConfigError> {
-        let address = parse_address(&self.address, self.danger_allow_http.unwrap_or(false))?;
+        let allow_http = self.danger_allow_http.unwrap_or(false);
+        let addresses = self
+            .address
+            .iter()
+            .map(|a| parse_address(a, allow_http))
+            .collect::<Result<Vec<_>, _>>()?;
+        if addresses.is_empty() {
+            return Err(invalid("backend.address: the list names no address"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if !addresses.iter().all(|a| seen.insert(a.as_str())) {
+            return Err(invalid("backend.address: an address is listed twice"));
+        }
         let namespace = self
             .namespace
             .map(|ns| vault_path("backend.namespace", &ns))
@@ -440,7 +482,7 @@ impl RawVaultConfig {
             default_key_id,
             create_default_key: self.create_default_key.unwrap_or(true),
             settings: VaultSettings {
-                address,
+                addresses,
                 namespace,
                 transit_mount,
                 kv_mount,

@@ -14,12 +14,18 @@
 use std::time::Duration;
 
 use reqwest::{
-    Method, StatusCode, Url,
+    Method, StatusCode,
     header::{HeaderMap, HeaderName, HeaderValue},
 };
+use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use super::{error::VaultError, settings::VaultSettings};
+use super::{
+    error::VaultError,
+    nodes::{Node, NodeHealth, Nodes},
+    settings::VaultSettings,
+};
+use crate::metrics::Metrics;
 
 /// `X-Vault-Token`.
 pub(crate) const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-vault-token");
@@ -90,23 +96,25 @@ pub enum TransportError {
 /// The shared HTTP client and what every request carries.
 pub(crate) struct Transport {
     http: reqwest::Client,
-    /// The address with `v1/` appended.
-    base: Url,
-    address: String,
+    /// The configured nodes: one address, or an HA cluster's.
+    pub(crate) nodes: Nodes,
     namespace: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
-            .field("address", &self.address)
+            .field("nodes", &self.nodes.describe())
             .finish_non_exhaustive()
     }
 }
 
 impl Transport {
     /// Builds the client. Reads the TLS files (off the runtime).
-    pub(crate) async fn build(settings: &VaultSettings) -> Result<Self, TransportError> {
+    pub(crate) async fn build(
+        settings: &VaultSettings,
+        metrics: Metrics,
+    ) -> Result<Self, TransportError> {
         // The build's one crypto provider. An error only says a provider is
         // installed already, and ring is the only one compiled in.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -134,7 +142,7 @@ impl Transport {
             }
             // Plain HTTP needs no trust store; building the platform's one
             // can fail on hosts without CA certificates.
-            None if settings.address.scheme() == "http" => {
+            None if settings.addresses.iter().all(|a| a.scheme() == "http") => {
                 builder = builder.tls_certs_only(Vec::new());
             }
             None => {}
@@ -152,7 +160,7 @@ impl Transport {
         }
         if tls.danger_skip_verify {
             tracing::warn!(
-                address = %settings.address,
+                address = %settings.addresses[0],
                 "tls.danger_skip_tls_verify is set: Vault's certificate is NOT verified; anyone on the network path can read kmsd's token and every data key. Never use this in production."
             );
             builder = builder.tls_danger_accept_invalid_certs(true);
@@ -160,10 +168,7 @@ impl Transport {
         let http = builder
             .build()
             .map_err(|e| TransportError::Build(root_cause(&e)))?;
-        let base = settings
-            .address
-            .join("v1/")
-            .map_err(|e| TransportError::Build(format!("address: {e}")))?;
+        let nodes = Nodes::new(&settings.addresses, metrics).map_err(TransportError::Build)?;
         let namespace = settings
             .namespace
             .as_deref()
@@ -172,26 +177,85 @@ impl Transport {
             .map_err(|e| TransportError::Build(format!("namespace: {e}")))?;
         Ok(Self {
             http,
-            base,
-            address: settings.address.as_str().trim_end_matches('/').to_owned(),
+            nodes,
             namespace,
         })
     }
 
-    /// Vault's address, as configured.
+    /// The address of the node kmsd sends to first.
     pub(crate) fn address(&self) -> &str {
-        &self.address
+        self.nodes.serving()
     }
 
-    /// Sends one request, once. `token` is the `X-Vault-Token` value
-    /// (marked sensitive, so no HTTP log shows it).
+    /// Sends one request: to the preferred node, and on to the next one
+    /// while a node certainly did not act on it (refused, sealed, a
+    /// redirecting or electing standby) or, for a call that may be
+    /// repeated, did not answer in `per_node`. Nothing follows a 307: its
+    /// `Location` names the active node as the standby last knew it, which
+    /// during an election is the dead one; the other configured nodes are
+    /// tried instead. `token` is the `X-Vault-Token` value (marked
+    /// sensitive, so no HTTP log shows it).
     pub(crate) async fn send(
         &self,
         req: &VaultRequest,
         token: Option<&HeaderValue>,
+        per_node: Duration,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, VaultError> {
+        let order = self.nodes.order();
+        let first = order.first().copied().unwrap_or(0);
+        let mut last = None;
+        for (tried, &i) in order.iter().enumerate() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tried > 0 && left.is_zero() {
+                break;
+            }
+            let node = self.nodes.get(i);
+            let result = self.send_to(node, req, token, per_node.min(left)).await;
+            match result {
+                Ok(body) => {
+                    self.nodes.record(i, NodeHealth::Answering);
+                    if i != first {
+                        self.nodes.prefer(i);
+                    }
+                    return Ok(body);
+                }
+                Err(e) => {
+                    self.nodes.record(i, NodeHealth::after(&e));
+                    let next_may_serve = e.not_processed()
+                        || (req.idempotent
+                            && matches!(
+                                e,
+                                VaultError::Unreachable { .. }
+                                    | VaultError::Timeout { .. }
+                                    | VaultError::Status { status: 500.., .. }
+                            ));
+                    if !next_may_serve {
+                        return Err(e);
+                    }
+                    if order.len() > 1 {
+                        tracing::debug!(op = %req.op(), node = %node.address, error = %e, "trying the next Vault node");
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| VaultError::Timeout {
+            address: self.address().to_owned(),
+            op: req.op(),
+            after: per_node,
+        }))
+    }
+
+    /// Sends one request to one node, once.
+    async fn send_to(
+        &self,
+        node: &Node,
+        req: &VaultRequest,
+        token: Option<&HeaderValue>,
         timeout: Duration,
     ) -> Result<Vec<u8>, VaultError> {
-        let mut url = self.base.join(&req.path).map_err(|e| VaultError::Decode {
+        let mut url = node.base.join(&req.path).map_err(|e| VaultError::Decode {
             op: req.op(),
             reason: format!("bad path: {e}"),
         })?;
@@ -217,21 +281,46 @@ impl Transport {
         let response = builder
             .send()
             .await
-            .map_err(|e| self.transport_error(&e, req, timeout))?;
+            .map_err(|e| transport_error(node, &e, req, timeout))?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| self.transport_error(&e, req, timeout))?;
+            .map_err(|e| transport_error(node, &e, req, timeout))?;
         if status.is_success() || (req.batch && status == 400 && has_batch_results(&bytes)) {
             return Ok(bytes.to_vec());
         }
         Err(status_error(status, &bytes, req.op()))
     }
 
-    /// `GET sys/health`, unauthenticated: Ok when Vault serves requests
-    /// (active, or a standby that forwards them).
+    /// `GET sys/health` of every node, unauthenticated: Ok when one
+    /// serves requests (active, or a standby that forwards them). Records
+    /// each node's health and prefers the active one.
     pub(crate) async fn health(&self, timeout: Duration) -> Result<(), VaultError> {
+        let mut first_error = None;
+        let mut serves = false;
+        for i in 0..self.nodes.len() {
+            match self.node_health(self.nodes.get(i), timeout).await {
+                Ok(health) => {
+                    self.nodes.record(i, health);
+                    serves = true;
+                }
+                Err(e) => {
+                    self.nodes.record(i, NodeHealth::after(&e));
+                    if i == self.nodes.preferred() || first_error.is_none() {
+                        first_error = Some(e);
+                    }
+                }
+            }
+        }
+        self.nodes.choose();
+        match (serves, first_error) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn node_health(&self, node: &Node, timeout: Duration) -> Result<NodeHealth, VaultError> {
         let req = VaultRequest {
             method: Method::GET,
             path: "sys/health".into(),
@@ -240,13 +329,13 @@ impl Transport {
             idempotent: true,
             batch: false,
         };
-        match self.send(&req, None, timeout).await {
-            Ok(_) => Ok(()),
+        match self.send_to(node, &req, None, timeout).await {
+            Ok(_) => Ok(NodeHealth::Active),
             // 429 standby, 472 DR secondary, 473 performance standby.
             Err(VaultError::Status {
                 status: 429 | 472 | 473,
                 ..
-            }) => Ok(()),
+            }) => Ok(NodeHealth::Standby),
             Err(VaultError::Status {
                 status: 501, op, ..
             }) => Err(VaultError::Status {
@@ -257,25 +346,25 @@ impl Transport {
             Err(e) => Err(e),
         }
     }
+}
 
-    fn transport_error(
-        &self,
-        e: &reqwest::Error,
-        req: &VaultRequest,
-        timeout: Duration,
-    ) -> VaultError {
-        if e.is_timeout() {
-            return VaultError::Timeout {
-                address: self.address.clone(),
-                op: req.op(),
-                after: timeout,
-            };
-        }
-        VaultError::Unreachable {
-            address: self.address.clone(),
-            reason: root_cause(e),
-            before_sending: e.is_connect(),
-        }
+fn transport_error(
+    node: &Node,
+    e: &reqwest::Error,
+    req: &VaultRequest,
+    timeout: Duration,
+) -> VaultError {
+    if e.is_timeout() {
+        return VaultError::Timeout {
+            address: node.address.clone(),
+            op: req.op(),
+            after: timeout,
+        };
+    }
+    VaultError::Unreachable {
+        address: node.address.clone(),
+        reason: root_cause(e),
+        before_sending: e.is_connect(),
     }
 }
 
@@ -335,7 +424,15 @@ fn status_error(status: StatusCode, body: &[u8], op: String) -> VaultError {
             op,
             routed: errors.is_empty(),
         },
-        503 => VaultError::Sealed { op },
+        // Sealed, by its own word (`sys/health` of a sealed node says
+        // `"sealed":true`): certainly not processed. Another 503 (a proxy
+        // in front, say) is only a server error.
+        503 if String::from_utf8_lossy(body)
+            .to_ascii_lowercase()
+            .contains("sealed") =>
+        {
+            VaultError::Sealed { op }
+        }
         status => VaultError::Status {
             status,
             op,

@@ -46,7 +46,8 @@ fn the_documented_toml_parses_with_its_defaults() {
         "rustfs-master"
     );
     let s = vault(config);
-    assert_eq!(s.address.as_str(), "https://vault.example.com:8200/");
+    assert_eq!(s.addresses[0].as_str(), "https://vault.example.com:8200/");
+    assert_eq!(s.addresses.len(), 1);
     assert_eq!(s.transit_mount, "transit");
     assert_eq!(s.kv_mount, "secret");
     assert_eq!(s.key_path_prefix, "rustfs/kms/keys");
@@ -190,6 +191,24 @@ fn mistakes_are_named() {
             ),
             "credentials",
         ),
+        (
+            format!(
+                "[backend]\nbackend_type = \"vault\"\naddress = [\"https://v1\", \"ftp://v2\"]\n[backend.auth_method]\n{token}\n"
+            ),
+            "http:// or https://",
+        ),
+        (
+            format!(
+                "[backend]\nbackend_type = \"vault\"\naddress = []\n[backend.auth_method]\n{token}\n"
+            ),
+            "names no address",
+        ),
+        (
+            format!(
+                "[backend]\nbackend_type = \"vault\"\naddress = [\"https://v1\", \"https://v1\"]\n[backend.auth_method]\n{token}\n"
+            ),
+            "listed twice",
+        ),
     ] {
         let err = parse_toml(&text).unwrap_err().to_string();
         assert!(err.contains(needle), "{text}\n=> {err}");
@@ -261,4 +280,25 @@ fn inline_secrets_are_never_serialized_but_references_are() {
         json.contains("/etc/kmsd/secret-id") && !json.contains("null"),
         "{json}"
     );
+}
+
+#[test]
+fn address_may_list_the_nodes_of_a_cluster_in_toml_and_json() {
+    let toml = "[backend]\nbackend_type = \"vault\"\naddress = [\"http://127.0.0.1:18201\", \"http://127.0.0.1:18202\"]\n[backend.auth_method]\ntoken = \"t\"\n";
+    let s = vault(parse_toml(toml).unwrap());
+    let list: Vec<_> = s.addresses.iter().map(|u| u.as_str().to_owned()).collect();
+    assert_eq!(list, ["http://127.0.0.1:18201/", "http://127.0.0.1:18202/"]);
+    let json: crate::config::BackendConfig = serde_json::from_str(
+        r#"{"backend_type": "vault", "address": ["http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"], "auth_method": {"token": "t"}}"#,
+    )
+    .unwrap();
+    let crate::config::BackendConfig::Vault(raw) = json else {
+        panic!("not vault")
+    };
+    assert_eq!(raw.address.iter().count(), 3);
+    // The list is written back as a list, one address as a string.
+    let back = serde_json::to_value(&raw.address).unwrap();
+    assert!(back.is_array(), "{back}");
+    let one = serde_json::to_value(RawAddresses::from("http://127.0.0.1:1")).unwrap();
+    assert!(one.is_string(), "{one}");
 }

@@ -6,6 +6,7 @@ mod auth;
 mod data_plane;
 mod faults;
 mod intermediate;
+mod nodes;
 mod secrets;
 mod shared;
 
