@@ -30,7 +30,8 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchlib import ROOT  # noqa: E402
-from benchlib.measure import Runner, loadavg, machine_context, memory_kib, start_to_ready, stream_ratios  # noqa: E402
+from benchlib.measure import (  # noqa: E402
+    Runner, cluster_figures, loadavg, machine_context, memory_kib, start_to_ready, stream_ratios)
 from benchlib.procs import on_signal, stop_all  # noqa: E402
 from benchlib.report import build_report  # noqa: E402
 from benchlib.servers import DIRECT_KEY, Floor, Kmsd, OpenBao, local_backend_toml, vault_backend_toml  # noqa: E402
@@ -55,6 +56,8 @@ def main():
     parser.add_argument("--starts", type=int, default=5, help="kmsd starts timed for start → ready")
     parser.add_argument("--audit-off", action="store_true", help="run the kmsd cells with the audit log off")
     parser.add_argument("--no-streams", action="store_true", help="skip the stream benchmark")
+    parser.add_argument("--no-cluster", action="store_true",
+                        help="skip the 3-node OpenBao cluster benchmark (about 2 minutes; 1 with --quick)")
     parser.add_argument("--cells", metavar="REGEX", help="run only the load cells whose name matches")
     parser.add_argument("--json", metavar="FILE", help="also save the raw results here")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temporary directory (logs)")
@@ -201,6 +204,10 @@ def run(args, tmp):
     if not args.no_streams:
         log("==> cargo bench -p kms-client --bench stream" + (" (KMS_BENCH_QUICK=1)" if args.quick else ""))
         results["streams"] = stream_ratios(args.quick)
+    results["cluster"] = []
+    if not args.no_cluster:
+        log("==> cargo bench -p kmsd-tests --bench cluster" + (" (KMS_BENCH_QUICK=1)" if args.quick else ""))
+        results["cluster"] = cluster_figures(args.quick)
     results["load_after"] = loadavg()
 
     text, medians, summary = build_report(results)

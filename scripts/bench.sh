@@ -2,8 +2,8 @@
 # The service benchmark of docs/performance.md: kmsd against OpenBao's
 # Transit, measured in one run so the ratios are fair on a shared machine.
 #
-#   scripts/bench.sh                   full run, about 6 minutes after the build
-#   scripts/bench.sh --quick           smoke run, about 1 minute after the build
+#   scripts/bench.sh                   full run, about 8 minutes after the build
+#   scripts/bench.sh --quick           smoke run, about 2 minutes after the build
 #   scripts/bench.sh --json out.json   also save the raw results
 #   scripts/bench.sh --help            every option (scripts/bench.py)
 #
@@ -30,6 +30,10 @@ cargo build --release -p kmsd --bin kmsd --example grpc_floor --manifest-path "$
 # Built now, so that no compiler runs while load is measured.
 step "cargo bench -p kms-client --bench stream --no-run"
 cargo bench -p kms-client --bench stream --no-run --quiet --manifest-path "$root/Cargo.toml"
+step "cargo bench -p kmsd-tests --bench cluster --no-run"
+# The 3-node OpenBao cluster cells (tests/benches/cluster.rs); it runs the
+# release kmsd built above.
+cargo bench -p kmsd-tests --bench cluster --no-run --quiet --manifest-path "$root/Cargo.toml"
 
 step "OpenBao"
 bao="$("$root/scripts/ensure-openbao.sh")"

@@ -257,3 +257,23 @@ def stream_ratios(quick):
         if m:
             ratios[m.group(1)] = {"cpu": float(m.group(2)), "wall": float(m.group(3))}
     return ratios
+
+
+def cluster_figures(quick):
+    """The figure lines of the 3-node cluster benchmark (tests/benches/cluster.rs):
+    it starts its own cluster and kmsd, with the release kmsd that bench.sh built."""
+    env = dict(os.environ)
+    env["KMSD_TESTS_SKIP_BUILD"] = "1"
+    if quick:
+        env["KMS_BENCH_QUICK"] = "1"
+    out = subprocess.run(
+        ["cargo", "bench", "-q", "-p", "kmsd-tests", "--bench", "cluster"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"the cluster benchmark failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+    return [line for line in out.stdout.splitlines() if line.startswith(("cluster", "  "))]

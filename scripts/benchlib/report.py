@@ -265,6 +265,12 @@ def build_report(results):
         out.append(table(rows, [f"stream ratios ({'quick' if p['quick'] else 'full'} run)", "CPU time", "wall"]))
         out.append("")
 
+    if results.get("cluster"):
+        out.append("OpenBao 3-node Raft cluster (cargo bench -p kmsd-tests --bench cluster; "
+                   "same run, ratios of medians)")
+        out.extend(results["cluster"])
+        out.append("")
+
     # Targets.
     def c(name, field):
         cell = med.get(name)

@@ -238,8 +238,9 @@ impl Kmsd {
             .arg("serve")
             .arg("--config")
             .arg(self.config_path())
-            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
+            // The options' environment may override the log filter.
             .env("RUST_LOG", "kmsd=debug,info")
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log("stdout"))
             .stderr(log("stderr"))

@@ -380,6 +380,19 @@ impl RaftCluster {
         )
     }
 
+    /// A `[backend]` table for kmsd naming every node, with `token`.
+    pub fn all_nodes_backend_toml(&self, token: &str, default_key_id: &str) -> String {
+        let list = self
+            .addresses()
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "[backend]\nbackend_type = \"vault\"\naddress = [{list}]\ndefault_key_id = \"{default_key_id}\"\n[backend.auth_method]\ntoken = \"{token}\"\n"
+        )
+    }
+
     /// Everything `node` printed, across restarts.
     pub fn log(&self, node: usize) -> String {
         let starts = self.node(node).starts;

@@ -20,19 +20,6 @@ use super::*;
 /// Calls in flight at once.
 const CONCURRENCY: usize = 8;
 
-/// A `[backend]` table naming every node of `cluster`.
-pub(crate) fn all_nodes_toml(cluster: &RaftCluster, token: &str, default_key_id: &str) -> String {
-    let list = cluster
-        .addresses()
-        .iter()
-        .map(|a| format!("\"{a}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "[backend]\nbackend_type = \"vault\"\naddress = [{list}]\ndefault_key_id = \"{default_key_id}\"\n[backend.auth_method]\ntoken = \"{token}\"\n"
-    )
-}
-
 /// GenerateDataKey + Decrypt in a loop on `CONCURRENCY` tasks, recording
 /// when each pair ended and every failure.
 struct Load {
@@ -194,7 +181,7 @@ async fn kmsd_on_all_three_nodes_rides_out_kill_freeze_and_seal() {
     let token = cluster.kmsd_token().await;
     let metrics_port = free_port();
     let kmsd = Kmsd::start(KmsdOptions {
-        backend_toml: Some(all_nodes_toml(&cluster, &token, "failover")),
+        backend_toml: Some(cluster.all_nodes_backend_toml(&token, "failover")),
         extra_toml: format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
         ..KmsdOptions::local()
     })
@@ -228,7 +215,7 @@ async fn kmsd_on_all_three_nodes_rides_out_kill_freeze_and_seal() {
     let ik = Kmsd::start(KmsdOptions {
         backend_toml: Some(format!(
             "{}[backend.intermediate_key]\nenabled = true\nttl_seconds = 300\n",
-            all_nodes_toml(&cluster, &token, "failover")
+            cluster.all_nodes_backend_toml(&token, "failover")
         )),
         ..KmsdOptions::local()
     })

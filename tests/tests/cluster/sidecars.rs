@@ -9,7 +9,7 @@
 
 use kms_client::{KmsClient, RetryPolicy};
 
-use super::{failover::all_nodes_toml, *};
+use super::*;
 
 /// The documented bound, with room for a loaded machine.
 const WINDOW: Duration = Duration::from_secs(10);
@@ -79,7 +79,7 @@ async fn three_sidecars_share_keys_rotations_and_disables() {
     for _ in 0..3 {
         sidecars.push(
             Kmsd::start(KmsdOptions {
-                backend_toml: Some(all_nodes_toml(cluster, &token, "one-truth-default")),
+                backend_toml: Some(cluster.all_nodes_backend_toml(&token, "one-truth-default")),
                 ..KmsdOptions::local()
             })
             .await,
