@@ -72,7 +72,7 @@ proptest::proptest! {
     fn config_parsing_never_panics(lines in proptest::collection::vec(
         (
             proptest::sample::select(vec!["server", "server.tls", "backend", "backend.sealing", "log", "audit", "limits", "cache", "breaker", "health", "metrics", "admin", "policy", "security", "keys", "nope"]),
-            proptest::sample::select(vec!["tcp", "unix_socket", "unix_socket_mode", "backend_type", "key_dir", "default_key_id", "passphrase_env", "output", "max_concurrent_requests", "data_key_ttl_secs", "failure_threshold", "probe_interval_secs", "listen", "file", "mlock", "level", "format", "danger_plaintext_tcp", "cert_file", "state_dir", "on_failure", "attempt_timeout_ms", "cache_ttl_seconds"]),
+            proptest::sample::select(vec!["tcp", "unix_socket", "unix_socket_mode", "backend_type", "key_dir", "default_key_id", "passphrase_env", "output", "max_concurrent_requests", "data_key_ttl_secs", "failure_threshold", "probe_interval_secs", "listen", "file", "mlock", "level", "format", "danger_plaintext_tcp", "cert_file", "state_dir", "on_failure", "attempt_timeout_ms", "hedge_after_ms", "cache_ttl_seconds"]),
             proptest::sample::select(vec!["\"127.0.0.1:0\"", "\"/abs/path\"", "\"rel\"", "\"local\"", "\"vault\"", "0", "1", "-1", "18446744073709551616", "true", "\"0660\"", "\"stdout\"", "\"refuse\"", "\"continue\"", "[]", "{}", "\"\u{0}\""]),
         ),
         0..12,

@@ -230,6 +230,7 @@ pub(crate) fn request<E: Endpoint>(
         body,
         idempotent,
         batch: false,
+        hedge: false,
     })
 }
 

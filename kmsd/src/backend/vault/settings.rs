@@ -32,6 +32,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// that does not answer within it is given up on (and, with other attempts
 /// in flight, the circuit breaker opens), whatever the caller's deadline.
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// `hedge_after_ms` when unset. With several addresses, a Transit crypto
+/// call the first node has not answered after this long is also sent to
+/// the next node, and the first answer wins: a frozen active node (or a
+/// standby forwarding to one) then costs this, not `attempt_timeout_ms`.
+/// Far above a healthy Transit call (a few milliseconds, tens under heavy
+/// load), so a healthy cluster sees almost no duplicates.
+pub const DEFAULT_HEDGE_AFTER: Duration = Duration::from_millis(250);
 /// `cache_ttl_seconds` when unset: how long key metadata read from Vault is
 /// used before it is read again, which bounds how long a key disabled
 /// through another kmsd keeps working here (docs/vault.md, "The metadata
@@ -77,6 +84,11 @@ pub struct RawVaultConfig {
     /// Deadline of one attempt, in milliseconds (default 2000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_timeout_ms: Option<u64>,
+    /// With several addresses: send a Transit crypto call also to the next
+    /// node when the first has not answered after this many milliseconds
+    /// (default 250; 0 turns it off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge_after_ms: Option<u64>,
     /// Retries after the first attempt, for idempotent calls (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_attempts: Option<u32>,
@@ -257,6 +269,9 @@ pub struct VaultSettings {
     pub timeout: Duration,
     /// Deadline of one attempt.
     pub attempt_timeout: Duration,
+    /// When a Transit crypto call is also sent to the next node (`None`:
+    /// never; always `None` with one address).
+    pub hedge_after: Option<Duration>,
     /// Retries of idempotent calls.
     pub retry: RetryPolicy,
     /// The metadata cache.
@@ -444,6 +459,16 @@ impl RawVaultConfig {
         if attempt_timeout < Duration::from_millis(50) {
             return Err(invalid("backend.attempt_timeout_ms must be at least 50"));
         }
+        let hedge_after = match self.hedge_after_ms {
+            Some(0) => None,
+            Some(ms) if ms < 10 || Duration::from_millis(ms) >= attempt_timeout => {
+                return Err(invalid(
+                    "backend.hedge_after_ms must be 0 (off) or at least 10 and below attempt_timeout_ms",
+                ));
+            }
+            ms => Some(ms.map_or(DEFAULT_HEDGE_AFTER, Duration::from_millis)),
+        }
+        .filter(|_| addresses.len() > 1);
         let defaults = RetryPolicy::default();
         let retry = RetryPolicy {
             attempts: self.retry_attempts.unwrap_or(defaults.attempts),
@@ -495,6 +520,7 @@ impl RawVaultConfig {
                 },
                 timeout,
                 attempt_timeout,
+                hedge_after,
                 retry,
                 cache_ttl,
                 max_cached_keys,

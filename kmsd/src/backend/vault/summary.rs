@@ -45,6 +45,12 @@ pub(super) fn summary(settings: &VaultSettings) -> Vec<(&'static str, String)> {
             settings.attempt_timeout.as_millis().to_string(),
         ),
         (
+            "hedge_after_ms",
+            settings
+                .hedge_after
+                .map_or_else(|| "off".to_owned(), |d| d.as_millis().to_string()),
+        ),
+        (
             "intermediate_key",
             settings.intermediate_key.map_or_else(
                 || "off".to_owned(),

@@ -428,6 +428,7 @@ impl Transit {
             body: None,
             idempotent: true,
             batch: false,
+            hedge: false,
         };
         let body = self.client.call(&req).await?;
         let config: KeysConfig = super::client::data(&req.op(), &body)?;
@@ -452,6 +453,7 @@ impl Transit {
             // Encrypt and decrypt change nothing in Vault.
             idempotent: true,
             batch,
+            hedge: true,
         })
     }
 }

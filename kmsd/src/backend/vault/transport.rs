@@ -47,6 +47,10 @@ pub(crate) struct VaultRequest {
     /// A Transit `batch_input` call: a 400 that carries per-item results
     /// (some items failed) is an answer, not an error.
     pub(crate) batch: bool,
+    /// A Transit crypto call (data key, encrypt, decrypt): it changes
+    /// nothing and read-enabled standbys answer it themselves, so it may be
+    /// hedged to the next node (`hedge_after_ms`).
+    pub(crate) hedge: bool,
 }
 
 impl VaultRequest {
@@ -99,6 +103,7 @@ pub(crate) struct Transport {
     /// The configured nodes: one address, or an HA cluster's.
     pub(crate) nodes: Nodes,
     namespace: Option<HeaderValue>,
+    hedge_after: Option<Duration>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -179,6 +184,7 @@ impl Transport {
             http,
             nodes,
             namespace,
+            hedge_after: settings.hedge_after,
         })
     }
 
@@ -195,6 +201,13 @@ impl Transport {
     /// during an election is the dead one; the other configured nodes are
     /// tried instead. `token` is the `X-Vault-Token` value (marked
     /// sensitive, so no HTTP log shows it).
+    ///
+    /// A hedgeable call ([`VaultRequest::hedge`]) the first node has not
+    /// answered within `hedge_after_ms` is also sent down the rest of the
+    /// order, and the first success wins (the other is dropped): a node that
+    /// hangs (frozen, or forwarding to a frozen active node) costs that,
+    /// not a whole attempt deadline. The winner becomes the preferred node
+    /// until the next health poll chooses again.
     pub(crate) async fn send(
         &self,
         req: &VaultRequest,
@@ -204,6 +217,69 @@ impl Transport {
     ) -> Result<Vec<u8>, VaultError> {
         let order = self.nodes.order();
         let first = order.first().copied().unwrap_or(0);
+        let hedge_after = self.hedge_after.filter(|_| req.hedge && order.len() > 1);
+        let Some(hedge_after) = hedge_after else {
+            let (node, body) = self
+                .send_in_order(req, token, per_node, deadline, &order)
+                .await?;
+            if node != first {
+                self.nodes.prefer(node);
+            }
+            return Ok(body);
+        };
+        let primary = self.send_in_order(req, token, per_node, deadline, &order);
+        tokio::pin!(primary);
+        tokio::select! {
+            result = &mut primary => {
+                let (node, body) = result?;
+                if node != first {
+                    self.nodes.prefer(node);
+                }
+                return Ok(body);
+            }
+            () = tokio::time::sleep(hedge_after) => {}
+        }
+        tracing::debug!(op = %req.op(), node = %self.nodes.get(first).address, "no answer yet: hedging to the next Vault node");
+        let hedge = self.send_in_order(req, token, per_node, deadline, &order[1..]);
+        tokio::pin!(hedge);
+        let (mut primary_error, mut hedge_failed) = (None, false);
+        loop {
+            tokio::select! {
+                result = &mut primary, if primary_error.is_none() => match result {
+                    Ok((node, body)) => {
+                        if node != first {
+                            self.nodes.prefer(node);
+                        }
+                        return Ok(body);
+                    }
+                    Err(e) => primary_error = Some(e),
+                },
+                result = &mut hedge, if !hedge_failed => match result {
+                    Ok((node, body)) => {
+                        self.nodes.prefer(node);
+                        return Ok(body);
+                    }
+                    Err(_) => hedge_failed = true,
+                },
+            }
+            // Both failed: the first node's error says most.
+            if hedge_failed && let Some(e) = primary_error.take() {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Sends `req` to the nodes of `order` in turn, moving on while a node
+    /// certainly did not act on it or, for a call that may be repeated, did
+    /// not answer; the node that answered, and its answer.
+    async fn send_in_order(
+        &self,
+        req: &VaultRequest,
+        token: Option<&HeaderValue>,
+        per_node: Duration,
+        deadline: Instant,
+        order: &[usize],
+    ) -> Result<(usize, Vec<u8>), VaultError> {
         let mut last = None;
         for (tried, &i) in order.iter().enumerate() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -215,10 +291,7 @@ impl Transport {
             match result {
                 Ok(body) => {
                     self.nodes.record(i, NodeHealth::Answering);
-                    if i != first {
-                        self.nodes.prefer(i);
-                    }
-                    return Ok(body);
+                    return Ok((i, body));
                 }
                 Err(e) => {
                     self.nodes.record(i, NodeHealth::after(&e));
@@ -299,8 +372,14 @@ impl Transport {
     pub(crate) async fn health(&self, timeout: Duration) -> Result<(), VaultError> {
         let mut first_error = None;
         let mut serves = false;
-        for i in 0..self.nodes.len() {
-            match self.node_health(self.nodes.get(i), timeout).await {
+        // All at once: a frozen node costs the poll one timeout, not one per
+        // node behind it.
+        let answers = futures_util::future::join_all(
+            (0..self.nodes.len()).map(|i| self.node_health(self.nodes.get(i), timeout)),
+        )
+        .await;
+        for (i, answer) in answers.into_iter().enumerate() {
+            match answer {
                 Ok(health) => {
                     self.nodes.record(i, health);
                     serves = true;
@@ -328,6 +407,7 @@ impl Transport {
             body: None,
             idempotent: true,
             batch: false,
+            hedge: false,
         };
         match self.send_to(node, &req, None, timeout).await {
             Ok(_) => Ok(NodeHealth::Active),

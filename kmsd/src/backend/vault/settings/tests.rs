@@ -302,3 +302,31 @@ fn address_may_list_the_nodes_of_a_cluster_in_toml_and_json() {
     let one = serde_json::to_value(RawAddresses::from("http://127.0.0.1:1")).unwrap();
     assert!(one.is_string(), "{one}");
 }
+
+#[test]
+fn hedging_is_for_several_addresses_and_below_the_attempt_deadline() {
+    let toml = |address: &str, hedge: &str| {
+        format!(
+            "[backend]\nbackend_type = \"vault\"\naddress = {address}\n{hedge}\n[backend.auth_method]\ntoken = \"t\"\n"
+        )
+    };
+    let two = "[\"http://127.0.0.1:18201\", \"http://127.0.0.1:18202\"]";
+    let one = "\"http://127.0.0.1:18201\"";
+    let hedge =
+        |address: &str, line: &str| vault(parse_toml(&toml(address, line)).unwrap()).hedge_after;
+    assert_eq!(hedge(two, ""), Some(DEFAULT_HEDGE_AFTER));
+    assert_eq!(
+        hedge(two, "hedge_after_ms = 40"),
+        Some(Duration::from_millis(40))
+    );
+    assert_eq!(hedge(two, "hedge_after_ms = 0"), None);
+    assert_eq!(hedge(one, ""), None, "one node: nowhere to hedge to");
+    for bad in [
+        "hedge_after_ms = 5",
+        "hedge_after_ms = 2000",
+        "attempt_timeout_ms = 100\nhedge_after_ms = 100",
+    ] {
+        let err = parse_toml(&toml(two, bad)).unwrap_err().to_string();
+        assert!(err.contains("hedge_after_ms"), "{bad}: {err}");
+    }
+}
