@@ -5,6 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use reqwest::Method;
 use rustify::endpoint::Endpoint;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
@@ -223,14 +224,17 @@ pub(crate) fn request<E: Endpoint>(
         .map_err(|e| bad(format!("cannot encode the body: {e}")))?
         .filter(|b| !b.is_empty())
         .map(Zeroizing::new);
+    let method: Method = endpoint.method().into();
     Ok(VaultRequest {
-        method: endpoint.method().into(),
+        // A read (key metadata above all) changes nothing, and standbys
+        // answer it themselves: it may be hedged like Transit crypto.
+        hedge: method == Method::GET,
+        method,
         path,
         query,
         body,
         idempotent,
         batch: false,
-        hedge: false,
     })
 }
 

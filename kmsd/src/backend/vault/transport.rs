@@ -47,9 +47,9 @@ pub(crate) struct VaultRequest {
     /// A Transit `batch_input` call: a 400 that carries per-item results
     /// (some items failed) is an answer, not an error.
     pub(crate) batch: bool,
-    /// A Transit crypto call (data key, encrypt, decrypt): it changes
-    /// nothing and read-enabled standbys answer it themselves, so it may be
-    /// hedged to the next node (`hedge_after_ms`).
+    /// A Transit crypto call (data key, encrypt, decrypt) or a read: it
+    /// changes nothing and read-enabled standbys answer it themselves, so
+    /// it may be hedged to the next node (`hedge_after_ms`).
     pub(crate) hedge: bool,
 }
 
