@@ -44,6 +44,8 @@ use crate::{
 const BLOB_DOMAIN: &[u8] = b"kmsd/v1/local-blob";
 /// Held (flock) while a kmsd process uses the directory.
 const LOCK_FILE: &str = ".kmsd.lock";
+/// How long opening a directory waits for its lock (see `open`).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Where the keys are and how they are protected at rest.
 #[derive(Debug)]
@@ -62,8 +64,11 @@ pub struct LocalBackend {
     writer: tokio::sync::Mutex<()>,
     sealer: Option<Sealer>,
     clock: Arc<dyn Clock>,
-    /// Holds the directory lock for the backend's lifetime.
-    _lock: fs::File,
+    /// Holds the directory lock for the backend's lifetime, and for any
+    /// write it started: a write outlives the backend when its caller timed
+    /// out and the backend was then replaced, and the next backend on the
+    /// directory must not read (or clean up) behind it.
+    lock: Arc<fs::File>,
 }
 
 impl std::fmt::Debug for LocalBackend {
@@ -133,8 +138,15 @@ impl LocalBackend {
             .write(true)
             .open(&lock_path)
             .map_err(io_at(&lock_path))?;
-        if lock.try_lock().is_err() {
-            return Err(LocalError::Locked(dir));
+        // A backend just replaced may still be finishing writes it started
+        // (they hold its lock); they take milliseconds. Another process
+        // holds it for good.
+        let lock_deadline = std::time::Instant::now() + LOCK_WAIT;
+        while lock.try_lock().is_err() {
+            if std::time::Instant::now() >= lock_deadline {
+                return Err(LocalError::Locked(dir));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
 
         let mut key_files = Vec::new();
@@ -145,7 +157,12 @@ impl LocalBackend {
             if file::is_temp_file(name) {
                 // Left by a crash before its rename: never a committed key.
                 tracing::info!(path = %entry.path().display(), "removing an interrupted write");
-                fs::remove_file(entry.path()).map_err(io_at(&entry.path()))?;
+                match fs::remove_file(entry.path()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io_at(&entry.path())(e));
+                    }
+                    _ => {}
+                }
                 continue;
             }
             let Some(stem) = name.strip_suffix(KEY_FILE_SUFFIX) else {
@@ -186,7 +203,7 @@ impl LocalBackend {
             writer: tokio::sync::Mutex::new(()),
             sealer,
             clock,
-            _lock: lock,
+            lock: Arc::new(lock),
         })
     }
 
@@ -230,12 +247,16 @@ impl LocalBackend {
         );
         let dir = self.dir.clone();
         let name = format!("{}{KEY_FILE_SUFFIX}", key.meta.key_id);
-        tokio::task::spawn_blocking(move || file::write_atomic(&dir, &name, &json))
-            .await
-            .map_err(|e| KmsError::Internal(format!("key writer task failed: {e}")))?
-            .map_err(|e| {
-                KmsError::Internal(format!("writing key file in {}: {e}", self.dir.display()))
-            })?;
+        let lock = Arc::clone(&self.lock);
+        tokio::task::spawn_blocking(move || {
+            let _held = lock;
+            file::write_atomic(&dir, &name, &json)
+        })
+        .await
+        .map_err(|e| KmsError::Internal(format!("key writer task failed: {e}")))?
+        .map_err(|e| {
+            KmsError::Internal(format!("writing key file in {}: {e}", self.dir.display()))
+        })?;
         let meta = key.meta.clone();
         let key = Arc::new(key);
         self.keys.rcu(|keys| {
@@ -484,10 +505,14 @@ impl LocalBackend {
         for key_id in due {
             let dir = self.dir.clone();
             let path = file::key_path(&self.dir, &key_id);
-            tokio::task::spawn_blocking(move || file::remove_durably(&dir, &path))
-                .await
-                .map_err(|e| KmsError::Internal(format!("key remover task failed: {e}")))?
-                .map_err(|e| KmsError::Internal(format!("removing key file of {key_id}: {e}")))?;
+            let lock = Arc::clone(&self.lock);
+            tokio::task::spawn_blocking(move || {
+                let _held = lock;
+                file::remove_durably(&dir, &path)
+            })
+            .await
+            .map_err(|e| KmsError::Internal(format!("key remover task failed: {e}")))?
+            .map_err(|e| KmsError::Internal(format!("removing key file of {key_id}: {e}")))?;
             self.keys.rcu(|keys| {
                 let mut keys = BTreeMap::clone(keys);
                 keys.remove(&key_id);
