@@ -32,6 +32,7 @@ use std::{
 use serde::Deserialize;
 
 use crate::{
+    alias::{ALIAS_PREFIX, AliasName},
     key_id::KeyId,
     request::{Identity, Operation, Plane},
 };
@@ -291,6 +292,21 @@ impl Policy {
     /// Whether `caller` may perform `op` on `key_id`. kmsd's own internal
     /// calls are always allowed.
     pub fn allows(&self, caller: &Identity, op: Operation, key_id: Option<&KeyId>) -> bool {
+        self.allows_via(caller, op, key_id, None)
+    }
+
+    /// As [`Self::allows`] for a key the caller named through `alias`.
+    /// The decision is on the resolved key id, as AWS KMS authorises; a
+    /// key pattern of the form `alias/<pattern>` also matches a request
+    /// made through a matching alias (AWS's alias conditions), in `keys`
+    /// and in `deny_keys` alike.
+    pub fn allows_via(
+        &self,
+        caller: &Identity,
+        op: Operation,
+        key_id: Option<&KeyId>,
+        alias: Option<&AliasName>,
+    ) -> bool {
         if *caller == Identity::Internal {
             return true;
         }
@@ -302,8 +318,14 @@ impl Policy {
             .filter(|entry| entry.matcher.matches(caller))
             .flat_map(|entry| &entry.rules)
             .collect();
+        let alias = alias.map(AliasName::to_string);
         let key_matches = |patterns: &[String]| {
             key_id.is_some_and(|key| patterns.iter().any(|p| wildcard_match(p, key.as_str())))
+                || alias.as_deref().is_some_and(|alias| {
+                    patterns
+                        .iter()
+                        .any(|p| p.starts_with(ALIAS_PREFIX) && wildcard_match(p, alias))
+                })
         };
         let denied = rules
             .iter()
@@ -417,6 +439,40 @@ mod tests {
         assert!(policy.allows_anything(&rustfs));
         assert!(!policy.allows_anything(&stranger));
         assert!(!policy.allows_anything(&Identity::Anonymous));
+    }
+
+    #[test]
+    fn alias_patterns_match_requests_made_through_the_alias() {
+        let policy = Policy::from_toml(
+            r#"
+            [[identities]]
+            name = "app"
+            unix_uid = 1000
+            policies = ["app"]
+
+            [policies.app]
+            allow = ["GenerateDataKey"]
+            keys = ["alias/app-*", "app-key"]
+            deny_keys = ["alias/app-frozen"]
+            "#,
+        )
+        .unwrap();
+        let app = Identity::UnixPeer { uid: 1000, gid: 5 };
+        let alias = |s: &str| AliasName::parse(s).unwrap();
+        let gdk = Operation::GenerateDataKey;
+        // Through a matching alias, whatever key it resolves to.
+        assert!(policy.allows_via(&app, gdk, key("v2").as_ref(), Some(&alias("app-data"))));
+        // The key id alone still decides without an alias.
+        assert!(!policy.allows(&app, gdk, key("v2").as_ref()));
+        assert!(policy.allows(&app, gdk, key("app-key").as_ref()));
+        // Another alias does not help, and a denied alias denies.
+        assert!(!policy.allows_via(&app, gdk, key("v2").as_ref(), Some(&alias("other"))));
+        assert!(!policy.allows_via(
+            &app,
+            gdk,
+            key("app-key").as_ref(),
+            Some(&alias("app-frozen"))
+        ));
     }
 
     #[test]
