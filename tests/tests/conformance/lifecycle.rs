@@ -487,3 +487,78 @@ pub(crate) async fn aliases_move_new_writes(mut f: Fixture) {
         .expect("a GenerateDataKey line through the alias");
     assert!(use_line["key_id"] == old_key || use_line["key_id"] == new_key);
 }
+
+/// Two sidecars on one Vault: an alias retargeted through one moves the
+/// other's new writes within its metadata TTL (`cache_ttl_seconds`, 1 s
+/// here), with no restart and no configuration change on either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retarget_through_one_sidecar_reaches_another() {
+    use kmsd::backend::vault::testing::{OpenBao, documented_policy};
+    use kmsd_tests::{Kmsd, KmsdOptions};
+
+    let bao = OpenBao::dev().await;
+    bao.write_policy("kmsd", &documented_policy()).await;
+    let token = bao.create_token(&["kmsd"], "1h").await;
+    let backend = bao.backend_toml(&token, "default").replace(
+        "[backend.auth_method]",
+        "cache_ttl_seconds = 1\n[backend.auth_method]",
+    );
+    let options = KmsdOptions {
+        backend_toml: Some(backend),
+        ..KmsdOptions::local()
+    };
+    let a_kmsd = Kmsd::start(options.clone()).await;
+    let a = a_kmsd.client().await;
+    let b_kmsd = Kmsd::start(options).await;
+    let b = b_kmsd.client().await;
+    for key_id in ["side-old", "side-new"] {
+        rpc(a
+            .key_admin()
+            .create_key(proto::CreateKeyRequest {
+                key_id: key_id.into(),
+                ..Default::default()
+            })
+            .await)
+        .unwrap();
+    }
+    alias_call(&a, true, "alias/shared", "side-old")
+        .await
+        .unwrap();
+    let before = b
+        .generate_data_key(Some("alias/shared"), &ctx(&[]))
+        .await
+        .unwrap();
+    assert_eq!(before.key_id, "side-old");
+
+    alias_call(&a, false, "alias/shared", "side-new")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let after = loop {
+        let generated = b
+            .generate_data_key(Some("alias/shared"), &ctx(&[]))
+            .await
+            .unwrap();
+        if generated.key_id == "side-new" {
+            break generated;
+        }
+        assert_eq!(generated.key_id, "side-old");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the other sidecar never saw the retarget"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    println!(
+        "the other sidecar moved to the new key {:?} after the retarget (cache_ttl_seconds = 1)",
+        started.elapsed()
+    );
+    for (generated, key_id) in [(&before, "side-old"), (&after, "side-new")] {
+        let opened = b.decrypt(&generated.blob, &ctx(&[]), None).await.unwrap();
+        assert_eq!(opened.key_id, key_id);
+        assert_eq!(
+            opened.plaintext.expose_secret(),
+            generated.key.expose_secret()
+        );
+    }
+}
