@@ -380,6 +380,23 @@ pub(crate) async fn aliases_move_new_writes(mut f: Fixture) {
         .unwrap();
     assert_eq!(moved.blob.key_id, new_key);
     assert_eq!(describe(&f.client, &alias).await.key_id, new_key);
+    let reply = f
+        .rest()
+        .get(&format!("/kms/describe-key?keyId={alias}"))
+        .await;
+    assert_eq!(
+        reply.json["key_metadata"]["key_id"], new_key,
+        "{}",
+        reply.text
+    );
+    let reply = f
+        .rest()
+        .post(
+            "/kms/generate-data-key",
+            &json!({"key_id": alias}).to_string(),
+        )
+        .await;
+    assert_eq!(reply.json["key_id"], new_key, "{}", reply.text);
 
     // Listing, over gRPC and REST.
     let listed = rpc(f
