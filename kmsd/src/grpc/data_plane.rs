@@ -5,9 +5,7 @@ use tonic::{Request, Response, Status};
 use zeroize::Zeroize;
 
 use super::identity::request_context;
-use crate::{
-    alias::KeyRef, context::EncryptionContext, key_id::KeyId, request::Operation, service::Kms,
-};
+use crate::{alias::KeyRef, context::EncryptionContext, request::Operation, service::Kms};
 
 /// The data-plane gRPC service.
 #[derive(Debug, Clone)]
@@ -97,7 +95,7 @@ impl KeyManagement for DataPlane {
     ) -> Result<Response<pb::DecryptResponse>, Status> {
         let cx = request_context(&request);
         let req = request.into_inner();
-        let expected = KeyId::parse_optional(&req.expected_key_id)?;
+        let expected = KeyRef::parse_optional(&req.expected_key_id)?;
         let context = EncryptionContext::new(req.encryption_context)?;
         let opened = self
             .kms
@@ -116,7 +114,7 @@ impl KeyManagement for DataPlane {
     ) -> Result<Response<pb::ReEncryptResponse>, Status> {
         let cx = request_context(&request);
         let req = request.into_inner();
-        let expected = KeyId::parse_optional(&req.expected_source_key_id)?;
+        let expected = KeyRef::parse_optional(&req.expected_source_key_id)?;
         let destination = KeyRef::parse_optional(&req.destination_key_id)?;
         let source_context = EncryptionContext::new(req.source_encryption_context)?;
         let destination_context = req

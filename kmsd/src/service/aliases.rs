@@ -19,7 +19,7 @@ use crate::{
     blob::ParsedBlob,
     error::KmsError,
     key_id::KeyId,
-    lifecycle::Active,
+    lifecycle::{Active, Runtime},
     request::{Operation, RequestContext},
 };
 
@@ -111,6 +111,30 @@ impl Kms {
         audit.key_id = Some(key_id.clone());
         self.authorize_via(cx, op, &key_id, alias.as_ref())?;
         Ok(key_id)
+    }
+
+    /// The key a Decrypt's `expected_key_id` (or ReEncrypt's expected
+    /// source) names: an alias stands for the key it points at now, as in
+    /// AWS KMS, so a blob sealed before a retarget no longer matches it.
+    pub(super) async fn resolve_expected(
+        &self,
+        cx: &RequestContext,
+        op: Operation,
+        runtime: &Runtime,
+        expected: Option<&KeyRef>,
+        audit: &mut Audit<'_>,
+    ) -> Result<Option<KeyId>, KmsError> {
+        match expected {
+            None => Ok(None),
+            Some(KeyRef::Key(key_id)) => Ok(Some(key_id.clone())),
+            Some(KeyRef::Alias(alias)) => {
+                audit.alias = Some(alias.clone());
+                let Some(active) = &runtime.active else {
+                    return Err(KmsError::NotRunning(runtime.state.as_str()));
+                };
+                self.resolve_alias(cx, op, active, alias).await.map(Some)
+            }
+        }
     }
 
     /// ReEncrypt's destination: the named key or alias, else the blob's

@@ -109,7 +109,7 @@ impl Kms {
         cx: &RequestContext,
         blob: &[u8],
         context: &EncryptionContext,
-        expected_key_id: Option<&KeyId>,
+        expected_key_id: Option<&KeyRef>,
     ) -> Result<Opened, KmsError> {
         let started = Instant::now();
         let mut audit = Audit {
@@ -119,8 +119,17 @@ impl Kms {
         let result = async {
             let _admission = self.admit()?;
             let runtime = self.inner.lifecycle.running()?;
+            let expected = self
+                .resolve_expected(
+                    cx,
+                    Operation::Decrypt,
+                    &runtime,
+                    expected_key_id,
+                    &mut audit,
+                )
+                .await?;
             let parsed =
-                self.parse_for(cx, Operation::Decrypt, blob, expected_key_id, &mut audit)?;
+                self.parse_for(cx, Operation::Decrypt, blob, expected.as_ref(), &mut audit)?;
             self.open(&runtime, &parsed, blob, context, &mut audit.offline)
                 .await
         }
@@ -137,7 +146,7 @@ impl Kms {
         cx: &RequestContext,
         blob: &[u8],
         source_context: &EncryptionContext,
-        expected_source_key_id: Option<&KeyId>,
+        expected_source_key_id: Option<&KeyRef>,
         destination_key_id: Option<KeyRef>,
         destination_context: Option<&EncryptionContext>,
     ) -> Result<ReEncrypted, KmsError> {
@@ -152,11 +161,20 @@ impl Kms {
             let Some(active) = runtime.active.clone() else {
                 return Err(KmsError::NotRunning(runtime.state.as_str()));
             };
+            let expected = self
+                .resolve_expected(
+                    cx,
+                    Operation::ReEncrypt,
+                    &runtime,
+                    expected_source_key_id,
+                    &mut audit,
+                )
+                .await?;
             let parsed = self.parse_for(
                 cx,
                 Operation::ReEncrypt,
                 blob,
-                expected_source_key_id,
+                expected.as_ref(),
                 &mut audit,
             )?;
             let destination = self

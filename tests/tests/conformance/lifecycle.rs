@@ -372,6 +372,13 @@ pub(crate) async fn aliases_move_new_writes(mut f: Fixture) {
         .await
         .unwrap();
     assert_eq!(opened.key_id, old_key);
+    // As an expected key, an alias stands for its target now (as in AWS):
+    // the old blob no longer matches it.
+    assert_error(
+        f.client.decrypt(&small.blob, &ctx(&[]), Some(&alias)).await,
+        Code::InvalidArgument,
+        "INCORRECT_KEY",
+    );
     // ReEncrypt's destination and DescribeKey take the alias too.
     let moved = f
         .client
@@ -379,6 +386,10 @@ pub(crate) async fn aliases_move_new_writes(mut f: Fixture) {
         .await
         .unwrap();
     assert_eq!(moved.blob.key_id, new_key);
+    f.client
+        .decrypt(&moved.blob.blob, &ctx(&[]), Some(&alias))
+        .await
+        .unwrap();
     assert_eq!(describe(&f.client, &alias).await.key_id, new_key);
     let reply = f
         .rest()

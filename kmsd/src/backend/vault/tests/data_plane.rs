@@ -197,7 +197,7 @@ async fn re_encrypt_moves_blobs_between_versions_keys_and_contexts() {
             &cx(),
             &moved.sealed.blob,
             &other_context,
-            Some(&id("other")),
+            Some(&id("other").into()),
         )
         .await
         .unwrap();
