@@ -69,6 +69,10 @@ pub struct AuditEvent<'a> {
     /// For ReEncrypt: the intermediate key sealed under.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination_intermediate_key: Option<&'a str>,
+    /// The alias the caller named the key with (`alias/<name>`), or the
+    /// alias an alias operation changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
     /// Hex SHA-256 of the canonical encryption context.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context_sha256: Option<String>,

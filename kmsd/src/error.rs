@@ -10,7 +10,7 @@ use http::StatusCode;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::key_id::KeyId;
+use crate::{alias::AliasName, key_id::KeyId};
 
 /// Everything that can go wrong while serving a request.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,14 @@ pub enum KmsError {
     /// The id is reserved for kmsd's own keys.
     #[error("key id {0} is reserved for kmsd's own use")]
     ReservedKeyId(KeyId),
+    /// An alias name is not of the accepted form.
+    #[error("invalid alias name {shown:?}: {reason}")]
+    InvalidAliasName {
+        /// A short printable prefix of what was given.
+        shown: String,
+        /// What rule it broke.
+        reason: &'static str,
+    },
     /// An encryption context breaks a limit.
     #[error("invalid encryption context: {0}")]
     InvalidContext(String),
@@ -65,6 +73,12 @@ pub enum KmsError {
     /// The key id is taken.
     #[error("key {0} already exists")]
     KeyAlreadyExists(KeyId),
+    /// No alias has this name.
+    #[error("{0} not found")]
+    AliasNotFound(AliasName),
+    /// The alias name is taken.
+    #[error("{0} already exists")]
+    AliasAlreadyExists(AliasName),
     /// The key is disabled.
     #[error("key {0} is disabled")]
     KeyDisabled(KeyId),
@@ -148,6 +162,7 @@ impl KmsError {
         match self {
             KmsError::InvalidKeyId { .. } => (Code::InvalidArgument, "INVALID_KEY_ID"),
             KmsError::ReservedKeyId(_) => (Code::InvalidArgument, "RESERVED_KEY_ID"),
+            KmsError::InvalidAliasName { .. } => (Code::InvalidArgument, "INVALID_ALIAS_NAME"),
             KmsError::InvalidContext(_) => (Code::InvalidArgument, "INVALID_ENCRYPTION_CONTEXT"),
             KmsError::InvalidArgument(_) => (Code::InvalidArgument, "INVALID_ARGUMENT"),
             KmsError::MalformedBlob(_) => (Code::InvalidArgument, "MALFORMED_CIPHERTEXT"),
@@ -157,6 +172,8 @@ impl KmsError {
             KmsError::KeyNotFound(_) => (Code::NotFound, "KEY_NOT_FOUND"),
             KmsError::KeyVersionNotFound { .. } => (Code::NotFound, "KEY_VERSION_NOT_FOUND"),
             KmsError::KeyAlreadyExists(_) => (Code::AlreadyExists, "KEY_ALREADY_EXISTS"),
+            KmsError::AliasNotFound(_) => (Code::NotFound, "ALIAS_NOT_FOUND"),
+            KmsError::AliasAlreadyExists(_) => (Code::AlreadyExists, "ALIAS_ALREADY_EXISTS"),
             KmsError::KeyDisabled(_) => (Code::FailedPrecondition, "KEY_DISABLED"),
             KmsError::KeyPendingDeletion { .. } => {
                 (Code::FailedPrecondition, "KEY_PENDING_DELETION")
@@ -194,14 +211,18 @@ impl KmsError {
         match self {
             KmsError::InvalidKeyId { .. }
             | KmsError::ReservedKeyId(_)
+            | KmsError::InvalidAliasName { .. }
             | KmsError::InvalidContext(_)
             | KmsError::InvalidArgument(_)
             | KmsError::MalformedBlob(_)
             | KmsError::InvalidCiphertext
             | KmsError::IncorrectKey { .. }
             | KmsError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
-            KmsError::KeyNotFound(_) | KmsError::KeyVersionNotFound { .. } => StatusCode::NOT_FOUND,
+            KmsError::KeyNotFound(_)
+            | KmsError::KeyVersionNotFound { .. }
+            | KmsError::AliasNotFound(_) => StatusCode::NOT_FOUND,
             KmsError::KeyAlreadyExists(_)
+            | KmsError::AliasAlreadyExists(_)
             | KmsError::NoDefaultKey
             | KmsError::KeyDisabled(_)
             | KmsError::KeyPendingDeletion { .. }

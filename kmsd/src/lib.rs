@@ -13,6 +13,7 @@
 //! status in exactly one place each (`error.rs`).
 #![forbid(unsafe_code)]
 
+pub mod alias;
 pub mod audit;
 pub mod backend;
 pub mod bench;

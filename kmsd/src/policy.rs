@@ -32,6 +32,7 @@ use std::{
 use serde::Deserialize;
 
 use crate::{
+    alias::{ALIAS_PREFIX, AliasName},
     key_id::KeyId,
     request::{Identity, Operation, Plane},
 };
@@ -291,6 +292,21 @@ impl Policy {
     /// Whether `caller` may perform `op` on `key_id`. kmsd's own internal
     /// calls are always allowed.
     pub fn allows(&self, caller: &Identity, op: Operation, key_id: Option<&KeyId>) -> bool {
+        self.allows_via(caller, op, key_id, None)
+    }
+
+    /// As [`Self::allows`] for a key the caller named through `alias`.
+    /// The decision is on the resolved key id, as AWS KMS authorises; a
+    /// key pattern of the form `alias/<pattern>` also matches a request
+    /// made through a matching alias (AWS's alias conditions), in `keys`
+    /// and in `deny_keys` alike.
+    pub fn allows_via(
+        &self,
+        caller: &Identity,
+        op: Operation,
+        key_id: Option<&KeyId>,
+        alias: Option<&AliasName>,
+    ) -> bool {
         if *caller == Identity::Internal {
             return true;
         }
@@ -302,8 +318,14 @@ impl Policy {
             .filter(|entry| entry.matcher.matches(caller))
             .flat_map(|entry| &entry.rules)
             .collect();
+        let alias = alias.map(AliasName::to_string);
         let key_matches = |patterns: &[String]| {
             key_id.is_some_and(|key| patterns.iter().any(|p| wildcard_match(p, key.as_str())))
+                || alias.as_deref().is_some_and(|alias| {
+                    patterns
+                        .iter()
+                        .any(|p| p.starts_with(ALIAS_PREFIX) && wildcard_match(p, alias))
+                })
         };
         let denied = rules
             .iter()
@@ -334,6 +356,8 @@ impl Policy {
     }
 }
 
+#[cfg(test)]
+mod alias_tests;
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,6 +74,20 @@ pub enum Operation {
     ScheduleKeyDeletion,
     /// KeyAdmin.CancelKeyDeletion
     CancelKeyDeletion,
+    /// KeyAdmin.UpdateKeyDescription
+    UpdateKeyDescription,
+    /// KeyAdmin.TagKey
+    TagKey,
+    /// KeyAdmin.UntagKey
+    UntagKey,
+    /// KeyAdmin.CreateAlias
+    CreateAlias,
+    /// KeyAdmin.UpdateAlias
+    UpdateAlias,
+    /// KeyAdmin.DeleteAlias
+    DeleteAlias,
+    /// KeyAdmin.ListAliases
+    ListAliases,
     /// Admin.Status
     Status,
     /// Admin.Configure
@@ -102,7 +116,7 @@ pub enum Plane {
 
 impl Operation {
     /// Every operation, in a fixed order (the index of [`Self::index`]).
-    pub const ALL: [Operation; 19] = [
+    pub const ALL: [Operation; 26] = [
         Operation::GenerateDataKey,
         Operation::GenerateDataKeyWithoutPlaintext,
         Operation::Encrypt,
@@ -116,6 +130,13 @@ impl Operation {
         Operation::DisableKey,
         Operation::ScheduleKeyDeletion,
         Operation::CancelKeyDeletion,
+        Operation::UpdateKeyDescription,
+        Operation::TagKey,
+        Operation::UntagKey,
+        Operation::CreateAlias,
+        Operation::UpdateAlias,
+        Operation::DeleteAlias,
+        Operation::ListAliases,
         Operation::Status,
         Operation::Configure,
         Operation::Start,
@@ -145,6 +166,13 @@ impl Operation {
             Operation::DisableKey => "DisableKey",
             Operation::ScheduleKeyDeletion => "ScheduleKeyDeletion",
             Operation::CancelKeyDeletion => "CancelKeyDeletion",
+            Operation::UpdateKeyDescription => "UpdateKeyDescription",
+            Operation::TagKey => "TagKey",
+            Operation::UntagKey => "UntagKey",
+            Operation::CreateAlias => "CreateAlias",
+            Operation::UpdateAlias => "UpdateAlias",
+            Operation::DeleteAlias => "DeleteAlias",
+            Operation::ListAliases => "ListAliases",
             Operation::Status => "Status",
             Operation::Configure => "Configure",
             Operation::Start => "Start",
@@ -169,7 +197,14 @@ impl Operation {
             | Operation::EnableKey
             | Operation::DisableKey
             | Operation::ScheduleKeyDeletion
-            | Operation::CancelKeyDeletion => Plane::Keys,
+            | Operation::CancelKeyDeletion
+            | Operation::UpdateKeyDescription
+            | Operation::TagKey
+            | Operation::UntagKey
+            | Operation::CreateAlias
+            | Operation::UpdateAlias
+            | Operation::DeleteAlias
+            | Operation::ListAliases => Plane::Keys,
             Operation::Status
             | Operation::Configure
             | Operation::Start

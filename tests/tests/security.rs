@@ -205,6 +205,44 @@ async fn call(
         "CancelKeyDeletion" => map(admin
             .cancel_key_deletion(proto::CancelKeyDeletionRequest { key_id: key })
             .await),
+        "UpdateKeyDescription" => map(admin
+            .update_key_description(proto::UpdateKeyDescriptionRequest {
+                key_id: key,
+                description: "d".into(),
+            })
+            .await),
+        "TagKey" => map(admin
+            .tag_key(proto::TagKeyRequest {
+                key_id: key,
+                tags: [("t".to_owned(), "v".to_owned())].into(),
+            })
+            .await),
+        "UntagKey" => map(admin
+            .untag_key(proto::UntagKeyRequest {
+                key_id: key,
+                tag_keys: vec!["t".into()],
+            })
+            .await),
+        "CreateAlias" => map(admin
+            .create_alias(proto::CreateAliasRequest {
+                alias_name: format!("alias/a-{n}"),
+                target_key_id: key,
+            })
+            .await),
+        "UpdateAlias" => map(admin
+            .update_alias(proto::UpdateAliasRequest {
+                alias_name: format!("alias/a-{n}"),
+                target_key_id: key,
+            })
+            .await),
+        "ListAliases" => map(admin
+            .list_aliases(proto::ListAliasesRequest::default())
+            .await),
+        "DeleteAlias" => map(admin
+            .delete_alias(proto::DeleteAliasRequest {
+                alias_name: format!("alias/a-{n}"),
+            })
+            .await),
         "Status" => map(runtime.status(proto::StatusRequest {}).await),
         "ClearCache" => map(runtime.clear_cache(proto::ClearCacheRequest {}).await),
         "Configure" => map(runtime
@@ -225,7 +263,7 @@ async fn call(
     }
 }
 
-const OPERATIONS: [&str; 19] = [
+const OPERATIONS: [&str; 26] = [
     "GenerateDataKey",
     "GenerateDataKeyWithoutPlaintext",
     "Encrypt",
@@ -239,6 +277,13 @@ const OPERATIONS: [&str; 19] = [
     "EnableKey",
     "ScheduleKeyDeletion",
     "CancelKeyDeletion",
+    "UpdateKeyDescription",
+    "TagKey",
+    "UntagKey",
+    "CreateAlias",
+    "UpdateAlias",
+    "ListAliases",
+    "DeleteAlias",
     "Status",
     "ClearCache",
     "Configure",
@@ -263,6 +308,13 @@ fn expected(identity: &str, op: &str) -> bool {
             | "EnableKey"
             | "ScheduleKeyDeletion"
             | "CancelKeyDeletion"
+            | "UpdateKeyDescription"
+            | "TagKey"
+            | "UntagKey"
+            | "CreateAlias"
+            | "UpdateAlias"
+            | "ListAliases"
+            | "DeleteAlias"
     );
     match identity {
         "alice" => data && op != "Encrypt",

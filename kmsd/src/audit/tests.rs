@@ -16,6 +16,7 @@ fn event<'a>(caller: String, key: &'a str) -> AuditEvent<'a> {
         destination_key_id: None,
         intermediate_key: None,
         destination_intermediate_key: None,
+        alias: None,
         context_sha256: Some("ab".repeat(32)),
         context: None,
         outcome: "ok",

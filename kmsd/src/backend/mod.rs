@@ -4,7 +4,9 @@
 //! Backends form a closed set, so they are dispatched through the
 //! [`Backend`] enum rather than boxed trait objects.
 
+pub mod capabilities;
 pub mod local;
+pub mod update;
 pub mod vault;
 
 use std::{collections::BTreeMap, future::Future};
@@ -12,6 +14,7 @@ use std::{collections::BTreeMap, future::Future};
 use kms_client::{DataKey, SecretBytes};
 use time::OffsetDateTime;
 
+pub use self::{metadata_store::MetadataStore, update::MetadataChange};
 use crate::{
     blob::{BackendKind, ParsedBlob},
     clock::rfc3339,
@@ -306,6 +309,9 @@ macro_rules! dispatch_async {
         }
     };
 }
+
+// After the dispatch macros, which it uses.
+mod metadata_store;
 
 impl Backend {
     /// Drops the backend's own caches (key metadata); returns how many

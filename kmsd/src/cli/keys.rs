@@ -62,6 +62,29 @@ enum KeyCommand {
         /// The key id.
         key_id: String,
     },
+    /// Replace a key's description.
+    UpdateDescription {
+        /// The key id.
+        key_id: String,
+        /// The new description (empty clears it).
+        description: String,
+    },
+    /// Add tags to a key, or change their values.
+    Tag {
+        /// The key id.
+        key_id: String,
+        /// A label, as key=value; repeatable.
+        #[arg(long = "tag", value_parser = parse_pair, required = true)]
+        tags: Vec<(String, String)>,
+    },
+    /// Remove tags from a key.
+    Untag {
+        /// The key id.
+        key_id: String,
+        /// A tag key to remove; repeatable.
+        #[arg(long = "tag-key", required = true)]
+        tag_keys: Vec<String>,
+    },
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -138,6 +161,33 @@ pub(crate) async fn run_key(client: ClientArgs, args: KeyArgs) -> anyhow::Result
         KeyCommand::CancelDeletion { key_id } => {
             rpc(admin
                 .cancel_key_deletion(proto::CancelKeyDeletionRequest { key_id })
+                .await)?
+            .key_metadata
+        }
+        KeyCommand::UpdateDescription {
+            key_id,
+            description,
+        } => {
+            rpc(admin
+                .update_key_description(proto::UpdateKeyDescriptionRequest {
+                    key_id,
+                    description,
+                })
+                .await)?
+            .key_metadata
+        }
+        KeyCommand::Tag { key_id, tags } => {
+            rpc(admin
+                .tag_key(proto::TagKeyRequest {
+                    key_id,
+                    tags: tags.into_iter().collect(),
+                })
+                .await)?
+            .key_metadata
+        }
+        KeyCommand::Untag { key_id, tag_keys } => {
+            rpc(admin
+                .untag_key(proto::UntagKeyRequest { key_id, tag_keys })
                 .await)?
             .key_metadata
         }

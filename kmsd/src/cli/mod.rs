@@ -2,6 +2,7 @@
 //! is a client of a running kmsd (docs/cli.md).
 
 mod admin;
+mod aliases;
 mod bench;
 mod client;
 mod cluster;
@@ -35,6 +36,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage master keys on a running kmsd.
     Key(keys::KeyArgs),
+    /// Manage aliases (alias/<name>) on a running kmsd.
+    Alias(aliases::AliasArgs),
     /// Print a fresh data key (plaintext and sealed) as JSON.
     Datakey(keys::DatakeyArgs),
     /// Open a sealed blob and print its plaintext (base64) as JSON.
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => return serve::run(args),
         Command::Key(args) => client::block_on(keys::run_key(cli.client, args)),
+        Command::Alias(args) => client::block_on(aliases::run_alias(cli.client, args)),
         Command::Datakey(args) => client::block_on(keys::run_datakey(cli.client, args)),
         Command::Decrypt(args) => client::block_on(keys::run_decrypt(cli.client, args)),
         Command::Status => client::block_on(client::run_status(cli.client)),

@@ -43,7 +43,7 @@ pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn time(ts: Option<prost_types::Timestamp>) -> Option<String> {
+pub(crate) fn time(ts: Option<prost_types::Timestamp>) -> Option<String> {
     let ts = ts?;
     OffsetDateTime::from_unix_timestamp(ts.seconds)
         .ok()?

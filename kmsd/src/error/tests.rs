@@ -75,6 +75,12 @@ fn every_kind() -> Vec<KmsError> {
         KmsError::Overloaded("o".into()),
         KmsError::AuditUnavailable("a".into()),
         KmsError::Internal("i".into()),
+        KmsError::InvalidAliasName {
+            shown: "x".into(),
+            reason: "r",
+        },
+        KmsError::AliasNotFound(crate::alias::AliasName::parse("a").unwrap()),
+        KmsError::AliasAlreadyExists(crate::alias::AliasName::parse("a").unwrap()),
     ]
 }
 
@@ -108,13 +114,16 @@ fn kind_index(e: &KmsError) -> usize {
         KmsError::Overloaded(_) => 23,
         KmsError::AuditUnavailable(_) => 24,
         KmsError::Internal(_) => 25,
+        KmsError::InvalidAliasName { .. } => 26,
+        KmsError::AliasNotFound(_) => 27,
+        KmsError::AliasAlreadyExists(_) => 28,
     }
 }
 
 #[test]
 fn every_kind_lists_every_variant_once() {
     let indices: Vec<usize> = every_kind().iter().map(kind_index).collect();
-    assert_eq!(indices, (0..=25).collect::<Vec<_>>());
+    assert_eq!(indices, (0..=28).collect::<Vec<_>>());
 }
 
 /// One of every variant with the HTTP status docs/admin-api.md
@@ -123,9 +132,9 @@ fn every_kind_lists_every_variant_once() {
 fn http_statuses_follow_the_grpc_codes() {
     let cases = every_kind().into_iter().map(|err| {
         let status = match kind_index(&err) {
-            0..=6 | 18 => 400,
-            8 | 9 => 404,
-            7 | 10..=13 | 17 | 20 => 409,
+            0..=6 | 18 | 26 => 400,
+            8 | 9 | 27 => 404,
+            7 | 10..=13 | 17 | 20 | 28 => 409,
             16 => 502,
             15 | 19 | 21 | 23 | 24 => 503,
             22 => 403,

@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 
 use super::{convert::timestamp, identity::request_context};
 use crate::{
+    backend::capabilities::Capabilities,
     error::KmsError,
     lifecycle::ServiceState,
     service::Kms,
@@ -31,6 +32,9 @@ impl AdminService {
                 .default_key_id
                 .as_ref()
                 .map(ToString::to_string)
+                .unwrap_or_default(),
+            capabilities: Capabilities::of_type(b.backend_type)
+                .map(|c| c.names().into_iter().map(str::to_owned).collect())
                 .unwrap_or_default(),
             settings: b
                 .settings

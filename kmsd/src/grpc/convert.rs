@@ -3,7 +3,10 @@
 use kms_proto::v1 as pb;
 use time::OffsetDateTime;
 
-use crate::backend::{KeyMetadata, KeyState};
+use crate::{
+    alias::AliasEntry,
+    backend::{KeyMetadata, KeyState},
+};
 
 pub(crate) fn timestamp(t: OffsetDateTime) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -39,5 +42,14 @@ pub(crate) fn key_metadata(meta: KeyMetadata) -> pb::KeyMetadata {
             .collect(),
         backend: meta.backend.as_str().to_owned(),
         tags: meta.tags,
+    }
+}
+
+pub(crate) fn alias(entry: AliasEntry) -> pb::Alias {
+    pb::Alias {
+        alias_name: entry.name.to_string(),
+        target_key_id: entry.target.to_string(),
+        created_at: Some(timestamp(entry.created_at)),
+        updated_at: Some(timestamp(entry.updated_at)),
     }
 }

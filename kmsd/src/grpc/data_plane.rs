@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 use zeroize::Zeroize;
 
 use super::identity::request_context;
-use crate::{context::EncryptionContext, key_id::KeyId, request::Operation, service::Kms};
+use crate::{alias::KeyRef, context::EncryptionContext, request::Operation, service::Kms};
 
 /// The data-plane gRPC service.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ impl KeyManagement for DataPlane {
     ) -> Result<Response<pb::GenerateDataKeyResponse>, Status> {
         let cx = request_context(&request);
         let req = request.into_inner();
-        let key_id = KeyId::parse_optional(&req.key_id)?;
+        let key_id = KeyRef::parse_optional(&req.key_id)?;
         let context = EncryptionContext::new(req.encryption_context)?;
         let generated = self
             .kms
@@ -48,7 +48,7 @@ impl KeyManagement for DataPlane {
     ) -> Result<Response<pb::GenerateDataKeyWithoutPlaintextResponse>, Status> {
         let cx = request_context(&request);
         let req = request.into_inner();
-        let key_id = KeyId::parse_optional(&req.key_id)?;
+        let key_id = KeyRef::parse_optional(&req.key_id)?;
         let context = EncryptionContext::new(req.encryption_context)?;
         let generated = self
             .kms
@@ -73,7 +73,7 @@ impl KeyManagement for DataPlane {
         let cx = request_context(&request);
         let mut req = request.into_inner();
         let result = async {
-            let key_id = KeyId::parse_optional(&req.key_id)?;
+            let key_id = KeyRef::parse_optional(&req.key_id)?;
             let context = EncryptionContext::new(std::mem::take(&mut req.encryption_context))?;
             self.kms
                 .encrypt(&cx, key_id, &req.plaintext, &context)
@@ -95,7 +95,7 @@ impl KeyManagement for DataPlane {
     ) -> Result<Response<pb::DecryptResponse>, Status> {
         let cx = request_context(&request);
         let req = request.into_inner();
-        let expected = KeyId::parse_optional(&req.expected_key_id)?;
+        let expected = KeyRef::parse_optional(&req.expected_key_id)?;
         let context = EncryptionContext::new(req.encryption_context)?;
         let opened = self
             .kms
@@ -114,8 +114,8 @@ impl KeyManagement for DataPlane {
     ) -> Result<Response<pb::ReEncryptResponse>, Status> {
         let cx = request_context(&request);
         let req = request.into_inner();
-        let expected = KeyId::parse_optional(&req.expected_source_key_id)?;
-        let destination = KeyId::parse_optional(&req.destination_key_id)?;
+        let expected = KeyRef::parse_optional(&req.expected_source_key_id)?;
+        let destination = KeyRef::parse_optional(&req.destination_key_id)?;
         let source_context = EncryptionContext::new(req.source_encryption_context)?;
         let destination_context = req
             .destination_encryption_context

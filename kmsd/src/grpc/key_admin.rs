@@ -3,8 +3,17 @@
 use kms_proto::v1::{self as pb, key_admin_server::KeyAdmin};
 use tonic::{Request, Response, Status};
 
-use super::{convert::key_metadata, identity::request_context};
-use crate::{backend::StateChange, key_id::KeyId, request::RequestContext, service::Kms};
+use super::{
+    convert::{alias, key_metadata},
+    identity::request_context,
+};
+use crate::{
+    alias::{AliasName, AliasWrite, KeyRef},
+    backend::{MetadataChange, StateChange},
+    key_id::KeyId,
+    request::RequestContext,
+    service::Kms,
+};
 
 /// The key-admin gRPC service.
 #[derive(Debug, Clone)]
@@ -28,6 +37,31 @@ impl KeyAdminService {
         Ok(key_metadata(
             self.kms.change_state(cx, &key_id, change).await?,
         ))
+    }
+
+    async fn update(
+        &self,
+        cx: &RequestContext,
+        key_id: &str,
+        change: MetadataChange,
+    ) -> Result<Option<pb::KeyMetadata>, Status> {
+        let key_id = KeyId::parse(key_id)?;
+        let meta = self.kms.update_key_metadata(cx, &key_id, change).await?;
+        Ok(Some(key_metadata(meta)))
+    }
+
+    async fn put_alias(
+        &self,
+        cx: &RequestContext,
+        name: &str,
+        target: &str,
+        write: AliasWrite,
+    ) -> Result<Option<pb::Alias>, Status> {
+        let name = AliasName::parse(name)?;
+        let target = KeyId::parse(target)?;
+        Ok(Some(alias(
+            self.kms.put_alias(cx, name, target, write).await?,
+        )))
     }
 }
 
@@ -54,8 +88,8 @@ impl KeyAdmin for KeyAdminService {
         request: Request<pb::DescribeKeyRequest>,
     ) -> Result<Response<pb::DescribeKeyResponse>, Status> {
         let cx = request_context(&request);
-        let key_id = KeyId::parse(&request.into_inner().key_id)?;
-        let meta = self.kms.describe_key(&cx, &key_id).await?;
+        let key = KeyRef::parse(&request.into_inner().key_id)?;
+        let meta = self.kms.describe_key_ref(&cx, key).await?;
         Ok(Response::new(pb::DescribeKeyResponse {
             key_metadata: Some(key_metadata(meta)),
         }))
@@ -145,6 +179,92 @@ impl KeyAdmin for KeyAdminService {
             .await?;
         Ok(Response::new(pb::CancelKeyDeletionResponse {
             key_metadata: Some(meta),
+        }))
+    }
+
+    async fn update_key_description(
+        &self,
+        request: Request<pb::UpdateKeyDescriptionRequest>,
+    ) -> Result<Response<pb::UpdateKeyDescriptionResponse>, Status> {
+        let cx = request_context(&request);
+        let req = request.into_inner();
+        let change = MetadataChange::Description(req.description);
+        let key_metadata = self.update(&cx, &req.key_id, change).await?;
+        Ok(Response::new(pb::UpdateKeyDescriptionResponse {
+            key_metadata,
+        }))
+    }
+
+    async fn tag_key(
+        &self,
+        request: Request<pb::TagKeyRequest>,
+    ) -> Result<Response<pb::TagKeyResponse>, Status> {
+        let cx = request_context(&request);
+        let req = request.into_inner();
+        let change = MetadataChange::Tag(req.tags);
+        let key_metadata = self.update(&cx, &req.key_id, change).await?;
+        Ok(Response::new(pb::TagKeyResponse { key_metadata }))
+    }
+
+    async fn untag_key(
+        &self,
+        request: Request<pb::UntagKeyRequest>,
+    ) -> Result<Response<pb::UntagKeyResponse>, Status> {
+        let cx = request_context(&request);
+        let req = request.into_inner();
+        let change = MetadataChange::Untag(req.tag_keys);
+        let key_metadata = self.update(&cx, &req.key_id, change).await?;
+        Ok(Response::new(pb::UntagKeyResponse { key_metadata }))
+    }
+
+    async fn create_alias(
+        &self,
+        request: Request<pb::CreateAliasRequest>,
+    ) -> Result<Response<pb::CreateAliasResponse>, Status> {
+        let cx = request_context(&request);
+        let req = request.into_inner();
+        let alias = self
+            .put_alias(&cx, &req.alias_name, &req.target_key_id, AliasWrite::Create)
+            .await?;
+        Ok(Response::new(pb::CreateAliasResponse { alias }))
+    }
+
+    async fn update_alias(
+        &self,
+        request: Request<pb::UpdateAliasRequest>,
+    ) -> Result<Response<pb::UpdateAliasResponse>, Status> {
+        let cx = request_context(&request);
+        let req = request.into_inner();
+        let alias = self
+            .put_alias(&cx, &req.alias_name, &req.target_key_id, AliasWrite::Update)
+            .await?;
+        Ok(Response::new(pb::UpdateAliasResponse { alias }))
+    }
+
+    async fn delete_alias(
+        &self,
+        request: Request<pb::DeleteAliasRequest>,
+    ) -> Result<Response<pb::DeleteAliasResponse>, Status> {
+        let cx = request_context(&request);
+        let name = AliasName::parse(&request.into_inner().alias_name)?;
+        self.kms.delete_alias(&cx, name).await?;
+        Ok(Response::new(pb::DeleteAliasResponse {}))
+    }
+
+    async fn list_aliases(
+        &self,
+        request: Request<pb::ListAliasesRequest>,
+    ) -> Result<Response<pb::ListAliasesResponse>, Status> {
+        let cx = request_context(&request);
+        let req = request.into_inner();
+        let key_id = KeyId::parse_optional(&req.key_id)?;
+        let page = self
+            .kms
+            .list_aliases(&cx, key_id, req.page_size, &req.page_token)
+            .await?;
+        Ok(Response::new(pb::ListAliasesResponse {
+            aliases: page.aliases.into_iter().map(alias).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
 }

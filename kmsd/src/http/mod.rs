@@ -6,7 +6,9 @@
 //! router()
 //!  ├─ admin_routes()   /rustfs/admin/v3/...   behind auth::require_sigv4
 //!  │   ├─ routes_service   configure, start, stop, status, ...
-//!  │   └─ routes_keys      keys, generate-data-key
+//!  │   ├─ routes_keys      keys, generate-data-key
+//!  │   └─ routes_lifecycle keys/update-description, keys/tag, keys/untag,
+//!  │                       aliases
 //!  └─ public_router()  /health/live, /health/ready, /health/backend, /metrics
 //!                      (also served alone on the `[metrics]` listener)
 //! ```
@@ -20,6 +22,7 @@
 pub mod auth;
 mod error;
 mod routes_keys;
+mod routes_lifecycle;
 mod routes_service;
 pub mod sigv4;
 
@@ -71,6 +74,7 @@ fn admin_routes(kms: Kms, auth: AdminAuth) -> Router {
     Router::new()
         .merge(routes_service::routes())
         .merge(routes_keys::routes())
+        .merge(routes_lifecycle::routes())
         .route(admin_path!("/{*rest}"), any(route_not_found))
         .route_layer(middleware::from_fn_with_state(auth, auth::require_sigv4))
         .with_state(kms)

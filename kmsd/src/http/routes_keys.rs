@@ -21,6 +21,7 @@ use super::{
     error::{ApiError, json_response, parse_body, parse_query},
 };
 use crate::{
+    alias::KeyRef,
     backend::{KeyMetadata, StateChange},
     clock::rfc3339,
     context::EncryptionContext,
@@ -108,7 +109,7 @@ struct KeyJson {
     key_metadata: KeyMetadataJson,
 }
 
-fn key_response(status: StatusCode, meta: KeyMetadata) -> Response {
+pub(super) fn key_response(status: StatusCode, meta: KeyMetadata) -> Response {
     json_response(
         status,
         &KeyJson {
@@ -208,7 +209,7 @@ struct DescribeJson {
 }
 
 async fn describe(kms: &Kms, cx: &RequestContext, key_id: &str) -> Result<Response, ApiError> {
-    let meta = kms.describe_key(cx, &KeyId::parse(key_id)?).await?;
+    let meta = kms.describe_key_ref(cx, KeyRef::parse(key_id)?).await?;
     Ok(json_response(
         StatusCode::OK,
         &DescribeJson {
@@ -438,7 +439,7 @@ async fn generate_data_key(
             .into());
         }
     }
-    let key_id = body.key_id.as_deref().map(KeyId::parse).transpose()?;
+    let key_id = body.key_id.as_deref().map(KeyRef::parse).transpose()?;
     let context = EncryptionContext::new(body.encryption_context.unwrap_or_default())?;
     let generated = kms
         .generate_data_key(&cx, Operation::GenerateDataKey, key_id, &context)

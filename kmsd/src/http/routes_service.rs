@@ -19,6 +19,7 @@ use super::{
     error::{ApiError, json_response, parse_body},
 };
 use crate::{
+    backend::capabilities::Capabilities,
     clock::rfc3339,
     cluster::{ClusterConfig, Peers},
     config::redact_json_error,
@@ -76,6 +77,10 @@ struct StatusJson {
     persisted: bool,
     config_fingerprint: String,
     config_fields: BTreeMap<&'static str, String>,
+    /// What the active (or configured) backend can do, as RustFS reports
+    /// it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capabilities: Option<Capabilities>,
     /// With `[cluster] peers`: whether the sidecars agree (RustFS's shape).
     #[serde(skip_serializing_if = "Option::is_none")]
     cluster_config: Option<ClusterConfig>,
@@ -84,6 +89,9 @@ struct StatusJson {
 impl StatusJson {
     fn new(report: StatusReport, message: Option<&'static str>) -> Self {
         let backend = report.backend.map(BackendJson::from);
+        let capabilities = backend
+            .as_ref()
+            .and_then(|b| Capabilities::of_type(b.backend_type));
         Self {
             message,
             status: report.state.as_str(),
@@ -103,6 +111,7 @@ impl StatusJson {
             persisted: report.persisted,
             config_fingerprint: report.fingerprint.hash.clone(),
             config_fields: report.fingerprint.fields.clone(),
+            capabilities,
             cluster_config: None,
         }
     }

@@ -4,6 +4,7 @@ use std::{sync::Arc, time::Instant};
 
 use super::{Kms, MAX_PLAINTEXT_LEN, observe::Audit};
 use crate::{
+    alias::KeyRef,
     backend::{GeneratedKey, KeyBackend, Opened, Sealed},
     blob::{self, ParsedBlob},
     cache::{DataKeyCache, Hit, Lookup},
@@ -32,7 +33,7 @@ impl Kms {
         &self,
         cx: &RequestContext,
         op: Operation,
-        key_id: Option<KeyId>,
+        key_id: Option<KeyRef>,
         context: &EncryptionContext,
     ) -> Result<GeneratedKey, KmsError> {
         let started = Instant::now();
@@ -43,9 +44,9 @@ impl Kms {
         let result = async {
             let _admission = self.admit()?;
             let active = self.active()?;
-            let key_id = Self::resolve(&active, key_id)?;
-            audit.key_id = Some(key_id.clone());
-            self.authorize(cx, op, Some(&key_id))?;
+            let key_id = self
+                .resolve_ref(cx, op, &active, key_id, &mut audit)
+                .await?;
             let generated = self
                 .backend_call(
                     &active,
@@ -65,7 +66,7 @@ impl Kms {
     pub async fn encrypt(
         &self,
         cx: &RequestContext,
-        key_id: Option<KeyId>,
+        key_id: Option<KeyRef>,
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<Sealed, KmsError> {
@@ -83,9 +84,9 @@ impl Kms {
                 )));
             }
             let active = self.active()?;
-            let key_id = Self::resolve(&active, key_id)?;
-            audit.key_id = Some(key_id.clone());
-            self.authorize(cx, Operation::Encrypt, Some(&key_id))?;
+            let key_id = self
+                .resolve_ref(cx, Operation::Encrypt, &active, key_id, &mut audit)
+                .await?;
             let sealed = self
                 .backend_call(
                     &active,
@@ -108,7 +109,7 @@ impl Kms {
         cx: &RequestContext,
         blob: &[u8],
         context: &EncryptionContext,
-        expected_key_id: Option<&KeyId>,
+        expected_key_id: Option<&KeyRef>,
     ) -> Result<Opened, KmsError> {
         let started = Instant::now();
         let mut audit = Audit {
@@ -118,8 +119,17 @@ impl Kms {
         let result = async {
             let _admission = self.admit()?;
             let runtime = self.inner.lifecycle.running()?;
+            let expected = self
+                .resolve_expected(
+                    cx,
+                    Operation::Decrypt,
+                    &runtime,
+                    expected_key_id,
+                    &mut audit,
+                )
+                .await?;
             let parsed =
-                self.parse_for(cx, Operation::Decrypt, blob, expected_key_id, &mut audit)?;
+                self.parse_for(cx, Operation::Decrypt, blob, expected.as_ref(), &mut audit)?;
             self.open(&runtime, &parsed, blob, context, &mut audit.offline)
                 .await
         }
@@ -136,8 +146,8 @@ impl Kms {
         cx: &RequestContext,
         blob: &[u8],
         source_context: &EncryptionContext,
-        expected_source_key_id: Option<&KeyId>,
-        destination_key_id: Option<KeyId>,
+        expected_source_key_id: Option<&KeyRef>,
+        destination_key_id: Option<KeyRef>,
         destination_context: Option<&EncryptionContext>,
     ) -> Result<ReEncrypted, KmsError> {
         let started = Instant::now();
@@ -151,16 +161,25 @@ impl Kms {
             let Some(active) = runtime.active.clone() else {
                 return Err(KmsError::NotRunning(runtime.state.as_str()));
             };
+            let expected = self
+                .resolve_expected(
+                    cx,
+                    Operation::ReEncrypt,
+                    &runtime,
+                    expected_source_key_id,
+                    &mut audit,
+                )
+                .await?;
             let parsed = self.parse_for(
                 cx,
                 Operation::ReEncrypt,
                 blob,
-                expected_source_key_id,
+                expected.as_ref(),
                 &mut audit,
             )?;
-            let destination = destination_key_id.unwrap_or_else(|| parsed.header.key_id.clone());
-            audit.destination_key_id = Some(destination.clone());
-            self.authorize(cx, Operation::ReEncrypt, Some(&destination))?;
+            let destination = self
+                .resolve_destination(cx, &active, destination_key_id, &parsed, &mut audit)
+                .await?;
             let opened = self
                 .open(&runtime, &parsed, blob, source_context, &mut audit.offline)
                 .await?;

@@ -25,10 +25,7 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 pub const MIN_DELETION_WINDOW_DAYS: u32 = 7;
 /// The longest deletion window, in days (also the default).
 pub const MAX_DELETION_WINDOW_DAYS: u32 = 30;
-/// Longest key description, in bytes.
-pub const MAX_DESCRIPTION_LEN: usize = 1024;
-/// Most tags on a key.
-pub const MAX_TAGS: usize = 50;
+pub use crate::backend::update::{MAX_DESCRIPTION_LEN, MAX_TAGS};
 
 /// One page of keys.
 #[derive(Debug)]
@@ -44,7 +41,7 @@ impl Kms {
     /// backend call, audit and metrics. `checked` is the request's own
     /// validation: a failure is answered (and audited) once the caller is
     /// known to be allowed, without calling the backend.
-    async fn on_key<T>(
+    pub(super) async fn on_key<T>(
         &self,
         cx: &RequestContext,
         op: Operation,
@@ -218,7 +215,7 @@ impl Kms {
     }
 
     /// Makes every backend forget what it caches about `key_id`.
-    fn forget_key_everywhere(&self, key_id: &KeyId) {
+    pub(super) fn forget_key_everywhere(&self, key_id: &KeyId) {
         let runtime = self.runtime();
         for candidate in runtime.active.iter().chain(runtime.previous.iter()) {
             candidate.backend.forget_key(key_id);
@@ -326,21 +323,9 @@ fn validate_new_key(
     validate_tags(tags)
 }
 
+/// AWS KMS's tag rules, as TagKey applies them (backend/update.rs).
 fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), KmsError> {
-    if tags.len() > MAX_TAGS {
-        return Err(KmsError::InvalidArgument(format!(
-            "{} tags; at most {MAX_TAGS} are allowed",
-            tags.len()
-        )));
-    }
-    for (key, value) in tags {
-        if key.is_empty() || key.len() > 128 || value.len() > 256 {
-            return Err(KmsError::InvalidArgument(
-                "tag keys must be 1-128 bytes and values at most 256 bytes".into(),
-            ));
-        }
-    }
-    Ok(())
+    crate::backend::update::validate_tags(tags)
 }
 
 /// The version byte of page tokens.

@@ -7,9 +7,11 @@
 //! wire status in one place per front end.
 
 mod admin;
+mod aliases;
 mod data;
 mod health;
 mod keys;
+mod metadata;
 mod observe;
 
 use std::{sync::Arc, time::Duration};
@@ -18,6 +20,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
 pub use self::{
+    aliases::AliasPage,
     data::ReEncrypted,
     health::PROBE_KEY_ID,
     keys::{
@@ -31,7 +34,6 @@ use crate::{
     cache::{CacheSettings, DataKeyCache},
     clock::Clock,
     error::KmsError,
-    key_id::KeyId,
     lifecycle::{Active, Lifecycle, Runtime},
     metrics::Metrics,
     policy::Policy,
@@ -165,12 +167,6 @@ impl Kms {
 
     fn active(&self) -> Result<Arc<Active>, KmsError> {
         self.inner.lifecycle.active()
-    }
-
-    fn resolve(active: &Active, key_id: Option<KeyId>) -> Result<KeyId, KmsError> {
-        key_id
-            .or_else(|| active.default_key_id.clone())
-            .ok_or(KmsError::NoDefaultKey)
     }
 
     /// Whether the active backend answers (not counted as a request).

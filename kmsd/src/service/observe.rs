@@ -28,6 +28,7 @@ pub(super) struct Audit<'a> {
     pub(super) destination_key_id: Option<KeyId>,
     pub(super) intermediate_key: Option<String>,
     pub(super) destination_intermediate_key: Option<String>,
+    pub(super) alias: Option<crate::alias::AliasName>,
     pub(super) context: Option<&'a EncryptionContext>,
     pub(super) offline: bool,
 }
@@ -180,6 +181,7 @@ impl Kms {
             destination_key_id: audit.destination_key_id.as_ref().map(KeyId::as_str),
             intermediate_key: audit.intermediate_key.as_deref(),
             destination_intermediate_key: audit.destination_intermediate_key.as_deref(),
+            alias: audit.alias.as_ref().map(ToString::to_string),
             context_sha256: audit.context.map(EncryptionContext::digest_hex),
             context: audit
                 .context

@@ -10,6 +10,7 @@ use crate::{
     config::{BackendConfig, LocalBackendConfig},
     context::EncryptionContext,
     daemon::BuildEnv,
+    key_id::KeyId,
     request::{Operation, RequestContext},
 };
 

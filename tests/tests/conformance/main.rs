@@ -6,10 +6,14 @@
 
 mod data_plane;
 mod key_admin;
+mod lifecycle;
 
 use kms_client::KmsClient;
 use kmsd::backend::vault::testing::OpenBao;
-use kmsd_tests::{Kmsd, KmsdOptions};
+use kmsd_tests::{
+    Kmsd, KmsdOptions,
+    rest::{AdminClient, with_admin},
+};
 
 /// Which backend a run uses.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +28,8 @@ pub(crate) enum Backend {
 pub(crate) struct Fixture {
     pub(crate) kmsd: Kmsd,
     pub(crate) client: KmsClient,
+    /// The admin REST API, when started with [`Fixture::start_admin`].
+    pub(crate) rest: Option<AdminClient>,
     /// Kept alive for the test's duration.
     _openbao: Option<OpenBao>,
 }
@@ -46,8 +52,60 @@ impl Fixture {
         Self {
             kmsd,
             client,
+            rest: None,
             _openbao: openbao,
         }
+    }
+
+    /// As [`Self::start`], plus the admin REST API and an audit log
+    /// (`<dir>/audit.log`); the Vault run's token holds only the policy
+    /// of docs/vault.md.
+    pub(crate) async fn start_admin(backend: Backend) -> Self {
+        let (options, openbao) = match backend {
+            Backend::Local => (KmsdOptions::local(), None),
+            Backend::Vault => {
+                let openbao = OpenBao::dev().await;
+                openbao
+                    .write_policy("kmsd", &kmsd::backend::vault::testing::documented_policy())
+                    .await;
+                let token = openbao.create_token(&["kmsd"], "1h").await;
+                let options = KmsdOptions {
+                    backend_toml: Some(openbao.backend_toml(&token, "default")),
+                    ..KmsdOptions::local()
+                };
+                (options, Some(openbao))
+            }
+        };
+        let (mut options, port) = with_admin(options, "lifecycle-admin", "lifecycle-secret-key");
+        options
+            .extra_toml
+            .push_str("\n[audit]\noutput = \"{dir}/audit.log\"\n");
+        let kmsd = Kmsd::start(options).await;
+        let client = kmsd.client().await;
+        Self {
+            kmsd,
+            client,
+            rest: Some(AdminClient::new(
+                port,
+                "lifecycle-admin",
+                "lifecycle-secret-key",
+            )),
+            _openbao: openbao,
+        }
+    }
+
+    /// The admin REST client of [`Self::start_admin`].
+    pub(crate) fn rest(&self) -> &AdminClient {
+        self.rest.as_ref().expect("started with start_admin")
+    }
+
+    /// The audit lines written so far, as JSON.
+    pub(crate) fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.kmsd.dir().join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("an audit line is JSON"))
+            .collect()
     }
 
     /// Restarts the kmsd process (same config and state).
@@ -86,6 +144,29 @@ macro_rules! tests_for {
             )*
         }
     };
+}
+
+/// As `tests_for!`, with [`Fixture::start_admin`].
+macro_rules! admin_tests_for {
+    ($backend:ident, $variant:expr, $($name:ident => $path:path),*) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $path(crate::Fixture::start_admin($variant).await).await
+                }
+            )*
+        }
+    };
+}
+
+mod with_admin_api {
+    admin_tests_for!(local, crate::Backend::Local,
+        metadata_updates => crate::lifecycle::metadata_updates,
+        aliases_move_new_writes => crate::lifecycle::aliases_move_new_writes);
+    admin_tests_for!(vault, crate::Backend::Vault,
+        metadata_updates => crate::lifecycle::metadata_updates,
+        aliases_move_new_writes => crate::lifecycle::aliases_move_new_writes);
 }
 
 macro_rules! suite {

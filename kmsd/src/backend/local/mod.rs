@@ -4,10 +4,12 @@
 //! startup; every change is written to disk (atomically and durably) before
 //! it becomes visible, so a client never sees a key that a crash could lose.
 
+mod aliases;
 mod convert;
 mod error;
 mod file;
 mod sealing;
+mod update;
 
 use std::{
     collections::BTreeMap,
@@ -64,6 +66,7 @@ pub struct LocalBackend {
     writer: tokio::sync::Mutex<()>,
     sealer: Option<Sealer>,
     clock: Arc<dyn Clock>,
+    aliases: aliases::LocalAliases,
     /// Holds the directory lock for the backend's lifetime, and for any
     /// write it started: a write outlives the backend when its caller timed
     /// out and the backend was then replaced, and the next backend on the
@@ -197,12 +200,14 @@ impl LocalBackend {
             keys.insert(key_id, entry);
         }
         tracing::info!(dir = %dir.display(), keys = keys.len(), sealed = sealer.is_some(), "local key directory loaded");
+        let aliases = aliases::LocalAliases::load(&dir);
         Ok(Self {
             dir,
             keys: ArcSwap::from_pointee(keys),
             writer: tokio::sync::Mutex::new(()),
             sealer,
             clock,
+            aliases,
             lock: Arc::new(lock),
         })
     }

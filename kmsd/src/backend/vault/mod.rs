@@ -20,6 +20,7 @@
 //! (sealing and opening data keys), and this file, which composes them into
 //! [`KeyBackend`].
 
+mod aliases;
 mod auth;
 mod batch;
 mod cache;
@@ -35,6 +36,7 @@ mod summary;
 pub mod testing;
 mod transit;
 mod transport;
+mod update;
 mod wrap;
 
 #[cfg(test)]
@@ -111,6 +113,7 @@ pub struct VaultBackend {
     transit: Transit,
     records: Records,
     cache: MetadataCache,
+    aliases: aliases::VaultAliases,
     /// Intermediate-key caching, when on.
     intermediates: Option<Box<Intermediates>>,
     clock: Arc<dyn Clock>,
@@ -193,6 +196,12 @@ impl VaultBackend {
                 settings.kv_mount.clone(),
                 settings.key_path_prefix.clone(),
             ),
+            aliases: aliases::VaultAliases::new(
+                client.clone(),
+                settings.kv_mount.clone(),
+                &settings.key_path_prefix,
+                settings.cache_ttl,
+            ),
             summary: summary::summary(&settings),
             cache: MetadataCache::new(settings.cache_ttl, settings.max_cached_keys),
             intermediates: settings
@@ -233,13 +242,13 @@ impl VaultBackend {
         self._renewal.0.abort();
     }
 
-    /// Drops the key-metadata cache (the admin API's ClearCache); returns
-    /// how many entries there were.
+    /// Drops the key-metadata cache and the resolved aliases (the admin
+    /// API's ClearCache); returns how many entries there were.
     pub fn clear_cache(&self) -> usize {
         if let Some(intermediates) = &self.intermediates {
             intermediates.forget(None);
         }
-        self.cache.clear()
+        self.cache.clear() + self.aliases.clear()
     }
 
     /// How long the current token has left; `None` if it does not expire.

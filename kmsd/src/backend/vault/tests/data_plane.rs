@@ -181,7 +181,7 @@ async fn re_encrypt_moves_blobs_between_versions_keys_and_contexts() {
             &generated.sealed.blob,
             &context,
             None,
-            Some(id("other")),
+            Some(id("other").into()),
             Some(&other_context),
         )
         .await
@@ -197,7 +197,7 @@ async fn re_encrypt_moves_blobs_between_versions_keys_and_contexts() {
             &cx(),
             &moved.sealed.blob,
             &other_context,
-            Some(&id("other")),
+            Some(&id("other").into()),
         )
         .await
         .unwrap();
