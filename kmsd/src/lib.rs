@@ -9,7 +9,7 @@
 //! One request, end to end: `grpc/` (or `http/`) decodes and validates it,
 //! `service/` resolves the key and calls the active backend
 //! (`lifecycle.rs`), the backend (`backend/`) seals or opens a blob
-//! (`blob.rs`, `crypto.rs`), and errors become a gRPC status or an HTTP
+//! (`blob.rs`, kms-core's `crypto`), and errors become a gRPC status or an HTTP
 //! status in exactly one place each (`error.rs`).
 #![forbid(unsafe_code)]
 
@@ -24,7 +24,6 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod context;
-pub mod crypto;
 pub mod daemon;
 pub mod error;
 pub mod fingerprint;
@@ -41,3 +40,7 @@ pub mod request;
 pub mod service;
 pub mod status;
 pub mod tls;
+
+/// The one crypto module of the workspace, kms-core's: `crate::crypto`
+/// inside the daemon.
+use kms_core::crypto;

@@ -9,7 +9,7 @@ pub mod vault;
 
 use std::{collections::BTreeMap, future::Future};
 
-use kms_client::{DataKey, SecretBytes};
+use kms_core::{DataKey, SecretBytes};
 use time::OffsetDateTime;
 
 use crate::{

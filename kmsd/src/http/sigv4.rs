@@ -34,7 +34,7 @@
 use std::time::Duration;
 
 use http::{HeaderMap, request::Parts};
-use kms_client::SecretString;
+use kms_core::SecretString;
 use time::{OffsetDateTime, PrimitiveDateTime, macros::format_description};
 use zeroize::Zeroizing;
 
@@ -430,7 +430,7 @@ pub fn verify(
     );
     let to_sign = string_to_sign(amz_date, &scope, &canonical);
     let key = signing_key(secret, auth.date, auth.region, auth.service);
-    let expected = Zeroizing::new(crypto::hmac_sha256(key.as_slice(), to_sign.as_bytes()));
+    let expected = Zeroizing::new(crypto::hmac_sha256(key.as_slice(), &[to_sign.as_bytes()]));
     if !known {
         return Err(AuthError::UnknownAccessKey(printable(auth.access_key)));
     }

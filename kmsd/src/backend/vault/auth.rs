@@ -20,7 +20,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use kms_client::SecretString;
+use kms_core::SecretString;
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
 use tokio::{sync::Notify, time::Instant};

@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use kms_client::SecretString;
+use kms_core::SecretString;
 use reqwest::Url;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
