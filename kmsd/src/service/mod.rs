@@ -17,6 +17,9 @@ use std::{sync::Arc, time::Duration};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
+/// Defined with the configuration, below the service.
+pub use crate::config::ServiceOptions;
+
 pub use self::{
     data::ReEncrypted,
     health::PROBE_KEY_ID,
@@ -28,7 +31,7 @@ pub use self::{
 use crate::{
     audit::AuditLog,
     backend::KeyBackend,
-    cache::{CacheSettings, DataKeyCache},
+    cache::DataKeyCache,
     clock::Clock,
     error::KmsError,
     key_id::KeyId,
@@ -39,30 +42,6 @@ use crate::{
 
 /// Encrypt takes at most this many bytes of plaintext.
 pub const MAX_PLAINTEXT_LEN: usize = 4096;
-
-/// Tunables of the service core.
-#[derive(Debug, Clone)]
-pub struct ServiceOptions {
-    /// Requests served at once; more are refused with RESOURCE_EXHAUSTED.
-    pub max_concurrent_requests: usize,
-    /// Deadline of every backend call.
-    pub backend_timeout: Duration,
-    /// The data-key cache.
-    pub cache: CacheSettings,
-    /// What a backend configuration given to the admin API may name.
-    pub admin_rules: crate::config::AdminPlaneRules,
-}
-
-impl Default for ServiceOptions {
-    fn default() -> Self {
-        Self {
-            max_concurrent_requests: 1024,
-            backend_timeout: Duration::from_secs(10),
-            cache: CacheSettings::default(),
-            admin_rules: crate::config::AdminPlaneRules::default(),
-        }
-    }
-}
 
 /// The service core. Cheap to clone; clones share everything.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, fmt, time::Duration};
 
-use kms_client::SecretString;
+use kms_core::SecretString;
 
 use super::{MAX_SKEW, SERVICE};
 
@@ -45,9 +45,8 @@ impl Credentials {
     }
 }
 
-/// The region signatures are scoped to unless `[admin] region` says
-/// otherwise: what the RustFS quick start and awscurl examples sign with.
-pub const DEFAULT_REGION: &str = "us-east-1";
+/// Defined with the `[admin]` configuration, below the HTTP front end.
+pub use crate::config::DEFAULT_REGION;
 
 /// What a signature must be scoped to.
 #[derive(Debug, Clone)]
