@@ -321,7 +321,7 @@ impl Auth {
                 return Arc::clone(st);
             }
             Arc::new(TokenState {
-                token: st.token.clone(),
+                token: st.token.clone_secret(),
                 header: st.header.clone(),
                 generation,
                 lease: Some(lease),

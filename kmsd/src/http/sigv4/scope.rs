@@ -8,7 +8,7 @@ use kms_core::SecretString;
 use super::{MAX_SKEW, SERVICE};
 
 /// The admin access keys and their secrets.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub struct Credentials {
     keys: HashMap<String, SecretString>,
 }
