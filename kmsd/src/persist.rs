@@ -144,11 +144,6 @@ impl RuntimeStore {
         })
     }
 
-    /// The state directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn path(&self) -> PathBuf {
         self.dir.join(FILE)
     }

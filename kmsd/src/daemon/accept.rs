@@ -39,8 +39,7 @@ pub const RESERVED_DESCRIPTORS: u64 = 64;
 /// most this often.
 pub(crate) const LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Defined with the configuration, below the daemon.
-pub use crate::config::ListenerLimits;
+use crate::config::ListenerLimits;
 
 /// Raises the soft descriptor limit to the hard one and returns how many
 /// descriptors the TCP listeners may hold together.

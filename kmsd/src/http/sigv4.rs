@@ -38,15 +38,15 @@ use kms_core::SecretString;
 use time::{OffsetDateTime, PrimitiveDateTime, macros::format_description};
 use zeroize::Zeroizing;
 
-pub use self::canonical::{
-    canonical_query, canonical_request, canonical_uri, signing_key, string_to_sign,
-};
+#[cfg(test)]
+use self::canonical::{canonical_query, canonical_uri};
+pub use self::canonical::{canonical_request, signing_key, string_to_sign};
 use crate::crypto;
 
 mod canonical;
 mod scope;
 
-pub use self::scope::{Credentials, DEFAULT_REGION, HostPolicy, Policy};
+pub use self::scope::{Credentials, HostPolicy, Policy};
 
 /// The only algorithm accepted.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -469,7 +469,7 @@ fn printable(s: &str) -> String {
 }
 
 mod replay;
-pub use self::replay::{REPLAY_CACHE_ENTRIES, ReplayCache};
+pub use self::replay::ReplayCache;
 
 #[cfg(test)]
 mod proptests;

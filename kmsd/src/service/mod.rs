@@ -20,17 +20,13 @@ use tokio::sync::Semaphore;
 /// Defined with the configuration, below the service.
 pub use crate::config::ServiceOptions;
 
-pub use self::{
-    data::ReEncrypted,
-    health::PROBE_KEY_ID,
-    keys::{
-        DEFAULT_PAGE_SIZE, KeyPage, MAX_DELETION_WINDOW_DAYS, MAX_DESCRIPTION_LEN, MAX_PAGE_SIZE,
-        MAX_TAGS, MIN_DELETION_WINDOW_DAYS,
-    },
-};
+#[cfg(test)]
+pub use self::health::PROBE_KEY_ID;
+pub use self::keys::{MAX_DELETION_WINDOW_DAYS, MIN_DELETION_WINDOW_DAYS};
+#[cfg(test)]
+use crate::backend::KeyBackend;
 use crate::{
     audit::AuditLog,
-    backend::KeyBackend,
     cache::DataKeyCache,
     clock::Clock,
     error::KmsError,
@@ -97,21 +93,6 @@ impl Kms {
         }
     }
 
-    /// A service with default metrics, no audit output, an allow-all
-    /// policy and default options (tests, tools).
-    pub fn for_tests(lifecycle: Lifecycle, clock: Arc<dyn Clock>) -> Self {
-        let metrics = Metrics::new();
-        let audit = AuditLog::off(metrics.clone());
-        Self::new(
-            lifecycle,
-            clock,
-            metrics,
-            audit,
-            Policy::allow_all(),
-            ServiceOptions::default(),
-        )
-    }
-
     /// The lifecycle.
     pub fn lifecycle(&self) -> &Lifecycle {
         &self.inner.lifecycle
@@ -137,11 +118,6 @@ impl Kms {
         self.inner.lifecycle.snapshot()
     }
 
-    /// Now, by the service's clock.
-    pub fn now(&self) -> OffsetDateTime {
-        self.inner.clock.now()
-    }
-
     fn active(&self) -> Result<Arc<Active>, KmsError> {
         self.inner.lifecycle.active()
     }
@@ -153,6 +129,7 @@ impl Kms {
     }
 
     /// Whether the active backend answers (not counted as a request).
+    #[cfg(test)]
     pub async fn health(&self) -> Result<(), KmsError> {
         let active = self.active()?;
         self.backend_call(&active, "health", active.backend.health())

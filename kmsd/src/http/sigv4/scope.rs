@@ -33,20 +33,7 @@ impl Credentials {
     pub fn secret(&self, access_key: &str) -> Option<&SecretString> {
         self.keys.get(access_key)
     }
-
-    /// How many access keys there are.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
 }
-
-/// Defined with the `[admin]` configuration, below the HTTP front end.
-pub use crate::config::DEFAULT_REGION;
 
 /// What a signature must be scoped to.
 #[derive(Debug, Clone)]
