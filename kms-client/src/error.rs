@@ -3,9 +3,7 @@
 use tonic::Code;
 use tonic_types::StatusExt;
 
-/// The reason kmsd gives when it refuses a request because too many are in
-/// flight: the one RESOURCE_EXHAUSTED worth a retry.
-pub(crate) const OVERLOADED: &str = "OVERLOADED";
+use crate::ErrorReason;
 
 /// Why a call to kmsd failed.
 #[non_exhaustive]
@@ -70,6 +68,12 @@ impl Error {
         }
     }
 
+    /// The reason as an [`ErrorReason`], if kmsd gave one this client
+    /// knows (a newer kmsd may answer reasons it does not).
+    pub fn reason_kind(&self) -> Option<ErrorReason> {
+        self.reason()?.parse().ok()
+    }
+
     /// Whether trying again later may succeed: the daemon or its backend
     /// was unreachable or overloaded. Bad input, missing keys, disabled keys
     /// and ciphertexts that do not authenticate are never transient.
@@ -86,7 +90,7 @@ impl Error {
                 code: Code::ResourceExhausted,
                 reason,
                 ..
-            } => reason.as_deref() == Some(OVERLOADED),
+            } => reason.as_deref() == Some(ErrorReason::Overloaded.as_str()),
             // kmsd never answers CANCELLED itself: the client's transport
             // reports it for a request the server refused unstarted (a
             // stream above the last one in a GOAWAY while kmsd drains), so

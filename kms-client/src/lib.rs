@@ -32,7 +32,12 @@
 //! stale part retry or metadata edit is refused with a specific
 //! [`stream::StreamError`]. Key material lives only in zeroizing types that
 //! never print through `Debug` ([`secret`]). The cryptography is ring's
-//! (or aws-lc-rs's, with the `aws-lc` feature), reached through one module.
+//! (or aws-lc-rs's, with the `aws-lc` feature), reached through kms-core's
+//! one crypto module.
+//!
+//! The secret types, [`EncryptionContext`] and the error reasons
+//! ([`ErrorReason`]) come from `kms-core`, which kmsd builds on too; they are
+//! re-exported here so a storage server needs only this crate.
 //!
 //! # A PUT and a GET
 //!
@@ -83,28 +88,28 @@ pub mod bucket_key;
 mod client;
 #[cfg(test)]
 mod client_tests;
-mod crypto;
 mod endpoint;
 mod error;
 pub mod metadata;
 mod retry;
 pub mod rewrap;
-pub mod secret;
 pub mod sse;
 pub mod stream;
 mod tls;
 
-use std::collections::BTreeMap;
+use kms_core::crypto;
 
 pub use client::{ClientConfig, Decrypted, GeneratedDataKey, KmsClient, ReEncrypted, SealedBlob};
 pub use endpoint::Endpoint;
 pub use error::Error;
+/// The types that hold secrets (kms-core's, which kmsd uses too).
+pub use kms_core::secret;
+pub use kms_core::{
+    context::EncryptionContext,
+    reason::ErrorReason,
+    secret::{DataKey, SecretBytes, SecretString},
+};
 /// The generated `kms.v1` types, for calls this crate does not wrap.
 pub use kms_proto::v1 as proto;
 pub use retry::RetryPolicy;
-pub use secret::{DataKey, SecretBytes, SecretString};
 pub use tls::{ClientIdentity, TlsSettings};
-
-/// An encryption context: non-secret key-value pairs bound to a blob as
-/// authenticated data. The same pairs must be given to open it.
-pub type EncryptionContext = BTreeMap<String, String>;

@@ -9,7 +9,9 @@
 
 use std::{future::Future, time::Duration};
 
-use crate::{Error, crypto};
+use kms_core::Backoff;
+
+use crate::Error;
 
 /// When and how long to wait before retrying a transient failure.
 ///
@@ -36,21 +38,18 @@ impl RetryPolicy {
 
     /// The upper bound of the backoff before retry `retry` (1-based).
     pub fn backoff_cap(&self, retry: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(retry.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.base_delay.saturating_mul(factor).min(self.max_delay)
+        self.schedule().ceiling(retry)
     }
 
     /// A random backoff before retry `retry`, within [`backoff_cap`](Self::backoff_cap).
     pub fn backoff(&self, retry: u32) -> Duration {
-        let cap = self.backoff_cap(retry);
-        let cap_nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
-        match crypto::random_u64() {
-            Ok(random) => Duration::from_nanos(random % cap_nanos.saturating_add(1)),
-            // Without randomness, wait the longest: still bounded, and never
-            // hammering the daemon.
-            Err(_) => cap,
+        self.schedule().full_jitter(retry)
+    }
+
+    fn schedule(&self) -> Backoff {
+        Backoff {
+            base: self.base_delay,
+            max: self.max_delay,
         }
     }
 

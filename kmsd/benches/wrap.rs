@@ -23,7 +23,7 @@
 
 use std::{hint::black_box, time::Instant};
 
-use kmsd::crypto::{KEY_LEN, SEED_LEN, WrappingKey, fill_random};
+use kms_core::crypto::{KEY_LEN, SEED_LEN, WrappingKey, fill_random};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
 /// A blob header and a context digest's worth of associated data.

@@ -125,11 +125,6 @@ impl Breaker {
         }
     }
 
-    /// The settings.
-    pub fn settings(&self) -> BreakerSettings {
-        self.settings
-    }
-
     /// Lets an attempt through while closed; fails at once while open.
     pub fn admit(&self) -> Result<Flight<'_>, Open> {
         if let Some(open) = self.open() {
@@ -149,6 +144,7 @@ impl Breaker {
     }
 
     /// Whether the breaker is open.
+    #[cfg(test)]
     pub fn is_open(&self) -> bool {
         self.state.borrow().is_some()
     }

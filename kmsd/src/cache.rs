@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kms_client::SecretBytes;
+use kms_core::SecretBytes;
 use moka::notification::RemovalCause;
 
 use crate::{backend::Opened, crypto, key_id::KeyId, lifecycle::Active, metrics::Metrics};

@@ -1,9 +1,8 @@
 //! Time, injectable so tests can move it (deletion windows are days long).
 
-use std::{
-    fmt,
-    sync::{Arc, Mutex, PoisonError},
-};
+use std::fmt;
+#[cfg(test)]
+use std::sync::{Arc, Mutex, PoisonError};
 
 use time::OffsetDateTime;
 
@@ -24,9 +23,11 @@ impl Clock for SystemClock {
 }
 
 /// A clock that only moves when told to.
+#[cfg(test)]
 #[derive(Debug, Clone)]
 pub struct ManualClock(Arc<Mutex<OffsetDateTime>>);
 
+#[cfg(test)]
 impl ManualClock {
     /// Starts at `start`.
     pub fn new(start: OffsetDateTime) -> Self {
@@ -40,6 +41,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)

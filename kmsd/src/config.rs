@@ -15,10 +15,11 @@ use std::{
 pub use self::{
     admin::{
         AccessKeyConfig, AddressRule, AdminConfig, AdminPlaneRules, AdminSecretSource,
-        RawAccessKey, RawAdmin, RawAdminTls,
+        DEFAULT_REGION, RawAccessKey, RawAdmin, RawAdminTls,
     },
     cluster::{ClusterSettings, RawCluster},
     raw::*,
+    service::{ListenerLimits, ServiceOptions},
 };
 use crate::{
     audit::{AuditOutput, AuditSettings, OnFailure},
@@ -26,7 +27,6 @@ use crate::{
     breaker::BreakerSettings,
     cache::CacheSettings,
     key_id::KeyId,
-    service::ServiceOptions,
     tls::TlsSettings,
 };
 
@@ -36,6 +36,7 @@ mod cluster;
 mod limits;
 mod raw;
 mod redact;
+mod service;
 
 pub use self::redact::{redact_json_error, redact_message, redact_toml_error};
 
@@ -103,7 +104,7 @@ pub struct Config {
     /// The other sidecars of this deployment, for drift detection.
     pub cluster: ClusterSettings,
     /// Connection limits and timeouts of the TCP listeners.
-    pub listeners: crate::daemon::ListenerLimits,
+    pub listeners: ListenerLimits,
 }
 
 /// Listeners; at least one is set.

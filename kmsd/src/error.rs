@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use http::StatusCode;
+use kms_core::ErrorReason;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -159,46 +160,54 @@ pub enum KmsError {
 impl KmsError {
     /// The gRPC code and the machine-readable reason (docs/api.md).
     pub fn code_and_reason(&self) -> (Code, &'static str) {
+        let (code, reason) = self.code_and_reason_kind();
+        (code, reason.as_str())
+    }
+
+    /// [`Self::code_and_reason`] with the reason as kms-core's enum, which
+    /// kms-client parses back.
+    pub fn code_and_reason_kind(&self) -> (Code, ErrorReason) {
+        use ErrorReason as R;
         match self {
-            KmsError::InvalidKeyId { .. } => (Code::InvalidArgument, "INVALID_KEY_ID"),
-            KmsError::ReservedKeyId(_) => (Code::InvalidArgument, "RESERVED_KEY_ID"),
-            KmsError::InvalidAliasName { .. } => (Code::InvalidArgument, "INVALID_ALIAS_NAME"),
-            KmsError::InvalidContext(_) => (Code::InvalidArgument, "INVALID_ENCRYPTION_CONTEXT"),
-            KmsError::InvalidArgument(_) => (Code::InvalidArgument, "INVALID_ARGUMENT"),
-            KmsError::MalformedBlob(_) => (Code::InvalidArgument, "MALFORMED_CIPHERTEXT"),
-            KmsError::InvalidCiphertext => (Code::InvalidArgument, "INVALID_CIPHERTEXT"),
-            KmsError::IncorrectKey { .. } => (Code::InvalidArgument, "INCORRECT_KEY"),
-            KmsError::NoDefaultKey => (Code::FailedPrecondition, "NO_DEFAULT_KEY"),
-            KmsError::KeyNotFound(_) => (Code::NotFound, "KEY_NOT_FOUND"),
-            KmsError::KeyVersionNotFound { .. } => (Code::NotFound, "KEY_VERSION_NOT_FOUND"),
-            KmsError::KeyAlreadyExists(_) => (Code::AlreadyExists, "KEY_ALREADY_EXISTS"),
-            KmsError::AliasNotFound(_) => (Code::NotFound, "ALIAS_NOT_FOUND"),
-            KmsError::AliasAlreadyExists(_) => (Code::AlreadyExists, "ALIAS_ALREADY_EXISTS"),
-            KmsError::KeyDisabled(_) => (Code::FailedPrecondition, "KEY_DISABLED"),
+            KmsError::InvalidKeyId { .. } => (Code::InvalidArgument, R::InvalidKeyId),
+            KmsError::ReservedKeyId(_) => (Code::InvalidArgument, R::ReservedKeyId),
+            KmsError::InvalidAliasName { .. } => (Code::InvalidArgument, R::InvalidAliasName),
+            KmsError::InvalidContext(_) => (Code::InvalidArgument, R::InvalidEncryptionContext),
+            KmsError::InvalidArgument(_) => (Code::InvalidArgument, R::InvalidArgument),
+            KmsError::MalformedBlob(_) => (Code::InvalidArgument, R::MalformedCiphertext),
+            KmsError::InvalidCiphertext => (Code::InvalidArgument, R::InvalidCiphertext),
+            KmsError::IncorrectKey { .. } => (Code::InvalidArgument, R::IncorrectKey),
+            KmsError::NoDefaultKey => (Code::FailedPrecondition, R::NoDefaultKey),
+            KmsError::KeyNotFound(_) => (Code::NotFound, R::KeyNotFound),
+            KmsError::KeyVersionNotFound { .. } => (Code::NotFound, R::KeyVersionNotFound),
+            KmsError::KeyAlreadyExists(_) => (Code::AlreadyExists, R::KeyAlreadyExists),
+            KmsError::AliasNotFound(_) => (Code::NotFound, R::AliasNotFound),
+            KmsError::AliasAlreadyExists(_) => (Code::AlreadyExists, R::AliasAlreadyExists),
+            KmsError::KeyDisabled(_) => (Code::FailedPrecondition, R::KeyDisabled),
             KmsError::KeyPendingDeletion { .. } => {
-                (Code::FailedPrecondition, "KEY_PENDING_DELETION")
+                (Code::FailedPrecondition, R::KeyPendingDeletion)
             }
             KmsError::InvalidStateTransition { .. } => {
-                (Code::FailedPrecondition, "INVALID_KEY_STATE")
+                (Code::FailedPrecondition, R::InvalidKeyState)
             }
-            KmsError::KeyUnreadable(_) => (Code::DataLoss, "KEY_UNREADABLE"),
-            KmsError::BackendUnavailable { .. } => (Code::Unavailable, "BACKEND_UNAVAILABLE"),
+            KmsError::KeyUnreadable(_) => (Code::DataLoss, R::KeyUnreadable),
+            KmsError::BackendUnavailable { .. } => (Code::Unavailable, R::BackendUnavailable),
             KmsError::BackendPermissionDenied { .. } => {
-                (Code::PermissionDenied, "BACKEND_PERMISSION_DENIED")
+                (Code::PermissionDenied, R::BackendPermissionDenied)
             }
             KmsError::BackendNotConfigured(_) => {
-                (Code::FailedPrecondition, "BACKEND_NOT_CONFIGURED")
+                (Code::FailedPrecondition, R::BackendNotConfigured)
             }
-            KmsError::InvalidConfig(_) => (Code::InvalidArgument, "INVALID_CONFIG"),
-            KmsError::BackendStartFailed(_) => (Code::FailedPrecondition, "BACKEND_START_FAILED"),
+            KmsError::InvalidConfig(_) => (Code::InvalidArgument, R::InvalidConfig),
+            KmsError::BackendStartFailed(_) => (Code::FailedPrecondition, R::BackendStartFailed),
             KmsError::InvalidServiceState { .. } => {
-                (Code::FailedPrecondition, "INVALID_SERVICE_STATE")
+                (Code::FailedPrecondition, R::InvalidServiceState)
             }
-            KmsError::NotRunning(_) => (Code::Unavailable, "NOT_RUNNING"),
-            KmsError::PermissionDenied => (Code::PermissionDenied, "PERMISSION_DENIED"),
-            KmsError::Overloaded(_) => (Code::ResourceExhausted, "OVERLOADED"),
-            KmsError::AuditUnavailable(_) => (Code::Unavailable, "AUDIT_UNAVAILABLE"),
-            KmsError::Internal(_) => (Code::Internal, "INTERNAL"),
+            KmsError::NotRunning(_) => (Code::Unavailable, R::NotRunning),
+            KmsError::PermissionDenied => (Code::PermissionDenied, R::PermissionDenied),
+            KmsError::Overloaded(_) => (Code::ResourceExhausted, R::Overloaded),
+            KmsError::AuditUnavailable(_) => (Code::Unavailable, R::AuditUnavailable),
+            KmsError::Internal(_) => (Code::Internal, R::Internal),
         }
     }
 

@@ -23,7 +23,7 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use kms_client::SecretString;
+use kms_core::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -142,11 +142,6 @@ impl RuntimeStore {
             dir: dir.to_owned(),
             sealer,
         })
-    }
-
-    /// The state directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn path(&self) -> PathBuf {

@@ -229,6 +229,7 @@ pub struct RequestContext {
 
 impl RequestContext {
     /// A request made by kmsd itself.
+    #[cfg(test)]
     pub fn internal() -> Self {
         Self {
             caller: Identity::Internal,

@@ -186,14 +186,15 @@ fn kms_code_and_status(error: &crate::Error) -> (&'static str, u16) {
     if error.is_transient() {
         return ("ServiceUnavailable", 503);
     }
-    match error.reason() {
-        Some("KEY_NOT_FOUND" | "INVALID_KEY_ID" | "NO_DEFAULT_KEY" | "KEY_VERSION_NOT_FOUND") => {
+    use crate::ErrorReason as R;
+    match error.reason_kind() {
+        Some(R::KeyNotFound | R::InvalidKeyId | R::NoDefaultKey | R::KeyVersionNotFound) => {
             ("KMS.NotFoundException", 400)
         }
-        Some("KEY_DISABLED") => ("KMS.DisabledException", 400),
-        Some("KEY_PENDING_DELETION" | "INVALID_KEY_STATE") => ("KMS.KMSInvalidStateException", 400),
-        Some("INVALID_ENCRYPTION_CONTEXT") => ("InvalidArgument", 400),
-        Some("PERMISSION_DENIED") => ("AccessDenied", 403),
+        Some(R::KeyDisabled) => ("KMS.DisabledException", 400),
+        Some(R::KeyPendingDeletion | R::InvalidKeyState) => ("KMS.KMSInvalidStateException", 400),
+        Some(R::InvalidEncryptionContext) => ("InvalidArgument", 400),
+        Some(R::PermissionDenied) => ("AccessDenied", 403),
         // A stored sealed key that does not open under the object's context
         // (moved to another name, or damaged) is the server's problem.
         _ => ("InternalError", 500),

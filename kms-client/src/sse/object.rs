@@ -103,15 +103,6 @@ pub fn encode_context(context: &EncryptionContext) -> String {
 }
 
 /// The canonical byte form of a context (docs/format.md, "Canonical
-/// encryption context"), for binding one into a key derivation.
-pub(crate) fn canonical_context(context: &EncryptionContext) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&(context.len() as u32).to_be_bytes());
-    for (key, value) in context {
-        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
-        out.extend_from_slice(value.as_bytes());
-    }
-    out
-}
+/// encryption context"), for binding one into a key derivation: the same
+/// encoding kmsd binds to its blobs.
+pub(crate) use kms_core::context::canonical_encoding as canonical_context;

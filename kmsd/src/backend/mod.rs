@@ -11,7 +11,7 @@ pub mod vault;
 
 use std::{collections::BTreeMap, future::Future};
 
-use kms_client::{DataKey, SecretBytes};
+use kms_core::{DataKey, SecretBytes};
 use time::OffsetDateTime;
 
 pub use self::{metadata_store::MetadataStore, update::MetadataChange};

@@ -15,7 +15,8 @@ use kms_client::SecretString;
 pub struct OpenBaoTarget {
     client: Client<HttpConnector, Full<Bytes>>,
     url: String,
-    token: SecretString,
+    /// Shared by the clones (one per client task), never copied.
+    token: std::sync::Arc<SecretString>,
 }
 
 impl std::fmt::Debug for OpenBaoTarget {
@@ -40,7 +41,7 @@ impl OpenBaoTarget {
                 "{}/v1/{mount}/datakey/plaintext/{key}",
                 address.trim_end_matches('/')
             ),
-            token,
+            token: std::sync::Arc::new(token),
         }
     }
 

@@ -17,7 +17,10 @@ use serde::Deserialize;
 
 use super::ConfigError;
 pub use super::admin_plane::{AddressRule, AdminPlaneRules};
-use crate::http::sigv4::DEFAULT_REGION;
+
+/// The region signatures are scoped to unless `[admin] region` says
+/// otherwise: what the RustFS quick start and awscurl examples sign with.
+pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// The longest access key id accepted.
 const MAX_ACCESS_KEY_LEN: usize = 128;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use super::ListenerLimits;
 use super::{ConfigError, RawLimits};
-use crate::daemon::ListenerLimits;
 
 /// Validates the listener part of `[limits]`: counts and durations of at
 /// least 1.

@@ -39,35 +39,7 @@ pub const RESERVED_DESCRIPTORS: u64 = 64;
 /// most this often.
 pub(crate) const LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// The limits of the TCP listeners (`[limits]`, docs/configuration.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenerLimits {
-    /// Connections at once on the gRPC TCP listener.
-    pub max_tcp_connections: usize,
-    /// Connections at once on the admin HTTP listener.
-    pub max_admin_connections: usize,
-    /// Connections at once on the metrics listener.
-    pub max_metrics_connections: usize,
-    /// TLS handshakes at once, per TLS listener.
-    pub max_tls_handshakes: usize,
-    /// Time to the first bytes, the TLS handshake, and HTTP/1 headers.
-    pub header_read_timeout: Duration,
-    /// A connection without a byte either way for this long is closed.
-    pub idle_timeout: Duration,
-}
-
-impl Default for ListenerLimits {
-    fn default() -> Self {
-        Self {
-            max_tcp_connections: 1024,
-            max_admin_connections: 64,
-            max_metrics_connections: 64,
-            max_tls_handshakes: 64,
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(300),
-        }
-    }
-}
+use crate::config::ListenerLimits;
 
 /// Raises the soft descriptor limit to the hard one and returns how many
 /// descriptors the TCP listeners may hold together.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use kms_client::SecretBytes;
+use kms_core::SecretBytes;
 
 use crate::{
     backend::{

@@ -12,16 +12,13 @@ use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
+pub use self::build::{BuildEnv, BuildError, build_backend, ensure_default_key};
 use self::{
     accept::{Gate, descriptor_budget, fit_to_budget},
     listen::{bind_unix, grpc_incoming, plaintext, server, unix_incoming, wait_for_shutdown},
     tasks::{
         credential_gauges, deletion_sweeper, key_counts, readiness_loop, reload_on_change, watchdog,
     },
-};
-pub use self::{
-    accept::{ListenerLimits, RESERVED_DESCRIPTORS},
-    build::{BuildEnv, BuildError, build_backend, ensure_default_key},
 };
 use crate::{
     audit::AuditLog,
@@ -89,6 +86,7 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct RunningDaemon {
     /// The service core.
+    #[cfg(test)]
     pub kms: Kms,
     /// The bound TCP address (useful with port 0).
     pub tcp_addr: Option<SocketAddr>,
@@ -96,8 +94,6 @@ pub struct RunningDaemon {
     pub unix_path: Option<PathBuf>,
     /// The bound admin HTTP address.
     pub admin_addr: Option<SocketAddr>,
-    /// The bound metrics and health address.
-    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<Result<(), ServeError>>,
 }
@@ -105,6 +101,7 @@ pub struct RunningDaemon {
 impl RunningDaemon {
     /// Stops accepting, lets requests in flight finish, and returns when
     /// every listener has closed.
+    #[cfg(test)]
     pub async fn shutdown(mut self) -> Result<(), ServeError> {
         let _ = self.shutdown.send(true);
         self.join_all().await
@@ -138,6 +135,7 @@ impl RunningDaemon {
 
 /// Builds the backend (if configured), binds every listener and starts
 /// serving. Returns once the daemon is ready to answer.
+#[cfg(test)]
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningDaemon, StartError> {
     start_with(config, clock, false).await
 }
@@ -292,21 +290,17 @@ pub async fn start_with(
         }
         _ => None,
     };
-    let metrics_addr = match config.metrics_listen {
-        Some(listen) => {
-            let (listener, bound) = bind_tcp(listen).await?;
-            let gate = Gate::new("metrics", metrics_max, &limits);
-            let router = http::public_router(kms.clone());
-            let stop = shutdown_rx.clone();
-            tasks.spawn(async move {
-                listen::serve_http(listener, gate, None, router, stop)
-                    .await
-                    .map_err(ServeError::Http)
-            });
-            Some(bound)
-        }
-        None => None,
-    };
+    if let Some(listen) = config.metrics_listen {
+        let (listener, _) = bind_tcp(listen).await?;
+        let gate = Gate::new("metrics", metrics_max, &limits);
+        let router = http::public_router(kms.clone());
+        let stop = shutdown_rx.clone();
+        tasks.spawn(async move {
+            listen::serve_http(listener, gate, None, router, stop)
+                .await
+                .map_err(ServeError::Http)
+        });
+    }
 
     // The TCP listener before the unix socket: once the unix socket
     // answers (what the harness and local probes check), every listener does.
@@ -394,11 +388,11 @@ pub async fn start_with(
     ));
 
     Ok(RunningDaemon {
+        #[cfg(test)]
         kms,
         tcp_addr,
         unix_path,
         admin_addr,
-        metrics_addr,
         shutdown,
         tasks,
     })

@@ -11,7 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use kms_client::SecretString;
+use kms_core::SecretString;
 
 use super::{
     MAX_BODY_BYTES,

@@ -34,19 +34,19 @@
 use std::time::Duration;
 
 use http::{HeaderMap, request::Parts};
-use kms_client::SecretString;
+use kms_core::SecretString;
 use time::{OffsetDateTime, PrimitiveDateTime, macros::format_description};
 use zeroize::Zeroizing;
 
-pub use self::canonical::{
-    canonical_query, canonical_request, canonical_uri, signing_key, string_to_sign,
-};
+#[cfg(test)]
+use self::canonical::{canonical_query, canonical_uri};
+pub use self::canonical::{canonical_request, signing_key, string_to_sign};
 use crate::crypto;
 
 mod canonical;
 mod scope;
 
-pub use self::scope::{Credentials, DEFAULT_REGION, HostPolicy, Policy};
+pub use self::scope::{Credentials, HostPolicy, Policy};
 
 /// The only algorithm accepted.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -430,7 +430,7 @@ pub fn verify(
     );
     let to_sign = string_to_sign(amz_date, &scope, &canonical);
     let key = signing_key(secret, auth.date, auth.region, auth.service);
-    let expected = Zeroizing::new(crypto::hmac_sha256(key.as_slice(), to_sign.as_bytes()));
+    let expected = Zeroizing::new(crypto::hmac_sha256(key.as_slice(), &[to_sign.as_bytes()]));
     if !known {
         return Err(AuthError::UnknownAccessKey(printable(auth.access_key)));
     }
@@ -469,7 +469,7 @@ fn printable(s: &str) -> String {
 }
 
 mod replay;
-pub use self::replay::{REPLAY_CACHE_ENTRIES, ReplayCache};
+pub use self::replay::ReplayCache;
 
 #[cfg(test)]
 mod proptests;

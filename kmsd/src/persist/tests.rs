@@ -1,6 +1,6 @@
 use std::os::unix::fs::PermissionsExt;
 
-use kms_client::SecretBytes;
+use kms_core::SecretBytes;
 
 use super::*;
 use crate::persist::DesiredState;

@@ -336,7 +336,7 @@ const PAGE_TOKEN_DOMAIN: &[u8] = b"kmsd/v1/list-keys-page-token";
 const PAGE_TOKEN_CHECK_LEN: usize = 8;
 
 fn page_token_check(key_id: &KeyId) -> [u8; PAGE_TOKEN_CHECK_LEN] {
-    let mac = crypto::hmac_sha256(PAGE_TOKEN_DOMAIN, key_id.as_str().as_bytes());
+    let mac = crypto::hmac_sha256(PAGE_TOKEN_DOMAIN, &[key_id.as_str().as_bytes()]);
     let mut check = [0; PAGE_TOKEN_CHECK_LEN];
     check.copy_from_slice(&mac[..PAGE_TOKEN_CHECK_LEN]);
     check

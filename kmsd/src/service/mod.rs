@@ -19,19 +19,24 @@ use std::{sync::Arc, time::Duration};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
+/// Defined with the configuration, below the service.
+pub use crate::config::ServiceOptions;
+
+#[cfg(test)]
+pub use self::health::PROBE_KEY_ID;
 pub use self::{
     aliases::AliasPage,
     data::ReEncrypted,
-    health::PROBE_KEY_ID,
     keys::{
         DEFAULT_PAGE_SIZE, KeyPage, MAX_DELETION_WINDOW_DAYS, MAX_DESCRIPTION_LEN, MAX_PAGE_SIZE,
         MAX_TAGS, MIN_DELETION_WINDOW_DAYS,
     },
 };
+#[cfg(test)]
+use crate::backend::KeyBackend;
 use crate::{
     audit::AuditLog,
-    backend::KeyBackend,
-    cache::{CacheSettings, DataKeyCache},
+    cache::DataKeyCache,
     clock::Clock,
     error::KmsError,
     lifecycle::{Active, Lifecycle, Runtime},
@@ -41,30 +46,6 @@ use crate::{
 
 /// Encrypt takes at most this many bytes of plaintext.
 pub const MAX_PLAINTEXT_LEN: usize = 4096;
-
-/// Tunables of the service core.
-#[derive(Debug, Clone)]
-pub struct ServiceOptions {
-    /// Requests served at once; more are refused with RESOURCE_EXHAUSTED.
-    pub max_concurrent_requests: usize,
-    /// Deadline of every backend call.
-    pub backend_timeout: Duration,
-    /// The data-key cache.
-    pub cache: CacheSettings,
-    /// What a backend configuration given to the admin API may name.
-    pub admin_rules: crate::config::AdminPlaneRules,
-}
-
-impl Default for ServiceOptions {
-    fn default() -> Self {
-        Self {
-            max_concurrent_requests: 1024,
-            backend_timeout: Duration::from_secs(10),
-            cache: CacheSettings::default(),
-            admin_rules: crate::config::AdminPlaneRules::default(),
-        }
-    }
-}
 
 /// The service core. Cheap to clone; clones share everything.
 #[derive(Debug, Clone)]
@@ -120,21 +101,6 @@ impl Kms {
         }
     }
 
-    /// A service with default metrics, no audit output, an allow-all
-    /// policy and default options (tests, tools).
-    pub fn for_tests(lifecycle: Lifecycle, clock: Arc<dyn Clock>) -> Self {
-        let metrics = Metrics::new();
-        let audit = AuditLog::off(metrics.clone());
-        Self::new(
-            lifecycle,
-            clock,
-            metrics,
-            audit,
-            Policy::allow_all(),
-            ServiceOptions::default(),
-        )
-    }
-
     /// The lifecycle.
     pub fn lifecycle(&self) -> &Lifecycle {
         &self.inner.lifecycle
@@ -160,16 +126,12 @@ impl Kms {
         self.inner.lifecycle.snapshot()
     }
 
-    /// Now, by the service's clock.
-    pub fn now(&self) -> OffsetDateTime {
-        self.inner.clock.now()
-    }
-
     fn active(&self) -> Result<Arc<Active>, KmsError> {
         self.inner.lifecycle.active()
     }
 
     /// Whether the active backend answers (not counted as a request).
+    #[cfg(test)]
     pub async fn health(&self) -> Result<(), KmsError> {
         let active = self.active()?;
         self.backend_call(&active, "health", active.backend.health())

@@ -319,7 +319,7 @@ impl KeyBackend for LocalBackend {
         let (dek, seed) = random.split_at(KEY_LEN);
         let dek: [u8; KEY_LEN] = dek.try_into().map_err(internal_len)?;
         let seed: &[u8; SEED_LEN] = seed.try_into().map_err(internal_len)?;
-        let key_material = kms_client::DataKey::from_bytes(dek);
+        let key_material = kms_core::DataKey::from_bytes(dek);
         let sealed = self.seal(key_id, &key, key_material.expose_secret(), seed, context)?;
         Ok(GeneratedKey {
             key: key_material,

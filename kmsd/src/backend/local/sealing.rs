@@ -7,14 +7,14 @@
 //! surfacing as failed decryptions later.
 //!
 //! Each version's material is sealed with the blob construction of
-//! `crypto.rs` (fresh derived key per seal) and authenticated data
+//! kms-core's `crypto.rs` (fresh derived key per seal) and authenticated data
 //! `"kmsd/v1/key-material" || u8(len(key id)) || key id || u32be(version)`,
 //! so sealed material cannot be moved to another key or version.
 
 use std::path::Path;
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use kms_client::SecretBytes;
+use kms_core::SecretBytes;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 

@@ -1,7 +1,7 @@
 use std::{collections::BTreeMap, os::unix::fs::PermissionsExt, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use kms_client::SecretBytes;
+use kms_core::SecretBytes;
 use time::{Duration, OffsetDateTime};
 
 use super::*;

@@ -20,7 +20,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use kms_client::SecretString;
+use kms_core::SecretString;
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
 use tokio::{sync::Notify, time::Instant};
@@ -321,7 +321,7 @@ impl Auth {
                 return Arc::clone(st);
             }
             Arc::new(TokenState {
-                token: st.token.clone(),
+                token: st.token.clone_secret(),
                 header: st.header.clone(),
                 generation,
                 lease: Some(lease),

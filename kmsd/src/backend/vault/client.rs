@@ -17,7 +17,7 @@ use super::{
     settings::RetryPolicy,
     transport::{Transport, VaultRequest},
 };
-use crate::{breaker::Breaker, crypto};
+use crate::breaker::Breaker;
 
 /// The transport with its retry policy, deadlines and circuit breaker.
 #[derive(Debug)]
@@ -136,17 +136,13 @@ impl Sender {
 /// Full jitter: a uniformly random pause below an exponentially growing
 /// ceiling, so kmsd instances that failed together do not retry together.
 pub(crate) fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    let ceiling = policy
-        .initial_backoff
-        .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
-        .min(policy.max_backoff);
-    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-    let random = crypto::random_array::<8>()
-        .map(u64::from_le_bytes)
-        // The system RNG does not fail in practice; half the ceiling keeps
-        // the retry going if it ever does.
-        .unwrap_or(nanos / 2);
-    Duration::from_nanos(random % nanos.saturating_add(1))
+    // `attempt` counts from 0: the pause before the first retry is below
+    // the initial backoff.
+    kms_core::Backoff {
+        base: policy.initial_backoff,
+        max: policy.max_backoff,
+    }
+    .full_jitter(attempt.saturating_add(1))
 }
 
 /// An authenticated view of Vault: every call carries the current token.

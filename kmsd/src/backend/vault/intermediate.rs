@@ -119,7 +119,7 @@ impl Intermediate {
         blob: &ParsedBlob<'_>,
         payload: &crate::blob::VaultIntermediatePayload<'_>,
         context: &EncryptionContext,
-    ) -> Result<kms_client::SecretBytes, KmsError> {
+    ) -> Result<kms_core::SecretBytes, KmsError> {
         let aad = crate::blob::aad(blob.header_bytes, context);
         self.wrapping
             .open(payload.seed, &aad, payload.sealed)

@@ -44,7 +44,7 @@ mod tests;
 
 use std::{sync::Arc, time::Duration};
 
-use kms_client::DataKey;
+use kms_core::DataKey;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 

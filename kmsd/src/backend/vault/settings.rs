@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use kms_client::SecretString;
+use kms_core::SecretString;
 use reqwest::Url;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -221,8 +221,15 @@ impl RawVaultConfig {
 }
 
 /// A secret written inline in the config; redacted from `Debug`.
-#[derive(Clone)]
 pub struct RawSecret(pub SecretString);
+
+/// The configuration is cloned as a whole; its secrets are copied through
+/// the explicit [`SecretString::clone_secret`], still wiped on drop.
+impl Clone for RawSecret {
+    fn clone(&self) -> Self {
+        Self(self.0.clone_secret())
+    }
+}
 
 impl<'de> Deserialize<'de> for RawSecret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -315,7 +322,6 @@ impl AuthSettings {
 }
 
 /// Where a secret comes from.
-#[derive(Clone)]
 pub enum SecretSource {
     /// Written in the config.
     Inline(SecretString),
@@ -323,6 +329,18 @@ pub enum SecretSource {
     File(PathBuf),
     /// An environment variable.
     Env(String),
+}
+
+/// Cloned with the settings; an inline secret through the explicit
+/// [`SecretString::clone_secret`].
+impl Clone for SecretSource {
+    fn clone(&self) -> Self {
+        match self {
+            SecretSource::Inline(secret) => SecretSource::Inline(secret.clone_secret()),
+            SecretSource::File(path) => SecretSource::File(path.clone()),
+            SecretSource::Env(name) => SecretSource::Env(name.clone()),
+        }
+    }
 }
 
 impl SecretSource {

@@ -8,7 +8,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use kms_client::SecretBytes;
+use kms_core::SecretBytes;
 use reqwest::Method;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use time::OffsetDateTime;

@@ -2,7 +2,7 @@
 //! specification (see the rules in the parent module).
 
 use http::request::Parts;
-use kms_client::SecretString;
+use kms_core::SecretString;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode};
 use zeroize::Zeroizing;
 
@@ -136,9 +136,9 @@ pub fn signing_key(
     let mut seed = Zeroizing::new(Vec::with_capacity(4 + secret.expose_secret().len()));
     seed.extend_from_slice(b"AWS4");
     seed.extend_from_slice(secret.expose_secret().as_bytes());
-    let mut key = Zeroizing::new(crypto::hmac_sha256(&seed, date.as_bytes()));
+    let mut key = Zeroizing::new(crypto::hmac_sha256(&seed, &[date.as_bytes()]));
     for part in [region, service, "aws4_request"] {
-        key = Zeroizing::new(crypto::hmac_sha256(key.as_slice(), part.as_bytes()));
+        key = Zeroizing::new(crypto::hmac_sha256(key.as_slice(), &[part.as_bytes()]));
     }
     key
 }

@@ -83,17 +83,13 @@ impl ReplayCache {
     }
 
     /// How many signatures are remembered.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .seen
             .len()
-    }
-
-    /// Whether none are.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -3,12 +3,12 @@
 
 use std::{collections::HashMap, fmt, time::Duration};
 
-use kms_client::SecretString;
+use kms_core::SecretString;
 
 use super::{MAX_SKEW, SERVICE};
 
 /// The admin access keys and their secrets.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub struct Credentials {
     keys: HashMap<String, SecretString>,
 }
@@ -33,21 +33,7 @@ impl Credentials {
     pub fn secret(&self, access_key: &str) -> Option<&SecretString> {
         self.keys.get(access_key)
     }
-
-    /// How many access keys there are.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
 }
-
-/// The region signatures are scoped to unless `[admin] region` says
-/// otherwise: what the RustFS quick start and awscurl examples sign with.
-pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// What a signature must be scoped to.
 #[derive(Debug, Clone)]

@@ -326,7 +326,7 @@ fn signed_request(
     );
     let signature = hex::encode(crypto::hmac_sha256(
         key.as_slice(),
-        string_to_sign(amz_date, &scope, &canonical).as_bytes(),
+        &[string_to_sign(amz_date, &scope, &canonical).as_bytes()],
     ));
     let value = format!(
         "AWS4-HMAC-SHA256 Credential=admin/{scope}, SignedHeaders={}, Signature={signature}",

@@ -75,7 +75,7 @@ fn one_source(
 /// context or through [`read_secret`].
 fn read_secret_blocking(source: &SecretSource) -> Result<SecretString, String> {
     let text = match source {
-        SecretSource::Inline(secret) => return Ok(secret.clone()),
+        SecretSource::Inline(secret) => return Ok(secret.clone_secret()),
         SecretSource::File(path) => read_file(path)?,
         SecretSource::Env(var) => std::env::var(var)
             .map_err(|_| format!("environment variable {var} is not set or not UTF-8"))?,
@@ -96,7 +96,7 @@ fn read_file(path: &Path) -> Result<String, String> {
 /// the source, never the secret.
 pub async fn read_secret(source: &SecretSource) -> Result<SecretString, String> {
     match source {
-        SecretSource::Inline(secret) => Ok(secret.clone()),
+        SecretSource::Inline(secret) => Ok(secret.clone_secret()),
         other => {
             let other = other.clone();
             tokio::task::spawn_blocking(move || read_secret_blocking(&other))

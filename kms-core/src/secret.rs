@@ -15,6 +15,11 @@ pub const DATA_KEY_LEN: usize = 32;
 ///
 /// Dropping it overwrites the bytes. It cannot be cloned by accident:
 /// [`DataKey::clone_secret`] is the explicit way.
+///
+/// ```compile_fail
+/// fn cloneable<T: Clone>() {}
+/// cloneable::<kms_core::DataKey>();
+/// ```
 pub struct DataKey(Zeroizing<[u8; DATA_KEY_LEN]>);
 
 impl DataKey {
@@ -89,7 +94,14 @@ impl fmt::Debug for SecretBytes {
 }
 
 /// A secret string (a Vault token, a passphrase), wiped on drop.
-#[derive(Clone)]
+///
+/// It cannot be cloned by accident: [`SecretString::clone_secret`] is the
+/// explicit way.
+///
+/// ```compile_fail
+/// fn cloneable<T: Clone>() {}
+/// cloneable::<kms_core::SecretString>();
+/// ```
 pub struct SecretString(Zeroizing<String>);
 
 impl SecretString {
@@ -101,6 +113,11 @@ impl SecretString {
     /// The secret text.
     pub fn expose_secret(&self) -> &str {
         &self.0
+    }
+
+    /// A second copy of the secret, also wiped on drop.
+    pub fn clone_secret(&self) -> Self {
+        Self::new(self.expose_secret().to_owned())
     }
 }
 
@@ -130,6 +147,12 @@ mod tests {
         assert!(!printed.contains("171"), "{printed}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("token-value"), "{printed}");
+    }
+
+    #[test]
+    fn clone_secret_copies_the_text() {
+        let text = SecretString::new("s.token-value".into());
+        assert_eq!(text.clone_secret().expose_secret(), "s.token-value");
     }
 
     #[test]
