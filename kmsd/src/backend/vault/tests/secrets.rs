@@ -46,6 +46,10 @@ async fn secrets_never_reach_logs_errors_debug_or_status() {
         .with_writer(capture.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests of this process may have registered kmsd's callsites
+    // while no subscriber wanted them (interest "never", cached); the
+    // capture then missed lines now and then. Ask every callsite again.
+    tracing::callsite::rebuild_interest_cache();
 
     let bao = OpenBao::dev().await;
     bao.write_policy("kmsd", &documented_policy()).await;
