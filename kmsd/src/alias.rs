@@ -94,14 +94,6 @@ impl KeyRef {
             Self::parse(s).map(Some)
         }
     }
-
-    /// The alias, if the caller named one.
-    pub fn alias(&self) -> Option<&AliasName> {
-        match self {
-            KeyRef::Key(_) => None,
-            KeyRef::Alias(alias) => Some(alias),
-        }
-    }
 }
 
 impl From<KeyId> for KeyRef {

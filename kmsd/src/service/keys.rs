@@ -25,7 +25,7 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 pub const MIN_DELETION_WINDOW_DAYS: u32 = 7;
 /// The longest deletion window, in days (also the default).
 pub const MAX_DELETION_WINDOW_DAYS: u32 = 30;
-pub use crate::backend::update::{MAX_DESCRIPTION_LEN, MAX_TAGS};
+pub use crate::backend::update::MAX_DESCRIPTION_LEN;
 
 /// One page of keys.
 #[derive(Debug)]

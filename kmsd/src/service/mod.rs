@@ -24,13 +24,8 @@ pub use crate::config::ServiceOptions;
 
 #[cfg(test)]
 pub use self::health::PROBE_KEY_ID;
-pub use self::{
-    aliases::AliasPage,
-    data::ReEncrypted,
-    keys::{
-        DEFAULT_PAGE_SIZE, KeyPage, MAX_DELETION_WINDOW_DAYS, MAX_DESCRIPTION_LEN, MAX_PAGE_SIZE,
-        MAX_TAGS, MIN_DELETION_WINDOW_DAYS,
-    },
+pub use self::keys::{
+    DEFAULT_PAGE_SIZE, MAX_DELETION_WINDOW_DAYS, MAX_PAGE_SIZE, MIN_DELETION_WINDOW_DAYS,
 };
 #[cfg(test)]
 use crate::backend::KeyBackend;
