@@ -236,13 +236,14 @@ def start_to_ready(kmsd, tmp, starts):
     return {"first_start_ms": first, "restart_ms": again}
 
 
-def stream_ratios(quick):
-    """The encrypt/decrypt ratio lines of kms-client's stream benchmark."""
-    env = dict(os.environ)
+def cargo_bench(package, bench, quick, **env_extra):
+    """The stdout of `cargo bench -q -p <package> --bench <bench>`; raises with
+    its output when it fails."""
+    env = dict(os.environ, **env_extra)
     if quick:
         env["KMS_BENCH_QUICK"] = "1"
     out = subprocess.run(
-        ["cargo", "bench", "-q", "-p", "kms-client", "--bench", "stream"],
+        ["cargo", "bench", "-q", "-p", package, "--bench", bench],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -250,9 +251,15 @@ def stream_ratios(quick):
         check=False,
     )
     if out.returncode != 0:
-        raise RuntimeError(f"cargo bench failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"cargo bench -p {package} --bench {bench} failed:\n"
+                           f"{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+    return out.stdout
+
+
+def stream_ratios(quick):
+    """The encrypt/decrypt ratio lines of kms-client's stream benchmark."""
     ratios = {}
-    for line in out.stdout.splitlines():
+    for line in cargo_bench("kms-client", "stream", quick).splitlines():
         m = re.match(r"^((?:en|de)crypt: .*?)\s+([0-9.]+)\s+([0-9.]+)\s*$", line)
         if m:
             ratios[m.group(1)] = {"cpu": float(m.group(2)), "wall": float(m.group(3))}
@@ -262,18 +269,5 @@ def stream_ratios(quick):
 def cluster_figures(quick):
     """The figure lines of the 3-node cluster benchmark (tests/benches/cluster.rs):
     it starts its own cluster and kmsd, with the release kmsd that bench.sh built."""
-    env = dict(os.environ)
-    env["KMSD_TESTS_SKIP_BUILD"] = "1"
-    if quick:
-        env["KMS_BENCH_QUICK"] = "1"
-    out = subprocess.run(
-        ["cargo", "bench", "-q", "-p", "kmsd-tests", "--bench", "cluster"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"the cluster benchmark failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
-    return [line for line in out.stdout.splitlines() if line.startswith(("cluster", "  "))]
+    out = cargo_bench("kmsd-tests", "cluster", quick, KMSD_TESTS_SKIP_BUILD="1")
+    return [line for line in out.splitlines() if line.startswith(("cluster", "  "))]
