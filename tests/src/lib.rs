@@ -94,6 +94,24 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Every file under `dir`, concatenated (nothing if it does not exist):
+/// what the secret sweeps search for planted secrets.
+pub fn every_file(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return all;
+    };
+    for entry in entries {
+        let path = entry.expect("a readable directory entry").path();
+        if path.is_dir() {
+            all.extend(every_file(&path));
+        } else {
+            all.extend(fs::read(path).expect("a readable file"));
+        }
+    }
+    all
+}
+
 /// A temporary directory only this user can enter, as kmsd requires for
 /// key directories.
 pub fn private_dir() -> tempfile::TempDir {

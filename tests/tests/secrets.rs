@@ -9,7 +9,7 @@
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use kms_client::{KmsClient, proto};
 use kmsd_tests::{
-    Kmsd, KmsdOptions, ctx, free_port,
+    Kmsd, KmsdOptions, ctx, every_file, free_port,
     rest::{AdminClient, with_admin},
 };
 
@@ -63,23 +63,6 @@ async fn start_observed(mut options: KmsdOptions) -> (Kmsd, KmsClient, AdminClie
     let client = kmsd.client().await;
     let rest = AdminClient::new(admin_port, "admin", ADMIN_SECRET);
     (kmsd, client, rest, metrics_port)
-}
-
-/// Every file under `dir`, concatenated (nothing if it does not exist).
-fn every_file(dir: &std::path::Path) -> Vec<u8> {
-    let mut all = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return all;
-    };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            all.extend(every_file(&path));
-        } else {
-            all.extend(std::fs::read(path).unwrap());
-        }
-    }
-    all
 }
 
 /// Searches kmsd's own outputs (logs, audit log, metrics, runtime state)

@@ -14,11 +14,9 @@
 // Test code: a failed unwrap is a failed test, with its context.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
+use kmsd_tests::every_file;
 use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpListener};
 
 mod admin_plane;
@@ -74,23 +72,6 @@ impl FakeVault {
     fn received(&self) -> (usize, Vec<u8>) {
         self.received.lock().unwrap().clone()
     }
-}
-
-/// Every file under `dir`, concatenated (nothing if it does not exist).
-fn every_file(dir: &Path) -> Vec<u8> {
-    let mut all = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return all;
-    };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            all.extend(every_file(&path));
-        } else {
-            all.extend(std::fs::read(path).unwrap());
-        }
-    }
-    all
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

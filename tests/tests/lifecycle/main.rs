@@ -14,7 +14,7 @@ use std::{
 };
 
 use kms_client::{KmsClient, proto};
-use kmsd_tests::{Kmsd, KmsdOptions, assert_error, ctx};
+use kmsd_tests::{Kmsd, KmsdOptions, assert_error, ctx, every_file};
 use tonic::Code;
 
 /// NotConfigured, with a state directory; the admin API may name key

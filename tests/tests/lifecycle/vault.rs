@@ -25,20 +25,6 @@ fn sealed_state() -> KmsdOptions {
     options
 }
 
-/// Every file under `dir`, concatenated.
-fn every_file(dir: &std::path::Path) -> Vec<u8> {
-    let mut all = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            all.extend(every_file(&path));
-        } else {
-            all.extend(std::fs::read(path).unwrap());
-        }
-    }
-    all
-}
-
 /// The seed's Vault configure body carries the token inline; persisting it
 /// must not put the token on disk in any readable form, and a restart must
 /// still come back Running on Vault.
