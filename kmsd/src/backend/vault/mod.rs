@@ -54,7 +54,7 @@ use self::{
     client::{Sender, VaultClient},
     intermediate::Intermediates,
     kv::{KeyRecord, RECORD_FORMAT, Records, Written},
-    metadata::{compose, has_version, unreadable},
+    metadata::{compose, has_version},
     transit::Transit,
     transport::Transport,
 };
@@ -428,12 +428,7 @@ impl KeyBackend for VaultBackend {
         change: StateChange,
     ) -> Result<KeyMetadata, KmsError> {
         for _ in 0..CAS_ATTEMPTS {
-            let current = self
-                .records
-                .read(key_id)
-                .await
-                .map_err(|e| unreadable(key_id, e))?
-                .ok_or_else(|| KmsError::KeyNotFound(key_id.clone()))?;
+            let current = self.record_for_change(key_id).await?;
             let (state, deletion_date) = change.apply(key_id, current.record.state)?;
             if state == current.record.state && deletion_date == current.record.deletion_date {
                 return self.describe_fresh(key_id).await;

@@ -11,18 +11,26 @@ use crate::{
 };
 
 impl VaultBackend {
+    /// The key's KV record and its version, read for a check-and-set
+    /// change (state or metadata).
+    pub(super) async fn record_for_change(
+        &self,
+        key_id: &KeyId,
+    ) -> Result<super::kv::Versioned, KmsError> {
+        self.records
+            .read(key_id)
+            .await
+            .map_err(|e| unreadable(key_id, e))?
+            .ok_or_else(|| KmsError::KeyNotFound(key_id.clone()))
+    }
+
     pub(super) async fn update_record(
         &self,
         key_id: &KeyId,
         change: &MetadataChange,
     ) -> Result<KeyMetadata, KmsError> {
         for _ in 0..CAS_ATTEMPTS {
-            let current = self
-                .records
-                .read(key_id)
-                .await
-                .map_err(|e| unreadable(key_id, e))?
-                .ok_or_else(|| KmsError::KeyNotFound(key_id.clone()))?;
+            let current = self.record_for_change(key_id).await?;
             let mut record = current.record;
             let changed = change.apply(
                 key_id,

@@ -59,6 +59,18 @@ async fn fake(answer: String) -> (String, Arc<AtomicUsize>) {
     (address, count)
 }
 
+/// The settings of a backend on `bao` with its root token.
+fn root_settings(bao: &OpenBao) -> VaultSettings {
+    match config(bao, &token_auth(&bao.root_token()), "")
+        .backend
+        .unwrap()
+        .kind
+    {
+        BackendKindSettings::Vault(settings) => *settings,
+        other => panic!("not vault: {other:?}"),
+    }
+}
+
 /// A loopback port nothing listens on.
 fn refused() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -79,14 +91,7 @@ async fn kmsd_moves_past_a_redirecting_standby_and_a_dead_node_without_following
     ))
     .await;
     let dead = refused();
-    let mut settings: VaultSettings = match config(&bao, &token_auth(&bao.root_token()), "")
-        .backend
-        .unwrap()
-        .kind
-    {
-        BackendKindSettings::Vault(settings) => *settings,
-        other => panic!("not vault: {other:?}"),
-    };
+    let mut settings = root_settings(&bao);
     let real = settings.addresses[0].clone();
     settings.addresses = vec![
         standby.parse().unwrap(),
@@ -174,14 +179,7 @@ async fn hanging_writes() -> (String, Arc<AtomicUsize>) {
 async fn a_hanging_active_node_costs_transit_calls_the_hedge_not_the_attempt_deadline() {
     let bao = OpenBao::dev().await;
     let settings = |addresses: Vec<Url>| {
-        let mut settings: VaultSettings = match config(&bao, &token_auth(&bao.root_token()), "")
-            .backend
-            .unwrap()
-            .kind
-        {
-            BackendKindSettings::Vault(settings) => *settings,
-            other => panic!("not vault: {other:?}"),
-        };
+        let mut settings = root_settings(&bao);
         if !addresses.is_empty() {
             settings.addresses = addresses;
         }
