@@ -36,9 +36,45 @@ fn show(err: KmsError) -> String {
     format!("{text} {:?}", tonic::Status::from(err))
 }
 
-// One thread: every task's events go to the subscriber set below.
-#[tokio::test(flavor = "current_thread")]
-async fn secrets_never_reach_logs_errors_debug_or_status() {
+/// Set in the child process that runs the scenario alone.
+const ALONE: &str = "KMSD_VAULT_SECRETS_TEST_ALONE";
+
+/// Tracing caches each callsite's interest process-wide: when another test
+/// of this binary hits a callsite for the first time while this test is
+/// installing its capture, the callsite can stay "never" and the capture
+/// misses the line (rebuilding the cache narrows the window but cannot close
+/// it). So the scenario runs alone, in a child process of this test binary.
+#[test]
+fn secrets_never_reach_logs_errors_debug_or_status() {
+    if std::env::var_os(ALONE).is_some() {
+        // One thread: every task's events go to the capture set in `scenario`.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Boxed as #[tokio::test] does: the future is too big for the stack.
+        return runtime.block_on(Box::pin(scenario()));
+    }
+    let path = concat!(
+        module_path!(),
+        "::secrets_never_reach_logs_errors_debug_or_status"
+    );
+    let (_crate, name) = path.split_once("::").unwrap();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env(ALONE, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    let stderr = String::from_utf8_lossy(&child.stderr);
+    assert!(
+        child.status.success(),
+        "the scenario failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("1 passed"), "the scenario ran:\n{stdout}");
+}
+
+async fn scenario() {
     let capture = Capture::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -46,10 +82,6 @@ async fn secrets_never_reach_logs_errors_debug_or_status() {
         .with_writer(capture.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    // Other tests of this process may have registered kmsd's callsites
-    // while no subscriber wanted them (interest "never", cached); the
-    // capture then missed lines now and then. Ask every callsite again.
-    tracing::callsite::rebuild_interest_cache();
 
     let bao = OpenBao::dev().await;
     bao.write_policy("kmsd", &documented_policy()).await;
