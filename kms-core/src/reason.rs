@@ -102,6 +102,8 @@ reasons! {
     AliasNotFound => "ALIAS_NOT_FOUND",
     /// The alias name is taken.
     AliasAlreadyExists => "ALIAS_ALREADY_EXISTS",
+    /// A reload found a broken file; the previous settings stay in force.
+    ReloadFailed => "RELOAD_FAILED",
 }
 
 impl fmt::Display for ErrorReason {

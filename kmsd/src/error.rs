@@ -127,6 +127,9 @@ pub enum KmsError {
     #[error("invalid backend configuration: {0}")]
     InvalidConfig(String),
     /// A backend could not be built or failed its health check.
+    #[error("reload refused, the previous settings stay in force: {0}")]
+    ReloadFailed(String),
+
     #[error("the backend could not be started: {0}")]
     BackendStartFailed(String),
     /// The lifecycle transition does not apply to the current state.
@@ -200,6 +203,7 @@ impl KmsError {
             }
             KmsError::InvalidConfig(_) => (Code::InvalidArgument, R::InvalidConfig),
             KmsError::BackendStartFailed(_) => (Code::FailedPrecondition, R::BackendStartFailed),
+            KmsError::ReloadFailed(_) => (Code::FailedPrecondition, R::ReloadFailed),
             KmsError::InvalidServiceState { .. } => {
                 (Code::FailedPrecondition, R::InvalidServiceState)
             }
@@ -237,7 +241,8 @@ impl KmsError {
             | KmsError::KeyPendingDeletion { .. }
             | KmsError::InvalidStateTransition { .. }
             | KmsError::BackendNotConfigured(_)
-            | KmsError::InvalidServiceState { .. } => StatusCode::CONFLICT,
+            | KmsError::InvalidServiceState { .. }
+            | KmsError::ReloadFailed(_) => StatusCode::CONFLICT,
             // The caller's own credentials are fine; the key store refused
             // kmsd's, so this is an upstream failure, not a 403.
             KmsError::BackendPermissionDenied { .. } => StatusCode::BAD_GATEWAY,

@@ -398,6 +398,37 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// Rebuilds the active backend from its current settings so that the
+    /// files it read when built (Vault CA and client certificates, a token
+    /// file) are read again: a reload's "Vault client TLS". The new one is
+    /// health-checked before the swap; on failure the current one keeps
+    /// serving. Requests in flight finish on the old one. A local backend
+    /// reads nothing a reload changes (and its directory can be open once
+    /// only), so it is left alone. Returns whether a backend was rebuilt.
+    pub async fn refresh_active(&self) -> Result<bool, KmsError> {
+        let mut control = self.control.lock().await;
+        let Some(current) = control.active.clone() else {
+            return Ok(false);
+        };
+        if current.settings.kind_name() != "vault"
+            || self.current.load().state != ServiceState::Running
+        {
+            return Ok(false);
+        }
+        let active = build_backend(&current.settings, &self.env)
+            .await
+            .map_err(build_failed)?;
+        active.backend.health().await?;
+        let mut next = control.clone();
+        next.active = Some(Installed {
+            active: Arc::new(active),
+            ..current
+        });
+        self.commit(&mut control, next, DesiredState::Running)?;
+        self.publish(&control, ServiceState::Running, None);
+        Ok(true)
+    }
+
     /// Reuses a backend already built from identical settings (a local key
     /// directory can be opened by one instance only), or builds and checks a
     /// new one.

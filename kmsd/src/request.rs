@@ -100,6 +100,8 @@ pub enum Operation {
     Reconfigure,
     /// Admin.ClearCache
     ClearCache,
+    /// Admin.Reload
+    Reload,
 }
 
 /// Which part of the API an operation belongs to; policies grant them
@@ -116,7 +118,7 @@ pub enum Plane {
 
 impl Operation {
     /// Every operation, in a fixed order (the index of [`Self::index`]).
-    pub const ALL: [Operation; 26] = [
+    pub const ALL: [Operation; 27] = [
         Operation::GenerateDataKey,
         Operation::GenerateDataKeyWithoutPlaintext,
         Operation::Encrypt,
@@ -143,6 +145,7 @@ impl Operation {
         Operation::Stop,
         Operation::Reconfigure,
         Operation::ClearCache,
+        Operation::Reload,
     ];
 
     /// The position in [`Self::ALL`].
@@ -179,6 +182,7 @@ impl Operation {
             Operation::Stop => "Stop",
             Operation::Reconfigure => "Reconfigure",
             Operation::ClearCache => "ClearCache",
+            Operation::Reload => "Reload",
         }
     }
 
@@ -210,7 +214,8 @@ impl Operation {
             | Operation::Start
             | Operation::Stop
             | Operation::Reconfigure
-            | Operation::ClearCache => Plane::Admin,
+            | Operation::ClearCache
+            | Operation::Reload => Plane::Admin,
         }
     }
 

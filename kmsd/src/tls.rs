@@ -172,6 +172,21 @@ impl ClientCertVerifier for ReloadingVerifier {
     }
 }
 
+/// Certificate material read and checked by [`ReloadableTls::prepare`],
+/// not yet in use.
+pub struct PreparedTls {
+    certified: CertifiedKey,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+    mtime: Option<SystemTime>,
+}
+
+impl fmt::Debug for PreparedTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The private key is inside `certified`: never printed.
+        f.write_str("PreparedTls")
+    }
+}
+
 /// A rustls server configuration whose certificate and client CAs can be
 /// reloaded in place.
 #[derive(Debug)]
@@ -227,21 +242,38 @@ impl ReloadableTls {
         Arc::clone(&self.config)
     }
 
-    /// Reloads both files; on error the current material stays in use.
-    pub fn reload(&self) -> Result<(), TlsError> {
+    /// Reads and checks the files again without using them yet, so a
+    /// reload can check everything before it changes anything.
+    pub fn prepare(&self) -> Result<PreparedTls, TlsError> {
+        let mtime = newest_mtime(&self.settings);
         let certified = load_certified_key(&self.settings)?;
         let verifier = match (&self.verifier, &self.settings.client_ca_file) {
             (Some(_), Some(path)) => Some(load_verifier(path)?),
             _ => None,
         };
-        self.cert.0.store(Arc::new(certified));
-        if let (Some(current), Some(verifier)) = (&self.verifier, verifier) {
+        Ok(PreparedTls {
+            certified,
+            verifier,
+            mtime,
+        })
+    }
+
+    /// Serves new handshakes with `prepared`; connections already
+    /// established keep theirs.
+    pub fn install(&self, prepared: PreparedTls) {
+        self.cert.0.store(Arc::new(prepared.certified));
+        if let (Some(current), Some(verifier)) = (&self.verifier, prepared.verifier) {
             current.0.store(Arc::new(verifier));
         }
         if let Ok(mut loaded_at) = self.loaded_at.lock() {
-            *loaded_at = newest_mtime(&self.settings);
+            *loaded_at = prepared.mtime;
         }
         tracing::info!("TLS certificate and client CAs reloaded");
+    }
+
+    /// Reloads both files; on error the current material stays in use.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        self.install(self.prepare()?);
         Ok(())
     }
 

@@ -134,7 +134,8 @@ pub struct KmsdOptions {
     pub extra_toml: String,
     /// Also listen on 127.0.0.1:<free port>.
     pub tcp: bool,
-    /// Environment variables for the process.
+    /// Environment variables for the process; an empty value removes the
+    /// variable (`RUST_LOG`, so that the config file's `[log] level` applies).
     pub env: Vec<(String, String)>,
     /// Run kmsd with this RLIMIT_NOFILE (soft and hard), through
     /// `prlimit`.
@@ -252,13 +253,19 @@ impl Kmsd {
             }
             None => Command::new(binary("kmsd")),
         };
-        let child = command
+        command
             .arg("serve")
             .arg("--config")
             .arg(self.config_path())
             // The options' environment may override the log filter.
-            .env("RUST_LOG", "kmsd=debug,info")
-            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "kmsd=debug,info");
+        for (name, value) in &self.options.env {
+            match value.is_empty() {
+                true => command.env_remove(name),
+                false => command.env(name, value),
+            };
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log("stdout"))
             .stderr(log("stderr"))

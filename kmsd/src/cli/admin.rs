@@ -60,6 +60,9 @@ enum AdminCommand {
     },
     /// Drop every cached key and data key.
     ClearCache,
+    /// Re-read the log level, admin access keys, policy and TLS files (as
+    /// SIGHUP does); all or nothing.
+    Reload,
 }
 
 pub(crate) async fn run(client: ClientArgs, args: AdminArgs) -> anyhow::Result<()> {
@@ -96,6 +99,17 @@ pub(crate) async fn run(client: ClientArgs, args: AdminArgs) -> anyhow::Result<(
                 .into_inner();
             return output::print_json(&serde_json::json!({
                 "entries_cleared": cleared.entries_cleared
+            }));
+        }
+        AdminCommand::Reload => {
+            let report = admin
+                .reload(proto::ReloadRequest {})
+                .await
+                .map_err(kms_client::Error::from)?
+                .into_inner();
+            return output::print_json(&serde_json::json!({
+                "reloaded": report.reloaded,
+                "restart_required": report.restart_required,
             }));
         }
     };

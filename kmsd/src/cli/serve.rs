@@ -20,12 +20,12 @@ use crate::{
     config::{
         BackendConfig, Config, LocalBackendConfig, LogConfig, LogFormat, RawAccessKey, RawConfig,
     },
-    daemon,
+    daemon::{self, ReloadHooks},
 };
 
 /// Flags of `kmsd serve`. Every flag also reads an environment variable;
 /// flags win over the environment, which wins over the config file.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct ServeArgs {
     /// TOML configuration file (docs/configuration.md).
     #[arg(long, short, env = "KMSD_CONFIG")]
@@ -105,7 +105,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             _ => ExitCode::SUCCESS,
         };
     }
-    init_tracing(&config.log);
+    let set_log_filter = init_tracing(&config.log);
     if let Err(e) = crate::hardening::harden_process(config.mlock) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
@@ -121,7 +121,17 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         }
     };
     let dev = args.dev.then_some(DevInfo { admin: dev_admin });
-    match runtime.block_on(serve(config, dev, args.reset_runtime_state)) {
+    let reset_runtime_state = args.reset_runtime_state;
+    // SIGHUP and Admin Reload read the file and the flags again, as here.
+    let reload = ReloadHooks {
+        load_config: Box::new(move || {
+            load(&args)
+                .map(|(config, _)| config)
+                .map_err(|e| format!("{e:#}"))
+        }),
+        set_log_filter,
+    };
+    match runtime.block_on(serve(config, dev, reset_runtime_state, reload)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -317,15 +327,28 @@ fn apply_dev_defaults(
     Ok(Some((DEV_ADMIN_ACCESS_KEY.into(), secret_file)))
 }
 
-fn init_tracing(log: &LogConfig) {
+/// Replaces the log filter of the subscriber [`init_tracing`] installed.
+type SetLogFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+fn init_tracing(log: &LogConfig) -> SetLogFilter {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     match log.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
+        }
+        LogFormat::Json => {
+            let builder = builder.json().with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
+        }
     }
 }
 
@@ -333,9 +356,15 @@ async fn serve(
     config: Config,
     dev: Option<DevInfo>,
     reset_runtime_state: bool,
+    reload: ReloadHooks,
 ) -> anyhow::Result<()> {
-    let running =
-        daemon::start_with(config.clone(), Arc::new(SystemClock), reset_runtime_state).await?;
+    let running = daemon::start_with(
+        config.clone(),
+        Arc::new(SystemClock),
+        reset_runtime_state,
+        Some(reload),
+    )
+    .await?;
     announce(&config, &running, dev.as_ref());
     // Tell systemd (Type=notify) we serve; a no-op elsewhere.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);

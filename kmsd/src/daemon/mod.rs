@@ -5,6 +5,7 @@
 mod accept;
 mod build;
 mod listen;
+mod reload;
 mod tasks;
 mod uds_authority;
 
@@ -13,12 +14,12 @@ use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
 pub use self::build::{BuildEnv, BuildError, build_backend, ensure_default_key};
+pub use self::reload::ReloadHooks;
 use self::{
     accept::{Gate, descriptor_budget, fit_to_budget},
     listen::{bind_unix, grpc_incoming, plaintext, server, unix_incoming, wait_for_shutdown},
-    tasks::{
-        credential_gauges, deletion_sweeper, key_counts, readiness_loop, reload_on_change, watchdog,
-    },
+    reload::Reloader,
+    tasks::{credential_gauges, deletion_sweeper, key_counts, readiness_loop, watchdog},
 };
 use crate::{
     audit::AuditLog,
@@ -137,15 +138,18 @@ impl RunningDaemon {
 /// serving. Returns once the daemon is ready to answer.
 #[cfg(test)]
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningDaemon, StartError> {
-    start_with(config, clock, false).await
+    start_with(config, clock, false, None).await
 }
 
 /// As [`start`]; with `reset_runtime_state`, the runtime state saved by the
-/// admin API is forgotten first and the config file applies.
+/// admin API is forgotten first and the config file applies. `reload` says
+/// how SIGHUP and Admin Reload read the configuration again; without it
+/// they re-read the files named by `config`.
 pub async fn start_with(
     config: Config,
     clock: Arc<dyn Clock>,
     reset_runtime_state: bool,
+    reload: Option<ReloadHooks>,
 ) -> Result<RunningDaemon, StartError> {
     // Read before anything is bound or restored, so a missing secret fails
     // the start at once. Signatures are dated by the client's wall clock,
@@ -260,6 +264,25 @@ pub async fn start_with(
             .map(Arc::new),
         None => None,
     };
+    let tls = config
+        .listen
+        .tls
+        .clone()
+        .map(|settings| ReloadableTls::load(settings, ALPN_GRPC))
+        .transpose()?
+        .map(Arc::new);
+    let reloadable_tls = tls
+        .iter()
+        .map(|t| ("grpc", Arc::clone(t)))
+        .chain(admin_tls.iter().map(|t| ("admin", Arc::clone(t))))
+        .collect();
+    let reloader = Arc::new(Reloader::new(
+        config.clone(),
+        reload,
+        reloadable_tls,
+        admin.as_ref().map(|(_, auth)| auth.credentials()),
+    ));
+    kms.set_reloader(Arc::clone(&reloader) as Arc<dyn crate::service::Reload>);
     // Bound before the gRPC listeners serve, so that once kmsd answers
     // gRPC (what readiness checks probe) the admin API answers too.
     let admin_addr = match (admin, &config.admin) {
@@ -304,13 +327,6 @@ pub async fn start_with(
 
     // The TCP listener before the unix socket: once the unix socket
     // answers (what the harness and local probes check), every listener does.
-    let tls = config
-        .listen
-        .tls
-        .clone()
-        .map(|settings| ReloadableTls::load(settings, ALPN_GRPC))
-        .transpose()?
-        .map(Arc::new);
     let tcp_addr = match config.listen.tcp {
         Some(addr) => {
             let (listener, bound) = bind_tcp(addr).await?;
@@ -361,12 +377,7 @@ pub async fn start_with(
         }
         None => None,
     };
-    tokio::spawn(reload_on_change(
-        kms.clone(),
-        tls.into_iter().chain(admin_tls).collect(),
-        config.policy_file.clone(),
-        shutdown_rx.clone(),
-    ));
+    tokio::spawn(reloader.run(kms.clone(), shutdown_rx.clone()));
 
     tokio::spawn(readiness_loop(
         kms.clone(),

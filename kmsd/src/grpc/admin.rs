@@ -146,4 +146,15 @@ impl Admin for AdminService {
         let entries_cleared = self.kms.clear_cache(&request_context(&request)).await?;
         Ok(Response::new(pb::ClearCacheResponse { entries_cleared }))
     }
+
+    async fn reload(
+        &self,
+        request: Request<pb::ReloadRequest>,
+    ) -> Result<Response<pb::ReloadResponse>, Status> {
+        let report = self.kms.reload(&request_context(&request)).await?;
+        Ok(Response::new(pb::ReloadResponse {
+            reloaded: report.reloaded,
+            restart_required: report.restart_required,
+        }))
+    }
 }

@@ -1,8 +1,10 @@
-//! The admin access keys, read at startup, and the middleware that lets
-//! only SigV4-signed requests through to the admin routes.
+//! The admin access keys, read at startup and again on reload, and the
+//! middleware that lets only SigV4-signed requests through to the admin
+//! routes.
 
 use std::{os::unix::fs::PermissionsExt, sync::Arc, time::Duration};
 
+use arc_swap::ArcSwap;
 use axum::{
     body::Body,
     extract::{FromRequestParts, Request, State},
@@ -50,11 +52,40 @@ pub struct SecretError {
 /// Everything the SigV4 middleware needs.
 #[derive(Debug, Clone)]
 pub struct AdminAuth {
-    credentials: Arc<Credentials>,
+    credentials: AdminCredentials,
     policy: Arc<Policy>,
     clock: Arc<dyn Clock>,
     replay: Arc<ReplayCache>,
     started_at: time::OffsetDateTime,
+}
+
+/// The admin access keys in force, replaced whole by a reload; requests
+/// being verified keep the set they started with.
+#[derive(Debug, Clone)]
+pub struct AdminCredentials(Arc<ArcSwap<Credentials>>);
+
+impl AdminCredentials {
+    /// Reads every access key's secret named by `config`; nothing changes
+    /// until [`Self::replace`].
+    pub fn read(config: &AdminConfig) -> Result<Credentials, SecretError> {
+        let mut credentials = Credentials::default();
+        for key in &config.access_keys {
+            let secret = read_secret(&key.access_key, &key.secret)?;
+            if secret.expose_secret().len() < SHORT_SECRET {
+                tracing::warn!(
+                    access_key = %key.access_key,
+                    "the admin secret key is shorter than {SHORT_SECRET} bytes: acceptable for development only"
+                );
+            }
+            credentials.insert(key.access_key.clone(), secret);
+        }
+        Ok(credentials)
+    }
+
+    /// Puts `credentials` in force for every request verified from now on.
+    pub fn replace(&self, credentials: Credentials) {
+        self.0.store(Arc::new(credentials));
+    }
 }
 
 /// The caller of an authenticated admin request, for the service's policy
@@ -83,7 +114,7 @@ impl AdminAuth {
     pub fn new(credentials: Credentials, policy: Policy, clock: Arc<dyn Clock>) -> Self {
         let started_at = clock.now();
         Self {
-            credentials: Arc::new(credentials),
+            credentials: AdminCredentials(Arc::new(ArcSwap::from_pointee(credentials))),
             policy: Arc::new(policy),
             clock,
             replay: Arc::new(ReplayCache::default()),
@@ -100,22 +131,17 @@ impl AdminAuth {
 
     /// Reads every access key's secret named by `config`.
     pub fn load(config: &AdminConfig, clock: Arc<dyn Clock>) -> Result<Self, SecretError> {
-        let mut credentials = Credentials::default();
-        for key in &config.access_keys {
-            let secret = read_secret(&key.access_key, &key.secret)?;
-            if secret.expose_secret().len() < SHORT_SECRET {
-                tracing::warn!(
-                    access_key = %key.access_key,
-                    "the admin secret key is shorter than {SHORT_SECRET} bytes: acceptable for development only"
-                );
-            }
-            credentials.insert(key.access_key.clone(), secret);
-        }
+        let credentials = AdminCredentials::read(config)?;
         let policy = Policy {
             region: Some(config.region.clone()),
             ..Policy::default()
         };
         Ok(Self::new(credentials, policy, clock))
+    }
+
+    /// The access keys in force, for a reload to replace.
+    pub fn credentials(&self) -> AdminCredentials {
+        self.credentials.clone()
     }
 }
 
@@ -181,7 +207,8 @@ pub(crate) async fn require_sigv4(
         Err(_) => return ApiError::BodyTimeout.into_response(),
     };
     let now = auth.clock.now();
-    let verified = sigv4::verify(&parts, &bytes, &auth.credentials, &auth.policy, now)
+    let credentials = auth.credentials.0.load();
+    let verified = sigv4::verify(&parts, &bytes, &credentials, &auth.policy, now)
         .and_then(|verified| fresh(&auth, &parts.method, &verified, now).map(|()| verified));
     match verified {
         Ok(verified) => {

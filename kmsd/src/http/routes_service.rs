@@ -1,5 +1,5 @@
 //! Service lifecycle endpoints: configure, reconfigure, start, stop,
-//! status, config, clear-cache. Bodies are the RustFS admin API's.
+//! status, config, clear-cache, reload. Bodies are the RustFS admin API's.
 
 use std::collections::BTreeMap;
 
@@ -24,7 +24,7 @@ use crate::{
     cluster::{ClusterConfig, Peers},
     config::redact_json_error,
     error::KmsError,
-    service::Kms,
+    service::{Kms, ReloadReport},
     status::{self, BackendSummary, StatusReport},
 };
 
@@ -38,6 +38,7 @@ pub(super) fn routes() -> Router<Kms> {
         .route(admin_path!("/kms/service-status"), get(status))
         .route(admin_path!("/kms/config"), get(config))
         .route(admin_path!("/kms/clear-cache"), post(clear_cache))
+        .route(admin_path!("/kms/reload"), post(reload))
 }
 
 /// A backend without secrets: the settings its builder chose to show.
@@ -292,6 +293,30 @@ async fn clear_cache(
             status: "success",
             message: "cache cleared successfully",
             entries_cleared,
+        },
+    ))
+}
+
+#[derive(Debug, Serialize)]
+struct ReloadJson {
+    status: &'static str,
+    #[serde(flatten)]
+    report: ReloadReport,
+}
+
+/// Re-reads what can change while serving, as SIGHUP does.
+async fn reload(
+    State(kms): State<Kms>,
+    Caller(cx): Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let _: EmptyBody = parse_body(&body)?;
+    let report = kms.reload(&cx).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &ReloadJson {
+            status: "success",
+            report,
         },
     ))
 }

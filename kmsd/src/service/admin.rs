@@ -23,7 +23,7 @@ impl Kms {
         Ok(backend)
     }
 
-    async fn admin_op<T>(
+    pub(super) async fn admin_op<T>(
         &self,
         cx: &RequestContext,
         op: Operation,

@@ -13,6 +13,7 @@ mod health;
 mod keys;
 mod metadata;
 mod observe;
+mod reload;
 
 use std::{sync::Arc, time::Duration};
 
@@ -27,6 +28,7 @@ pub use self::health::PROBE_KEY_ID;
 pub use self::keys::{
     DEFAULT_PAGE_SIZE, MAX_DELETION_WINDOW_DAYS, MAX_PAGE_SIZE, MIN_DELETION_WINDOW_DAYS,
 };
+pub use self::reload::{Reload, ReloadFuture, ReloadReport};
 #[cfg(test)]
 use crate::backend::KeyBackend;
 use crate::{
@@ -64,6 +66,8 @@ struct Inner {
     probe: std::sync::Mutex<health::Probe>,
     /// What a backend configuration given to the admin API may name.
     admin_rules: crate::config::AdminPlaneRules,
+    /// What Admin Reload calls, registered by the daemon.
+    reloader: std::sync::OnceLock<Arc<dyn Reload>>,
 }
 
 impl Kms {
@@ -92,6 +96,7 @@ impl Kms {
                 policy: arc_swap::ArcSwap::from_pointee(policy),
                 probe: std::sync::Mutex::new(health::Probe::NotYet),
                 admin_rules: options.admin_rules,
+                reloader: std::sync::OnceLock::new(),
             }),
         }
     }

@@ -2,13 +2,15 @@
 //! path, on this node at once and on another node within the key-metadata
 //! refresh (`kill_switch.rs`); and a killed, sealed or frozen OpenBao makes
 //! calls fail fast while nodes that can serve without it stay ready
-//! (`outage.rs`).
+//! (`outage.rs`); a reload rebuilds the backend without a failed request
+//! (`reload.rs`).
 
 // Test code: a failed unwrap is a failed test, with its context.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod kill_switch;
 mod outage;
+mod reload;
 
 use std::time::Duration;
 
