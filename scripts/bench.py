@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchlib import ROOT  # noqa: E402
 from benchlib.measure import (  # noqa: E402
-    Runner, cluster_figures, loadavg, machine_context, memory_kib, start_to_ready, stream_ratios)
+    HEALTH_BODY, HEALTH_PATH, Runner, cluster_figures, loadavg, machine_context, memory_kib,
+    start_to_ready, stream_ratios)
 from benchlib.procs import on_signal, stop_all  # noqa: E402
 from benchlib.report import build_report  # noqa: E402
 from benchlib.servers import DIRECT_KEY, Floor, Kmsd, OpenBao, local_backend_toml, vault_backend_toml  # noqa: E402
@@ -146,6 +147,14 @@ def plan_cells(args, tmp, runner, bao, kmsd, results):
         plan.append(("h2load-uds-c16", lambda: runner.h2load(local, body, 1, 16, tcp=False)))
         if "floor" in kmsd:
             plan.append(("h2load-floor-uds-c16", lambda: runner.h2load(kmsd["floor"], body, 1, 16, tcp=False)))
+        # Health/Check then GenerateDataKey on the same kmsd (audit on, as
+        # deployed), side by side in each round: what the KMS path costs
+        # over a bare RPC of the same server.
+        health = os.path.join(tmp, "health-request.bin")
+        with open(health, "wb") as f:
+            f.write(HEALTH_BODY)
+        plan.append(("h2load-health-uds-c64", lambda: runner.h2load(
+            local, health, 4, 16, tcp=False, path=HEALTH_PATH)))
         plan.append(("h2load-uds-c64", lambda: runner.h2load(local, body, 4, 16, tcp=False)))
         plan.append(("h2load-tcp-c64", lambda: runner.h2load(local, body, 4, 16, tcp=True)))
         if "floor" in kmsd:

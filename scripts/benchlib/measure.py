@@ -18,6 +18,10 @@ from .procs import free_port, ready_once, set_pdeathsig, spawn, stop
 from .servers import Kmsd, local_backend_toml
 
 GDK_PATH = "/kms.v1.KeyManagement/GenerateDataKey"
+# The bare RPC on the same kmsd: no policy, audit, backend or crypto.
+HEALTH_PATH = "/grpc.health.v1.Health/Check"
+# A gRPC frame holding an empty HealthCheckRequest (service "": overall).
+HEALTH_BODY = b"\x00\x00\x00\x00\x00"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -111,7 +115,7 @@ class Runner:
             cmd += ["--workload", workload]
         return self._measure(cmd, server, lambda out: json.loads(out))
 
-    def h2load(self, server, body, conns, streams, tcp):
+    def h2load(self, server, body, conns, streams, tcp, path=GDK_PATH):
         log_file = os.path.join(self.tmp, "h2load.log")
         cmd = [
             "h2load", "-D", f"{round(self.args.duration * 1000)}ms",
@@ -123,9 +127,9 @@ class Runner:
             "--log-file", log_file,
         ]
         if tcp:
-            cmd.append(f"http://127.0.0.1:{server.tcp_port}{GDK_PATH}")
+            cmd.append(f"http://127.0.0.1:{server.tcp_port}{path}")
         else:
-            cmd += [f"--base-uri=unix:{server.socket}", f"http://localhost{GDK_PATH}"]
+            cmd += [f"--base-uri=unix:{server.socket}", f"http://localhost{path}"]
 
         def parse(out):
             rps = float(re.search(r"finished in [0-9.]+m?s, ([0-9.]+) req/s", out).group(1))

@@ -14,6 +14,7 @@ TARGET_IKEY_RATIO = 3.0  # kmsd with intermediate-key caching / OpenBao direct
 TARGET_RSS_MIB = 64.0  # VmHWM under load
 TARGET_READY_MS = 100.0  # start to ready
 TARGET_STREAM_RATIO = 0.95  # OSE1 readers / raw AES-GCM
+TARGET_KMS_OVER_BARE = 0.85  # GDK / Health/Check on the same kmsd, h2load UDS 4 x 16
 # The 12 µs above is shared/notes/grpc.md's alarm over the ~10 µs a bare
 # tonic service measured there; the same margin over the floor measured in
 # this run (kmsd/examples/grpc_floor.rs) is this ratio.
@@ -244,6 +245,8 @@ def build_report(results):
          "server_cpu_us_per_req", " µs"),
         ("req/s, 64 in flight, kmsd bench", "local-gdk-c64", "floor-gdk-c64", "rps", ""),
         ("req/s, 64 in flight, h2load", "h2load-uds-c64", "h2load-floor-uds-c64", "rps", ""),
+        ("req/s, GDK vs Health/Check on the same kmsd, h2load", "h2load-uds-c64", "h2load-health-uds-c64",
+         "rps", ""),
         ("p50 at 16 in flight, kmsd bench", "local-gdk-c16", "floor-gdk-c16", "p50_us", " µs"),
         ("p99 at 16 in flight, kmsd bench", "local-gdk-c16", "floor-gdk-c16", "p99_us", " µs"),
         ("p50 at 16 in flight, h2load", "h2load-uds-c16", "h2load-floor-uds-c16", "p50_us", " µs"),
@@ -295,7 +298,11 @@ def build_report(results):
     hwm_mib = None if hwm is None else hwm / 1024
     p99_c16_ms = None if p99_c16 is None else p99_c16 / 1000
     stream_min = min(reader_ratios, default=None)
+    over_bare = field_ratio(cells, "h2load-uds-c64", "h2load-health-uds-c64", "rps")
     targets = [
+        ("GDK ÷ Health/Check, same kmsd, audit on, h2load UDS 4×16", over_bare,
+         f"≥ {TARGET_KMS_OVER_BARE:g}×", verdict(over_bare, TARGET_KMS_OVER_BARE, True),
+         fmt(over_bare, ".2f", "×")),
         ("GDK local UDS 64 in flight / OpenBao direct", local_ratio, f"≥ {TARGET_LOCAL_RATIO:g}×",
          verdict(local_ratio, TARGET_LOCAL_RATIO, True), fmt(local_ratio, ".2f", "×")),
         ("p99 at 16 in flight, GDK local UDS", p99_c16_ms, f"≤ {TARGET_P99_C16_US / 1000:g} ms",
