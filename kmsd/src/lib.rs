@@ -72,6 +72,9 @@ pub(crate) mod status;
 #[allow(unreachable_pub)]
 pub(crate) mod tls;
 
+/// What `benches/audit.rs` measures directly: the audit log's writer.
+pub use crate::{audit::AuditWriter, metrics::Metrics};
+
 /// The one crypto module of the workspace, kms-core's: `crate::crypto`
 /// inside the daemon.
 use kms_core::crypto;

@@ -1,5 +1,6 @@
 //! OSE1 benchmark: throughput against the raw cipher, peak memory while
-//! streaming a large object, and bytes read for a 1-byte range.
+//! streaming a large object, bytes read for a 1-byte range, and two
+//! streams in parallel against one.
 //!
 //! ```text
 //! cargo bench -p kms-client --bench stream                  # full run
@@ -427,8 +428,12 @@ fn throughput(config: &Config) {
 }
 
 mod memory;
+mod parallel;
 
-use self::memory::{memory, range};
+use self::{
+    memory::{memory, range},
+    parallel::parallel,
+};
 
 fn main() {
     let config = config();
@@ -445,5 +450,6 @@ fn main() {
     memory(&config);
     range(&config);
     throughput(&config);
+    parallel(&config);
     println!("\ntotal {:.1} s", start.elapsed().as_secs_f64());
 }
