@@ -45,16 +45,9 @@ impl VaultBackend {
         key_id: &KeyId,
         max_age: Duration,
     ) -> Result<Cached, KmsError> {
-        let fresh = |c: &Cached| c.age <= max_age;
-        if let Some(cached) = self.cache.get(key_id).filter(fresh) {
-            return Ok(cached);
-        }
-        let guard = self.cache.fill_lock(key_id);
-        let _filling = guard.lock().lock().await;
-        if let Some(cached) = self.cache.get(key_id).filter(fresh) {
-            return Ok(cached);
-        }
-        self.reload(key_id).await
+        self.cache
+            .get_or_fill(key_id, max_age, || self.reload(key_id))
+            .await
     }
 
     pub(super) async fn reload(&self, key_id: &KeyId) -> Result<Cached, KmsError> {
