@@ -32,8 +32,6 @@ mod metadata;
 mod nodes;
 pub mod settings;
 mod summary;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
 mod transit;
 mod transport;
 mod update;

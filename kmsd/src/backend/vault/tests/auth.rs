@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use kmsd_openbao_testkit::documented_policy;
 use serde_json::json;
 
 use super::*;
-use crate::backend::{KeyState, StateChange, vault::testing::documented_policy};
+use crate::backend::{KeyState, StateChange};
 use crate::clock::Clock as _;
 
 /// The approle table for a role id inline and a secret id in a file.

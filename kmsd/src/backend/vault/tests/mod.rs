@@ -1,5 +1,5 @@
 //! The vault backend against real OpenBao servers (no mocks): each test
-//! starts its own through [`super::testing::OpenBao`].
+//! starts its own through [`kmsd_openbao_testkit::OpenBao`].
 
 mod admin;
 mod auth;
@@ -12,9 +12,10 @@ mod shared;
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use kmsd_openbao_testkit::OpenBao;
 use time::OffsetDateTime;
 
-use super::{VaultBackend, testing::OpenBao};
+use super::VaultBackend;
 use crate::{
     backend::{Backend, KeyBackend, KeyMetadata, NewKey, Opened},
     blob,
