@@ -92,12 +92,7 @@ async fn every_flipped_bit_is_rejected() {
     let backend = backend(&bao, &token_auth(&bao.root_token()), "", &clock()).await;
     create(&backend, "default").await;
     let context = ctx(&[("k", "v")]);
-    let blob = backend
-        .generate_data_key(&id("default"), &context)
-        .await
-        .unwrap()
-        .sealed
-        .blob;
+    let blob = generated_blob(&backend, "default", &context).await;
     let payload_start = 5 + "default".len() + 4;
     for bit in 0..blob.len() * 8 {
         let mut bad = blob.clone();

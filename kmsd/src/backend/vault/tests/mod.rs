@@ -124,6 +124,35 @@ async fn open(
     backend.decrypt(&parsed, context).await
 }
 
+/// A data key's blob, generated under `key`.
+async fn generated_blob(
+    backend: &impl KeyBackend,
+    key: &str,
+    context: &EncryptionContext,
+) -> Vec<u8> {
+    backend
+        .generate_data_key(&id(key), context)
+        .await
+        .unwrap()
+        .sealed
+        .blob
+}
+
+/// `n` data keys generated under `key` at once; every one must succeed.
+async fn generate_concurrently(backend: &Arc<VaultBackend>, key: &str, n: usize) {
+    let context = ctx(&[]);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let backend = Arc::clone(backend);
+        let context = context.clone();
+        let key = id(key);
+        tasks.spawn(async move { backend.generate_data_key(&key, &context).await });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap().unwrap();
+    }
+}
+
 /// The Transit ciphertext of a vault blob.
 fn payload(sealed: &[u8]) -> String {
     let parsed = blob::parse(sealed).unwrap();
