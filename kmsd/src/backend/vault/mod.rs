@@ -26,7 +26,7 @@
 //!    place a token is attached) and `client` (one re-login on 403);
 //! 4. endpoints: `transit`, `kv`, `aliases` (the two engines and the alias
 //!    records), with `batch`, `cache` and `intermediate`;
-//! 5. keys: `metadata` ([`metadata::Keys`]: engines + cache), `wrap`
+//! 5. keys: `metadata` (`Keys`: engines + cache), `wrap`
 //!    (sealing and opening), `sweep` (the deletion sweep);
 //! 6. the backend: this file, `connect`, `update` and `summary`, which
 //!    compose the rest into [`KeyBackend`].

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use super::VaultBackend;
 use crate::{
-    backend::{Backend, KeyBackend, KeyMetadata, NewKey, Opened},
+    backend::{Backend, GeneratedKey, KeyBackend, KeyMetadata, NewKey, Opened},
     blob,
     clock::ManualClock,
     config::{BackendKindSettings, Config, RawConfig},
@@ -122,6 +122,22 @@ async fn open(
 ) -> Result<Opened, KmsError> {
     let parsed = blob::parse(sealed)?;
     backend.decrypt(&parsed, context).await
+}
+
+/// Opens `generated`'s blob and checks that it gives back its data key.
+async fn opens_to_its_key(
+    backend: &impl KeyBackend,
+    generated: &GeneratedKey,
+    context: &EncryptionContext,
+) -> Opened {
+    let opened = open(backend, &generated.sealed.blob, context)
+        .await
+        .unwrap();
+    assert_eq!(
+        opened.plaintext.expose_secret(),
+        generated.key.expose_secret()
+    );
+    opened
 }
 
 /// A data key's blob, generated under `key`.
