@@ -113,13 +113,21 @@ fn names_after(path: &Path, prefix: &str) -> Vec<(usize, String)> {
             match c {
                 '{' => depth += 1,
                 '}' => depth -= 1,
+                // A bare name ends at the comma or brace after it
+                // (`use super::{VaultBackend, kv}`).
                 ',' if depth == 1 => {
+                    if !item.is_empty() {
+                        found.push((item_line, std::mem::take(&mut item)));
+                    }
                     top_level = true;
                     continue;
                 }
                 _ => {}
             }
             if depth == 0 {
+                if !item.is_empty() {
+                    found.push((item_line, std::mem::take(&mut item)));
+                }
                 break;
             }
             if depth == 1 && top_level {
@@ -308,9 +316,19 @@ fn the_vault_rule_sees_a_lower_layer_reaching_up() {
         "use super::{VaultBackend, client::VaultClient};\nfn f(_: super::metadata::Keys) {}\n",
     )
     .expect("write");
+    fs::write(
+        dir.path().join("cache.rs"),
+        "use super::{REVALIDATE_AFTER, VaultBackend, wrap};\n",
+    )
+    .expect("write");
     let offences = vault_layer_offences(dir.path());
-    assert_eq!(offences.len(), 2, "{offences:?}");
-    for name in ["super::VaultBackend", "super::metadata"] {
+    assert_eq!(offences.len(), 4, "{offences:?}");
+    for name in [
+        "(kv) imports super::VaultBackend",
+        "(kv) imports super::metadata",
+        "(cache) imports super::VaultBackend",
+        "(cache) imports super::wrap",
+    ] {
         assert!(offences.iter().any(|o| o.contains(name)), "{offences:?}");
     }
 }
