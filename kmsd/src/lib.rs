@@ -13,11 +13,11 @@
 //! status in exactly one place each (`error.rs`).
 //!
 //! What leaves the crate is decided here, not item by item: the binary
-//! needs `cli`, the end-to-end tests `cluster` and `backend::vault::testing`,
-//! the fuzz targets (kmsd/fuzz) `blob`, `config` and `policy`. Every other
-//! module is `pub(crate)`, so the dead-code lint sees into it; the `pub`
-//! inside those modules means "the rest of the crate" (hence the allowed
-//! `unreachable_pub`). The layering rules between these modules are
+//! needs `cli`, the end-to-end tests `cluster` (their OpenBao kit is the
+//! `tests/openbao` crate), the fuzz targets (kmsd/fuzz) `blob`, `config`
+//! and `policy`. Every other module is `pub(crate)`, so the dead-code lint
+//! sees into it; the `pub` inside those modules means "the rest of the
+//! crate" (hence the allowed `unreachable_pub`). The layering rules between these modules are
 //! checked by `tests/tests/layering.rs`.
 #![forbid(unsafe_code)]
 

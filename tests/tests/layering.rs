@@ -7,7 +7,9 @@
 //!   clients of a kmsd, and tests may name kms-client;
 //! - `backend/` never reaches up into `service/`, `grpc/`, `http/`,
 //!   `daemon/` or `cli/`, and the configuration (`config.rs`, `config/`)
-//!   sits below all of those too.
+//!   sits below all of those too;
+//! - inside `backend/vault/`, each layer imports only the ones below it
+//!   (transport → authenticated client → Transit/KV → keys → backend).
 //!
 //! A rule that breaks fails here with the file and line of every offence.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -64,13 +66,20 @@ fn code_lines(path: &Path) -> Vec<(usize, String)> {
 /// where each is named: in paths (`crate::service::Kms`) and in grouped
 /// imports (`use crate::{audit::X, service::Y}`).
 fn crate_modules(path: &Path) -> Vec<(usize, String)> {
+    names_after(path, "crate::")
+}
+
+/// The first names after `prefix` (`crate::`, `super::`) in `path`, in
+/// paths and in grouped imports, with their lines.
+fn names_after(path: &Path, prefix: &str) -> Vec<(usize, String)> {
+    let grouped = format!("{prefix}{{");
     let lines = code_lines(path);
     let mut found = Vec::new();
     for (number, line) in &lines {
         let mut rest = line.as_str();
-        while let Some(at) = rest.find("crate::") {
+        while let Some(at) = rest.find(prefix) {
             let before = &rest[..at];
-            rest = &rest[at + "crate::".len()..];
+            rest = &rest[at + prefix.len()..];
             // `kms_core::crate::` cannot occur; `$crate::` is a macro's.
             if before.ends_with('$') || before.ends_with(|c: char| c.is_alphanumeric() || c == '_')
             {
@@ -93,8 +102,8 @@ fn crate_modules(path: &Path) -> Vec<(usize, String)> {
         .collect();
     let text: String = joined.iter().map(|(_, c)| c).collect();
     let mut search = 0;
-    while let Some(at) = text[search..].find("crate::{") {
-        let start = search + at + "crate::{".len();
+    while let Some(at) = text[search..].find(&grouped) {
+        let start = search + at + grouped.len();
         let mut depth = 1;
         let mut item = String::new();
         let mut item_line = 0;
@@ -104,13 +113,21 @@ fn crate_modules(path: &Path) -> Vec<(usize, String)> {
             match c {
                 '{' => depth += 1,
                 '}' => depth -= 1,
+                // A bare name ends at the comma or brace after it
+                // (`use super::{VaultBackend, kv}`).
                 ',' if depth == 1 => {
+                    if !item.is_empty() {
+                        found.push((item_line, std::mem::take(&mut item)));
+                    }
                     top_level = true;
                     continue;
                 }
                 _ => {}
             }
             if depth == 0 {
+                if !item.is_empty() {
+                    found.push((item_line, std::mem::take(&mut item)));
+                }
                 break;
             }
             if depth == 1 && top_level {
@@ -201,11 +218,119 @@ fn dependencies_point_one_way() {
         }
     }
 
+    offences.extend(vault_layer_offences(&kmsd.join("backend/vault")));
+
     assert!(
         offences.is_empty(),
         "dependency rules broken:\n{}",
         offences.join("\n")
     );
+}
+
+/// The Vault backend's modules from the bottom up (`backend/vault/mod.rs`
+/// describes the layers): each may import only modules listed before it.
+/// The backend itself (`mod.rs`, `connect`, `update`: `VaultBackend`)
+/// sits on top and may import any of them.
+const VAULT_LAYERS: &[&str] = &[
+    // configuration and errors
+    "error",
+    "settings",
+    // transport
+    "request",
+    "nodes",
+    "transport",
+    "sender",
+    // authenticated client
+    "auth",
+    "client",
+    // endpoints
+    "batch",
+    "cache",
+    "kv",
+    "aliases",
+    "transit",
+    "intermediate",
+    // keys
+    "metadata",
+    "wrap",
+    "sweep",
+    "summary",
+];
+/// What the backend layer is made of: anything naming these reaches up.
+const VAULT_BACKEND: &[&str] = &["VaultBackend", "connect", "update", "TaskGuard"];
+
+/// Every `super::` import of a lower Vault module that names a module at
+/// its own level or above, or the backend.
+fn vault_layer_offences(vault: &Path) -> Vec<String> {
+    let root = workspace_root();
+    let mut offences = Vec::new();
+    for (rank, module) in VAULT_LAYERS.iter().enumerate() {
+        // Submodules (settings/) name their parent's items through
+        // `super::`; their own imports stay inside settings.
+        let file = vault.join(format!("{module}.rs"));
+        assert!(file.exists(), "{} is listed but missing", file.display());
+        for (number, name) in names_after(&file, "super::") {
+            let reaches_up = VAULT_BACKEND.contains(&name.as_str())
+                || VAULT_LAYERS[rank..].contains(&name.as_str()) && name != *module;
+            if reaches_up {
+                offences.push(format!(
+                    "{}:{number} ({module}) imports super::{name}, which is not below it",
+                    relative(&file, &root).display()
+                ));
+            }
+        }
+    }
+    // Every Vault module is placed: a new one must be given a layer.
+    for file in rust_files(vault) {
+        let inside = relative(&file, vault);
+        if inside.components().count() != 1 || inside == Path::new("mod.rs") {
+            continue;
+        }
+        let name = inside.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if !VAULT_LAYERS.contains(&name) && !VAULT_BACKEND.contains(&name) {
+            offences.push(format!(
+                "{} has no place in VAULT_LAYERS (tests/tests/layering.rs)",
+                relative(&file, &root).display()
+            ));
+        }
+    }
+    offences
+}
+
+/// The Vault rule catches a lower module importing a higher one, or the
+/// backend.
+#[test]
+fn the_vault_rule_sees_a_lower_layer_reaching_up() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for module in VAULT_LAYERS {
+        fs::write(dir.path().join(format!("{module}.rs")), "").expect("write");
+    }
+    fs::write(
+        dir.path().join("transport.rs"),
+        "use super::{error::VaultError, nodes::Nodes};\n",
+    )
+    .expect("write");
+    assert!(vault_layer_offences(dir.path()).is_empty());
+    fs::write(
+        dir.path().join("kv.rs"),
+        "use super::{VaultBackend, client::VaultClient};\nfn f(_: super::metadata::Keys) {}\n",
+    )
+    .expect("write");
+    fs::write(
+        dir.path().join("cache.rs"),
+        "use super::{REVALIDATE_AFTER, VaultBackend, wrap};\n",
+    )
+    .expect("write");
+    let offences = vault_layer_offences(dir.path());
+    assert_eq!(offences.len(), 4, "{offences:?}");
+    for name in [
+        "(kv) imports super::VaultBackend",
+        "(kv) imports super::metadata",
+        "(cache) imports super::VaultBackend",
+        "(cache) imports super::wrap",
+    ] {
+        assert!(offences.iter().any(|o| o.contains(name)), "{offences:?}");
+    }
 }
 
 /// The checker itself finds what it looks for, in both forms of import.

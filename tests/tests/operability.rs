@@ -151,7 +151,7 @@ async fn a_backend_outage_fails_fast_and_recovers_within_a_second() {
         },
         time::Instant,
     };
-    let mut openbao = kmsd::backend::vault::testing::OpenBao::persistent().await;
+    let mut openbao = kmsd_openbao_testkit::OpenBao::persistent().await;
     let (mut options, port) = with_metrics();
     options.backend_toml = Some(
         openbao

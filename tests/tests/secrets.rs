@@ -274,7 +274,7 @@ async fn no_secret_reaches_logs_audit_metrics_or_status() {
 /// intermediate keys on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_vault_token_or_data_key_reaches_any_output() {
-    let openbao = kmsd::backend::vault::testing::OpenBao::dev().await;
+    let openbao = kmsd_openbao_testkit::OpenBao::dev().await;
     let token = openbao.root_token();
     let mut options = KmsdOptions::local();
     options.backend_toml = Some(openbao.backend_toml(&token, "default").replace(

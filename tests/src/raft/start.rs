@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kmsd::backend::vault::testing::{bao_binary, documented_policy};
+use kmsd_openbao_testkit::{bao_binary, documented_policy};
 use serde_json::json;
 
 use super::{RaftCluster, STATE_TIMEOUT, process};

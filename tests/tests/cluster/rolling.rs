@@ -43,7 +43,7 @@ async fn reconfigure(client: &KmsClient, json: &str, decrypt_only: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_pass_rolling_reconfiguration_under_load_fails_no_call() {
-    let old = kmsd::backend::vault::testing::OpenBao::dev().await;
+    let old = kmsd_openbao_testkit::OpenBao::dev().await;
     let cluster = RaftCluster::shared().await;
     let new_token = cluster.kmsd_token().await;
     let new_address = cluster.address(cluster.active().await);

@@ -521,7 +521,7 @@ pub(crate) async fn aliases_move_new_writes(mut f: Fixture) {
 /// here), with no restart and no configuration change on either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retarget_through_one_sidecar_reaches_another() {
-    use kmsd::backend::vault::testing::{OpenBao, documented_policy};
+    use kmsd_openbao_testkit::{OpenBao, documented_policy};
     use kmsd_tests::{Kmsd, KmsdOptions};
 
     let bao = OpenBao::dev().await;

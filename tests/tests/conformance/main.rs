@@ -9,7 +9,7 @@ mod key_admin;
 mod lifecycle;
 
 use kms_client::KmsClient;
-use kmsd::backend::vault::testing::OpenBao;
+use kmsd_openbao_testkit::OpenBao;
 use kmsd_tests::{
     Kmsd, KmsdOptions,
     rest::{AdminClient, with_admin},
@@ -66,7 +66,7 @@ impl Fixture {
             Backend::Vault => {
                 let openbao = OpenBao::dev().await;
                 openbao
-                    .write_policy("kmsd", &kmsd::backend::vault::testing::documented_policy())
+                    .write_policy("kmsd", &kmsd_openbao_testkit::documented_policy())
                     .await;
                 let token = openbao.create_token(&["kmsd"], "1h").await;
                 let options = KmsdOptions {

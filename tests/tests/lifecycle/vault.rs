@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn vault_json(openbao: &kmsd::backend::vault::testing::OpenBao) -> String {
+fn vault_json(openbao: &kmsd_openbao_testkit::OpenBao) -> String {
     format!(
         r#"{{"backend_type": "vault", "address": "{}", "auth_method": {{"token": "{}"}}, "mount_path": "transit", "kv_mount": "secret", "key_path_prefix": "rustfs/kms/keys", "default_key_id": "default"}}"#,
         openbao.address(),
@@ -30,7 +30,7 @@ fn sealed_state() -> KmsdOptions {
 /// still come back Running on Vault.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inline_vault_token_is_persisted_only_sealed() {
-    let openbao = kmsd::backend::vault::testing::OpenBao::dev().await;
+    let openbao = kmsd_openbao_testkit::OpenBao::dev().await;
     let token = openbao.root_token();
     let mut kmsd = Kmsd::start(sealed_state()).await;
     let client = kmsd.client().await;
@@ -82,7 +82,7 @@ async fn an_inline_vault_token_is_persisted_only_sealed() {
 /// opens at the end, whichever backend sealed it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swapping_between_local_and_vault_under_load_fails_no_request() {
-    let openbao = kmsd::backend::vault::testing::OpenBao::dev().await;
+    let openbao = kmsd_openbao_testkit::OpenBao::dev().await;
     let kmsd = Kmsd::start(sealed_state()).await;
     let admin = kmsd.client().await;
     configure(&admin, &local_json(&kmsd, "keys-a"))

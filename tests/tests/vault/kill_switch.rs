@@ -123,7 +123,7 @@ async fn a_key_disabled_through_one_kmsd_is_refused_by_another_within_the_refres
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_previous_backend_of_the_same_vault_refuses_a_disabled_key_at_once() {
     let bao = OpenBao::dev().await;
-    bao.write_policy("kmsd", &kmsd::backend::vault::testing::documented_policy())
+    bao.write_policy("kmsd", &kmsd_openbao_testkit::documented_policy())
         .await;
     let (role_id, secret_id) = bao.approle("kmsd", &["kmsd"], "1h", "4h").await;
     let vault = |auth: String| {

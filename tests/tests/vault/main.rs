@@ -15,7 +15,7 @@ mod reload;
 use std::time::Duration;
 
 use kms_client::{KmsClient, RetryPolicy, proto};
-use kmsd::backend::vault::testing::OpenBao;
+use kmsd_openbao_testkit::OpenBao;
 use kmsd_tests::{Kmsd, KmsdOptions, ctx, free_port, rest::AdminClient};
 
 /// A kmsd on `bao` (root token, default key `default`) with `backend` lines

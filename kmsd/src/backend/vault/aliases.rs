@@ -14,23 +14,19 @@ use std::{
     time::Duration,
 };
 
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use tokio::time::Instant;
-use vaultrs::api::kv2::{
-    requests::{
-        DeleteSecretMetadataRequest, ListSecretsRequest, ReadSecretRequest, SetSecretRequest,
-        SetSecretRequestOptions,
-    },
-    responses::{ListSecretsResponse, ReadSecretResponse},
+use super::{
+    client::VaultClient,
+    kv::{CAS_ATTEMPTS, Folder, Written},
 };
-
-use super::{VaultBackend, client::VaultClient, error::VaultError};
 use crate::{
     alias::{AliasEntry, AliasName, AliasWrite},
+    clock::Clock,
     error::KmsError,
     key_id::KeyId,
 };
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::time::Instant;
 
 /// The folder under the key prefix that holds the aliases.
 pub(super) const ALIAS_FOLDER: &str = "_aliases";
@@ -70,9 +66,7 @@ impl AliasRecord {
 
 /// The alias records under one prefix, and the resolution cache.
 pub(super) struct VaultAliases {
-    client: VaultClient,
-    mount: String,
-    folder: String,
+    folder: Folder,
     ttl: Duration,
     // A std lock: never held across an await.
     cache: Mutex<HashMap<AliasName, (KeyId, Instant)>>,
@@ -91,16 +85,10 @@ impl VaultAliases {
     /// for `ttl`.
     pub(super) fn new(client: VaultClient, mount: String, key_prefix: &str, ttl: Duration) -> Self {
         Self {
-            client,
-            mount,
-            folder: format!("{key_prefix}/{ALIAS_FOLDER}"),
+            folder: Folder::new(client, mount, format!("{key_prefix}/{ALIAS_FOLDER}")),
             ttl,
             cache: Mutex::new(HashMap::new()),
         }
-    }
-
-    fn path(&self, name: &AliasName) -> String {
-        format!("{}/{}", self.folder, name.name())
     }
 
     fn cached(&self, name: &AliasName) -> Option<KeyId> {
@@ -111,7 +99,7 @@ impl VaultAliases {
             .map(|(target, _)| target.clone())
     }
 
-    fn remember(&self, name: &AliasName, target: Option<&KeyId>) {
+    pub(super) fn remember(&self, name: &AliasName, target: Option<&KeyId>) {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         match target {
             Some(target) if !self.ttl.is_zero() => {
@@ -136,24 +124,17 @@ impl VaultAliases {
 
     /// The alias and its KV version, if it exists.
     async fn read(&self, name: &AliasName) -> Result<Option<(AliasEntry, u64)>, KmsError> {
-        let endpoint = ReadSecretRequest {
-            mount: self.mount.clone(),
-            path: self.path(name),
-            version: None,
+        let Some((data, version)) = self.folder.read(name.name()).await? else {
+            return Ok(None);
         };
-        let secret: ReadSecretResponse = match self.client.data(&endpoint, true).await {
-            Ok(secret) => secret,
-            Err(VaultError::NotFound { routed: true, .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let entry = serde_json::from_value::<AliasRecord>(secret.data)
+        let entry = serde_json::from_value::<AliasRecord>(data)
             .map_err(|e| e.to_string())
             .and_then(|record| record.entry(name))
             .map_err(|reason| {
                 tracing::error!(alias = %name, %reason, "an alias record in Vault is damaged");
                 KmsError::Internal(format!("the record of {name} in Vault is damaged"))
             })?;
-        Ok(Some((entry, secret.metadata.version)))
+        Ok(Some((entry, version)))
     }
 
     /// Writes `entry` if the secret is still at `version` (0: absent);
@@ -166,64 +147,43 @@ impl VaultAliases {
             created_at: entry.created_at,
             updated_at: entry.updated_at,
         };
-        let cas = u32::try_from(version).map_err(|_| {
-            KmsError::Internal(format!("KV version {version} does not fit check-and-set"))
-        })?;
-        let endpoint = SetSecretRequest {
-            mount: self.mount.clone(),
-            path: self.path(&entry.name),
-            data: serde_json::to_value(&record)
-                .map_err(|e| KmsError::Internal(format!("encoding an alias record: {e}")))?,
-            options: Some(SetSecretRequestOptions { cas }),
-        };
-        // Not repeated on a lost answer: the repeat would conflict with
-        // itself (as for key records).
-        match self.client.exec(&endpoint, false).await {
-            Ok(()) => Ok(true),
-            Err(VaultError::BadRequest { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        let written = self
+            .folder
+            .write(entry.name.name(), &record, version)
+            .await?;
+        Ok(written == Written::Done)
     }
 
     async fn names(&self) -> Result<Vec<AliasName>, KmsError> {
-        let endpoint = ListSecretsRequest {
-            mount: self.mount.clone(),
-            path: format!("{}/", self.folder),
-        };
-        let listed: ListSecretsResponse = match self.client.data(&endpoint, true).await {
-            Ok(listed) => listed,
-            Err(VaultError::NotFound { routed: true, .. }) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        Ok(listed
-            .keys
+        Ok(self
+            .folder
+            .list()
+            .await?
             .iter()
             .filter_map(|name| AliasName::parse(name).ok())
             .collect())
     }
 }
 
-impl VaultBackend {
-    /// Forgets the cached resolution of `alias`.
-    pub fn forget_alias(&self, alias: &AliasName) {
-        self.aliases.remember(alias, None);
-    }
-
-    pub(super) async fn put_alias_record(
+/// The alias operations of [`crate::backend::MetadataStore`].
+impl VaultAliases {
+    /// Creates or updates `name` (check-and-set); `clock` dates it.
+    pub(super) async fn put(
         &self,
         name: &AliasName,
         target: &KeyId,
         write: AliasWrite,
+        clock: &dyn Clock,
     ) -> Result<AliasEntry, KmsError> {
-        for _ in 0..super::CAS_ATTEMPTS {
-            let now = self.clock.now();
-            let (entry, version) = match (write, self.aliases.read(name).await?) {
+        for _ in 0..CAS_ATTEMPTS {
+            let now = clock.now();
+            let (entry, version) = match (write, self.read(name).await?) {
                 (AliasWrite::Create, Some(_)) => {
                     return Err(KmsError::AliasAlreadyExists(name.clone()));
                 }
                 (AliasWrite::Update, None) => return Err(KmsError::AliasNotFound(name.clone())),
                 (AliasWrite::Update, Some((old, _))) if old.target == *target => {
-                    self.aliases.remember(name, Some(target));
+                    self.remember(name, Some(target));
                     return Ok(old);
                 }
                 (AliasWrite::Update, Some((old, version))) => (
@@ -244,8 +204,8 @@ impl VaultBackend {
                     0,
                 ),
             };
-            if self.aliases.write(&entry, version).await? {
-                self.aliases.remember(name, Some(target));
+            if self.write(&entry, version).await? {
+                self.remember(name, Some(target));
                 return Ok(entry);
             }
             if write == AliasWrite::Create {
@@ -258,41 +218,34 @@ impl VaultBackend {
         })
     }
 
-    pub(super) async fn delete_alias_record(&self, name: &AliasName) -> Result<(), KmsError> {
-        if self.aliases.read(name).await?.is_none() {
+    pub(super) async fn delete(&self, name: &AliasName) -> Result<(), KmsError> {
+        if self.read(name).await?.is_none() {
             return Err(KmsError::AliasNotFound(name.clone()));
         }
-        let endpoint = DeleteSecretMetadataRequest {
-            mount: self.aliases.mount.clone(),
-            path: self.aliases.path(name),
-        };
-        self.aliases.remember(name, None);
-        match self.aliases.client.exec(&endpoint, true).await {
-            Ok(()) | Err(VaultError::NotFound { routed: true, .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.remember(name, None);
+        Ok(self.folder.delete(name.name()).await?)
     }
 
-    pub(super) async fn list_alias_records(&self) -> Result<Vec<AliasEntry>, KmsError> {
-        let mut names = self.aliases.names().await?;
+    pub(super) async fn list(&self) -> Result<Vec<AliasEntry>, KmsError> {
+        let mut names = self.names().await?;
         names.sort();
         let mut entries = Vec::with_capacity(names.len());
         for name in names {
             // Deleted between the listing and the read: not listed.
-            if let Some((entry, _)) = self.aliases.read(&name).await? {
+            if let Some((entry, _)) = self.read(&name).await? {
                 entries.push(entry);
             }
         }
         Ok(entries)
     }
 
-    pub(super) async fn resolve_alias_record(&self, name: &AliasName) -> Result<KeyId, KmsError> {
-        if let Some(target) = self.aliases.cached(name) {
+    pub(super) async fn resolve(&self, name: &AliasName) -> Result<KeyId, KmsError> {
+        if let Some(target) = self.cached(name) {
             return Ok(target);
         }
-        match self.aliases.read(name).await? {
+        match self.read(name).await? {
             Some((entry, _)) => {
-                self.aliases.remember(name, Some(&entry.target));
+                self.remember(name, Some(&entry.target));
                 Ok(entry.target)
             }
             None => Err(KmsError::AliasNotFound(name.clone())),

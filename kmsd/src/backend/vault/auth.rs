@@ -24,11 +24,12 @@ use kms_core::SecretString;
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
 use tokio::{sync::Notify, time::Instant};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{
-    client::{self, Sender},
     error::VaultError,
+    request::{self, VaultRequest},
+    sender::Sender,
     settings::{AuthSettings, RawSecret, read_secret},
 };
 
@@ -98,9 +99,14 @@ impl TokenState {
         })
     }
 
-    /// The `X-Vault-Token` value.
-    pub(crate) fn header(&self) -> &HeaderValue {
-        &self.header
+    /// Sends `req` with this token: the one place a token is attached to
+    /// a request (the transport puts it in `X-Vault-Token`).
+    pub(crate) async fn send(
+        &self,
+        sender: &Sender,
+        req: &VaultRequest,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        sender.send(req, Some(&self.header)).await
     }
 
     /// Changes each time the token is replaced (not when renewed).
@@ -218,7 +224,7 @@ impl Auth {
         if genuine_at.is_some_and(|at| at.elapsed() < DENIAL_RECHECK) {
             return Ok(false);
         }
-        match lookup_self(sender, &current.header).await {
+        match lookup_self(sender, &current).await {
             Ok(_) => {
                 *genuine_at = Some(Instant::now());
                 Ok(false)
@@ -270,8 +276,8 @@ impl Auth {
         }
         let increment = state.issued_lease.map(|l| format!("{}s", l.as_secs()));
         let endpoint = vaultrs::api::token::requests::RenewTokenSelfRequest { increment };
-        let req = client::request(&endpoint, true)?;
-        let renewed = match sender.send(&req, Some(&state.header)).await {
+        let req = request::request(&endpoint, true)?;
+        let renewed = match state.send(sender, &req).await {
             Ok(body) => parse_auth(&req.op(), &body)?,
             Err(VaultError::Denied { .. } | VaultError::BadRequest { .. }) => {
                 tracing::info!("Vault no longer renews kmsd's token; obtaining a new one");
@@ -390,7 +396,7 @@ async fn fetch_token(
                 role_id: role_id.expose_secret().to_owned(),
                 secret_id: secret_id.expose_secret().to_owned(),
             };
-            let req = client::request(&endpoint, true);
+            let req = request::request(&endpoint, true);
             // vaultrs keeps the secret id in a plain String: wipe it now
             // that the (zeroizing) body holds it.
             endpoint.secret_id.zeroize();
@@ -414,7 +420,7 @@ async fn fetch_token(
         AuthSettings::Token(source) => {
             let token = read_secret(source).await.map_err(VaultError::Auth)?;
             let probe = TokenState::new(token, 0, false, generation)?;
-            let info = match lookup_self(sender, &probe.header).await {
+            let info = match lookup_self(sender, &probe).await {
                 Ok(info) => info,
                 Err(VaultError::Denied { .. }) => {
                     return Err(VaultError::Auth(format!(
@@ -429,13 +435,13 @@ async fn fetch_token(
     }
 }
 
-async fn lookup_self(sender: &Sender, token: &HeaderValue) -> Result<LookupSelf, VaultError> {
-    let req = client::request(
+async fn lookup_self(sender: &Sender, token: &TokenState) -> Result<LookupSelf, VaultError> {
+    let req = request::request(
         &vaultrs::api::token::requests::LookupTokenSelfRequest {},
         true,
     )?;
-    let body = sender.send(&req, Some(token)).await?;
-    client::data(&req.op(), &body)
+    let body = token.send(sender, &req).await?;
+    request::data(&req.op(), &body)
 }
 
 fn parse_auth(op: &str, body: &[u8]) -> Result<AuthBlock, VaultError> {

@@ -7,22 +7,27 @@
 //! expires, so at most one TTL later. An expired entry is kept as the key's
 //! last known state, which only the intermediate-key mode uses, and only
 //! while Vault cannot be reached. The cache holds at most `max_cached_keys`
-//! entries; when full, expired entries go first, then the least recently
-//! filled.
+//! entries; when full, the least recently used goes (moka's LRU policy).
+//!
+//! Storage is a moka cache (bounded, each write touches one key). Whether
+//! an entry is fresh is decided here, from the `tokio::time::Instant` it
+//! was filled at, not by moka's own expiry: an expired entry must stay
+//! readable as the last known state, and tokio's clock is the one tests
+//! pause and advance.
 //!
 //! Filling is single-flight per key: when an entry expires under load, one
-//! request reads Vault and the others wait for its answer.
+//! request reads Vault and the others wait for it, then find its answer
+//! (moka's `and_try_compute_with`, which runs one computation per key at a
+//! time).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
+use moka::{ops::compute::Op, policy::EvictionPolicy};
 use tokio::time::Instant;
 
-use crate::{backend::KeyMetadata, key_id::KeyId};
+use crate::{backend::KeyMetadata, error::KmsError, key_id::KeyId};
 
+#[derive(Clone)]
 struct Entry {
     meta: Arc<KeyMetadata>,
     filled: Instant,
@@ -31,18 +36,17 @@ struct Entry {
 /// A bounded TTL cache of key metadata.
 pub(crate) struct MetadataCache {
     ttl: Duration,
-    max: usize,
-    // std locks: never held across an await.
-    entries: Mutex<HashMap<KeyId, Entry>>,
-    fills: Mutex<HashMap<KeyId, Arc<tokio::sync::Mutex<()>>>>,
+    entries: moka::sync::Cache<KeyId, Entry>,
+    /// Holds nothing: its per-key compute lock makes fills single-flight.
+    fills: moka::future::Cache<KeyId, ()>,
 }
 
 impl std::fmt::Debug for MetadataCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetadataCache")
             .field("ttl", &self.ttl)
-            .field("max", &self.max)
-            .field("len", &self.len())
+            .field("max", &self.entries.policy().max_capacity())
+            .field("len", &self.entries.entry_count())
             .finish()
     }
 }
@@ -56,137 +60,111 @@ pub(crate) struct Cached {
     pub(crate) age: Duration,
 }
 
+impl From<Entry> for Cached {
+    fn from(entry: Entry) -> Self {
+        Self {
+            age: entry.filled.elapsed(),
+            meta: entry.meta,
+        }
+    }
+}
+
 impl MetadataCache {
     /// A cache whose entries live `ttl`, holding at most `max` (≥ 1).
     pub(crate) fn new(ttl: Duration, max: usize) -> Self {
+        let max = u64::try_from(max.max(1)).unwrap_or(u64::MAX);
         Self {
             ttl,
-            max: max.max(1),
-            entries: Mutex::new(HashMap::new()),
-            fills: Mutex::new(HashMap::new()),
+            entries: moka::sync::Cache::builder()
+                .max_capacity(max)
+                .eviction_policy(EvictionPolicy::lru())
+                .build(),
+            fills: moka::future::Cache::builder().max_capacity(max).build(),
         }
     }
 
     /// The entry of `key_id` if it has not expired.
     pub(crate) fn get(&self, key_id: &KeyId) -> Option<Cached> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = entries.get(key_id)?;
-        let age = entry.filled.elapsed();
-        (age < self.ttl).then(|| Cached {
-            meta: Arc::clone(&entry.meta),
-            age,
-        })
+        self.last_known(key_id).filter(|c| c.age < self.ttl)
     }
 
     /// The entry of `key_id` whatever its age: the key's last known
     /// metadata.
     pub(crate) fn last_known(&self, key_id: &KeyId) -> Option<Cached> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = entries.get(key_id)?;
-        Some(Cached {
-            meta: Arc::clone(&entry.meta),
-            age: entry.filled.elapsed(),
-        })
+        self.entries.get(key_id).map(Cached::from)
+    }
+
+    /// The entry of `key_id` if it is fresh and at most `max_age` old, else
+    /// what `fill` reads. One fill per key runs at a time; a request that
+    /// waited for another's fill uses its answer instead of reading again.
+    pub(crate) async fn get_or_fill<F, Fut>(
+        &self,
+        key_id: &KeyId,
+        max_age: Duration,
+        fill: F,
+    ) -> Result<Cached, KmsError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Cached, KmsError>>,
+    {
+        let fresh = |c: &Cached| c.age <= max_age;
+        if let Some(cached) = self.get(key_id).filter(fresh) {
+            return Ok(cached);
+        }
+        let mut found = None;
+        self.fills
+            .entry_by_ref(key_id)
+            .and_try_compute_with(|_| async {
+                let cached = match self.get(key_id).filter(fresh) {
+                    Some(cached) => cached,
+                    None => fill().await?,
+                };
+                found = Some(cached);
+                // Nothing is stored in `fills`: only its lock is wanted.
+                Ok::<_, KmsError>(Op::Nop)
+            })
+            .await?;
+        // moka runs the closure exactly once when it returns Ok.
+        found.ok_or_else(|| KmsError::Internal("the metadata fill did not run".into()))
     }
 
     /// Stores what was just read from Vault (or just written to it).
     pub(crate) fn put(&self, meta: KeyMetadata) -> Arc<KeyMetadata> {
         let meta = Arc::new(meta);
-        if self.ttl.is_zero() {
-            return meta;
-        }
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= self.max && !entries.contains_key(&meta.key_id) {
-            let ttl = self.ttl;
-            entries.retain(|_, e| e.filled.elapsed() < ttl);
-            if entries.len() >= self.max
-                && let Some(oldest) = entries
-                    .iter()
-                    .min_by_key(|(_, e)| e.filled)
-                    .map(|(id, _)| id.clone())
-            {
-                entries.remove(&oldest);
-            }
-        }
-        entries.insert(
-            meta.key_id.clone(),
-            Entry {
+        if !self.ttl.is_zero() {
+            let entry = Entry {
                 meta: Arc::clone(&meta),
                 filled: Instant::now(),
-            },
-        );
+            };
+            self.entries.insert(meta.key_id.clone(), entry);
+        }
         meta
     }
 
     /// Forgets `key_id` (it was destroyed, or is known to be stale).
     pub(crate) fn remove(&self, key_id: &KeyId) {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key_id);
+        self.entries.invalidate(key_id);
     }
 
     /// Forgets everything; returns how many entries there were.
     pub(crate) fn clear(&self) -> usize {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = entries.len();
-        entries.clear();
+        let count = self.len();
+        self.entries.invalidate_all();
         count
     }
 
     /// How many entries are held (expired ones included).
     pub(crate) fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-
-    /// The lock that makes filling `key_id` single-flight. Hold it while
-    /// reading Vault; check [`Self::get`] again once it is held.
-    pub(crate) fn fill_lock(&self, key_id: &KeyId) -> FillGuard<'_> {
-        let lock = {
-            let mut fills = self.fills.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(fills.entry(key_id.clone()).or_default())
-        };
-        FillGuard {
-            cache: self,
-            key_id: key_id.clone(),
-            lock,
-        }
-    }
-}
-
-/// Shares one fill lock; removes it from the map when the last user goes.
-pub(crate) struct FillGuard<'a> {
-    cache: &'a MetadataCache,
-    key_id: KeyId,
-    lock: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl FillGuard<'_> {
-    /// The per-key lock.
-    pub(crate) fn lock(&self) -> &tokio::sync::Mutex<()> {
-        &self.lock
-    }
-}
-
-impl Drop for FillGuard<'_> {
-    fn drop(&mut self) {
-        let mut fills = self
-            .cache
-            .fills
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Two references: the map's and this guard's. Nobody else waits.
-        if Arc::strong_count(&self.lock) <= 2 {
-            fills.remove(&self.key_id);
-        }
+        // moka counts after applying its pending writes and evictions.
+        self.entries.run_pending_tasks();
+        usize::try_from(self.entries.entry_count()).unwrap_or(usize::MAX)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use time::OffsetDateTime;
 
     use super::*;
@@ -216,10 +194,14 @@ mod tests {
         assert!(cache.get(&id).is_some());
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(cache.get(&id).is_none());
+        // Expired, the entry is still the key's last known state.
+        let last = cache.last_known(&id).unwrap();
+        assert_eq!(last.age, Duration::from_secs(5));
         cache.put(meta("k", 2));
         assert_eq!(cache.get(&id).unwrap().meta.current_version, 2);
         cache.remove(&id);
         assert!(cache.get(&id).is_none());
+        assert!(cache.last_known(&id).is_none());
     }
 
     #[tokio::test(start_paused = true)]
@@ -238,6 +220,8 @@ mod tests {
         // Refreshing a present key evicts nothing.
         cache.put(meta("b", 2));
         assert_eq!(cache.len(), 3);
+        assert_eq!(cache.clear(), 3);
+        assert_eq!(cache.len(), 0);
     }
 
     #[test]
@@ -247,17 +231,51 @@ mod tests {
         assert_eq!(cache.len(), 0);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_misses_fill_once_and_a_stale_entry_is_filled_again() {
+        let cache = Arc::new(MetadataCache::new(Duration::from_secs(5), 3));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let lookup = |cache: Arc<MetadataCache>, loads: Arc<AtomicUsize>| async move {
+            let id = KeyId::parse("a").unwrap();
+            cache
+                .get_or_fill(&id, Duration::MAX, || async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let meta = cache.put(meta("a", 1));
+                    Ok(Cached {
+                        meta,
+                        age: Duration::ZERO,
+                    })
+                })
+                .await
+                .unwrap()
+        };
+        let waiting: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(lookup(Arc::clone(&cache), Arc::clone(&loads))))
+            .collect();
+        for task in waiting {
+            assert_eq!(task.await.unwrap().meta.current_version, 1);
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        // Fresh: served without a fill.
+        lookup(Arc::clone(&cache), Arc::clone(&loads)).await;
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        // Expired: filled again.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        lookup(Arc::clone(&cache), Arc::clone(&loads)).await;
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
     #[tokio::test]
-    async fn fill_locks_are_shared_then_dropped() {
+    async fn a_failed_fill_is_returned_and_caches_nothing() {
         let cache = MetadataCache::new(Duration::from_secs(60), 3);
         let id = KeyId::parse("a").unwrap();
-        let first = cache.fill_lock(&id);
-        let held = first.lock().lock().await;
-        let second = cache.fill_lock(&id);
-        assert!(second.lock().try_lock().is_err());
-        drop(held);
-        drop(first);
-        drop(second);
-        assert!(cache.fills.lock().unwrap().is_empty());
+        let result = cache
+            .get_or_fill(&id, Duration::MAX, || async {
+                Err(KmsError::KeyNotFound(id.clone()))
+            })
+            .await;
+        assert!(matches!(result, Err(KmsError::KeyNotFound(_))));
+        assert!(cache.last_known(&id).is_none());
     }
 }

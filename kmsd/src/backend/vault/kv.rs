@@ -16,7 +16,7 @@ use vaultrs::api::kv2::{
         DeleteSecretMetadataRequest, ListSecretsRequest, ReadSecretRequest, SetSecretRequest,
         SetSecretRequestOptions,
     },
-    responses::ReadSecretResponse,
+    responses::{ListSecretsResponse, ReadSecretResponse},
 };
 
 use super::{client::VaultClient, error::VaultError};
@@ -24,6 +24,9 @@ use crate::{backend::KeyState, key_id::KeyId};
 
 /// The record format this kmsd writes.
 pub(crate) const RECORD_FORMAT: u32 = 1;
+/// How often a check-and-set write (a key record, an alias) retries after
+/// losing a race.
+pub(crate) const CAS_ATTEMPTS: usize = 5;
 
 /// One key's record. Unknown fields are ignored, so a newer kmsd may add
 /// some without locking older ones out.
@@ -67,57 +70,150 @@ pub(crate) enum Written {
     Conflict,
 }
 
+/// The secrets of one KV v2 folder: reads, check-and-set writes, listing
+/// and deletion, shared by the key records and the aliases.
+#[derive(Debug, Clone)]
+pub(crate) struct Folder {
+    client: VaultClient,
+    mount: String,
+    folder: String,
+}
+
+impl Folder {
+    /// The secrets at `<mount>/data/<folder>/`.
+    pub(crate) fn new(client: VaultClient, mount: String, folder: String) -> Self {
+        Self {
+            client,
+            mount,
+            folder,
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        format!("{}/{name}", self.folder)
+    }
+
+    /// `GET <mount>/data/<folder>/<name>`: the name of the read in errors.
+    pub(crate) fn op(&self, name: &str) -> String {
+        format!("GET {}/data/{}", self.mount, self.path(name))
+    }
+
+    /// The secret `name` and its KV version, if it exists.
+    pub(crate) async fn read(
+        &self,
+        name: &str,
+    ) -> Result<Option<(serde_json::Value, u64)>, VaultError> {
+        let endpoint = ReadSecretRequest {
+            mount: self.mount.clone(),
+            path: self.path(name),
+            version: None,
+        };
+        match self
+            .client
+            .data::<_, ReadSecretResponse>(&endpoint, true)
+            .await
+        {
+            Ok(secret) => Ok(Some((secret.data, secret.metadata.version))),
+            Err(VaultError::NotFound { routed: true, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `data` as `name` if the secret is still at `version` (0: if
+    /// it does not exist).
+    pub(crate) async fn write(
+        &self,
+        name: &str,
+        data: &impl Serialize,
+        version: u64,
+    ) -> Result<Written, VaultError> {
+        let bad = |reason: String| VaultError::Decode {
+            op: "kv write".into(),
+            reason,
+        };
+        let cas = u32::try_from(version)
+            .map_err(|_| bad(format!("KV version {version} does not fit check-and-set")))?;
+        let endpoint = SetSecretRequest {
+            mount: self.mount.clone(),
+            path: self.path(name),
+            data: serde_json::to_value(data).map_err(|e| bad(e.to_string()))?,
+            options: Some(SetSecretRequestOptions { cas }),
+        };
+        // A check-and-set write is not repeated on a lost answer: the
+        // repeat would report a conflict with itself.
+        match self.client.exec(&endpoint, false).await {
+            Ok(()) => Ok(Written::Done),
+            // KV v2 answers a check-and-set mismatch with 400.
+            Err(VaultError::BadRequest { .. }) => Ok(Written::Conflict),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The names in the folder, in no particular order (sub-folders end
+    /// in `/`).
+    pub(crate) async fn list(&self) -> Result<Vec<String>, VaultError> {
+        let endpoint = ListSecretsRequest {
+            mount: self.mount.clone(),
+            path: format!("{}/", self.folder),
+        };
+        match self
+            .client
+            .data::<_, ListSecretsResponse>(&endpoint, true)
+            .await
+        {
+            Ok(listed) => Ok(listed.keys),
+            // An empty folder does not exist in KV.
+            Err(VaultError::NotFound { routed: true, .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the secret `name` and all its versions; a missing one is
+    /// not an error.
+    pub(crate) async fn delete(&self, name: &str) -> Result<(), VaultError> {
+        let endpoint = DeleteSecretMetadataRequest {
+            mount: self.mount.clone(),
+            path: self.path(name),
+        };
+        match self.client.exec(&endpoint, true).await {
+            Ok(()) | Err(VaultError::NotFound { routed: true, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// The key records under one prefix.
 #[derive(Debug, Clone)]
 pub(crate) struct Records {
-    client: VaultClient,
-    mount: String,
-    prefix: String,
+    folder: Folder,
 }
 
 impl Records {
     /// Records at `<mount>/data/<prefix>/`.
     pub(crate) fn new(client: VaultClient, mount: String, prefix: String) -> Self {
         Self {
-            client,
-            mount,
-            prefix,
+            folder: Folder::new(client, mount, prefix),
         }
-    }
-
-    fn path(&self, key_id: &KeyId) -> String {
-        format!("{}/{key_id}", self.prefix)
     }
 
     /// The record of `key_id`, if the key exists. A record that does not
     /// parse is a [`VaultError::Decode`].
     pub(crate) async fn read(&self, key_id: &KeyId) -> Result<Option<Versioned>, VaultError> {
-        let endpoint = ReadSecretRequest {
-            mount: self.mount.clone(),
-            path: self.path(key_id),
-            version: None,
+        let Some((data, version)) = self.folder.read(key_id.as_str()).await? else {
+            return Ok(None);
         };
-        let secret: ReadSecretResponse = match self.client.data(&endpoint, true).await {
-            Ok(secret) => secret,
-            Err(VaultError::NotFound { routed: true, .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let op = || format!("GET {}/data/{}", self.mount, self.path(key_id));
-        let record: KeyRecord =
-            serde_json::from_value(secret.data).map_err(|e| VaultError::Decode {
-                op: op(),
-                reason: format!("not a kmsd key record: {e}"),
-            })?;
+        let op = || self.folder.op(key_id.as_str());
+        let record: KeyRecord = serde_json::from_value(data).map_err(|e| VaultError::Decode {
+            op: op(),
+            reason: format!("not a kmsd key record: {e}"),
+        })?;
         if record.key_id != key_id.as_str() {
             return Err(VaultError::Decode {
                 op: op(),
                 reason: format!("the record names key {:?}", record.key_id),
             });
         }
-        Ok(Some(Versioned {
-            record,
-            version: secret.metadata.version,
-        }))
+        Ok(Some(Versioned { record, version }))
     }
 
     /// Writes `record` if the secret is still at `version` (0: if it does
@@ -131,45 +227,16 @@ impl Records {
             op: "kv write".into(),
             reason: e.to_string(),
         })?;
-        let cas = u32::try_from(version).map_err(|_| VaultError::Decode {
-            op: "kv write".into(),
-            reason: format!("KV version {version} does not fit check-and-set"),
-        })?;
-        let endpoint = SetSecretRequest {
-            mount: self.mount.clone(),
-            path: self.path(&key_id),
-            data: serde_json::to_value(record).map_err(|e| VaultError::Decode {
-                op: "kv write".into(),
-                reason: e.to_string(),
-            })?,
-            options: Some(SetSecretRequestOptions { cas }),
-        };
-        // A check-and-set write is not repeated on a lost answer: the
-        // repeat would report a conflict with itself.
-        match self.client.exec(&endpoint, false).await {
-            Ok(()) => Ok(Written::Done),
-            // KV v2 answers a check-and-set mismatch with 400.
-            Err(VaultError::BadRequest { .. }) => Ok(Written::Conflict),
-            Err(e) => Err(e),
-        }
+        self.folder.write(key_id.as_str(), record, version).await
     }
 
     /// Every key id with a record, in no particular order. Entries that
     /// are not valid key ids (sub-folders, foreign secrets) are skipped.
     pub(crate) async fn list(&self) -> Result<Vec<KeyId>, VaultError> {
-        let endpoint = ListSecretsRequest {
-            mount: self.mount.clone(),
-            path: format!("{}/", self.prefix),
-        };
-        let listed: vaultrs::api::kv2::responses::ListSecretsResponse =
-            match self.client.data(&endpoint, true).await {
-                Ok(listed) => listed,
-                // An empty folder does not exist in KV.
-                Err(VaultError::NotFound { routed: true, .. }) => return Ok(Vec::new()),
-                Err(e) => return Err(e),
-            };
-        Ok(listed
-            .keys
+        Ok(self
+            .folder
+            .list()
+            .await?
             .iter()
             .filter_map(|name| KeyId::parse(name).ok())
             .collect())
@@ -177,13 +244,6 @@ impl Records {
 
     /// Deletes the record and all its versions.
     pub(crate) async fn delete(&self, key_id: &KeyId) -> Result<(), VaultError> {
-        let endpoint = DeleteSecretMetadataRequest {
-            mount: self.mount.clone(),
-            path: self.path(key_id),
-        };
-        match self.client.exec(&endpoint, true).await {
-            Ok(()) | Err(VaultError::NotFound { routed: true, .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.folder.delete(key_id.as_str()).await
     }
 }

@@ -1,9 +1,17 @@
-//! Key metadata: a key's KV record and Transit key read together, cached,
-//! and composed into [`KeyMetadata`].
+//! The keys: a key's KV record and Transit key read together, cached, and
+//! composed into [`KeyMetadata`]. [`Keys`] holds the two engines, the
+//! metadata cache and the intermediate keys; sealing (`wrap`) and the
+//! backend build on it, and it knows neither.
 
 use std::time::Duration;
 
-use super::{VaultBackend, cache::Cached, error::VaultError, kv::KeyRecord, transit::TransitKey};
+use super::{
+    cache::{Cached, MetadataCache},
+    error::VaultError,
+    intermediate::Intermediates,
+    kv::{KeyRecord, Records},
+    transit::{Transit, TransitKey},
+};
 use crate::{
     backend::{KeyMetadata, KeyState},
     blob::BackendKind,
@@ -11,7 +19,31 @@ use crate::{
     key_id::KeyId,
 };
 
-impl VaultBackend {
+/// The engines a key lives in and what is cached about it.
+#[derive(Debug)]
+pub(super) struct Keys {
+    pub(super) transit: Transit,
+    pub(super) records: Records,
+    pub(super) cache: MetadataCache,
+    /// Intermediate-key caching, when on.
+    pub(super) intermediates: Option<Box<Intermediates>>,
+}
+
+impl Keys {
+    /// How long the backend can go on serving without reaching Vault: the
+    /// intermediate-key TTL when that mode is on (an intermediate key
+    /// wraps and unwraps for that long, under the key state last read).
+    pub(super) fn offline_window(&self) -> Option<Duration> {
+        self.intermediates.as_ref().map(|i| i.ttl())
+    }
+
+    /// Forgets the intermediate keys of `key_id` (all keys: `None`).
+    pub(super) fn forget_intermediates(&self, key_id: Option<&KeyId>) {
+        if let Some(intermediates) = &self.intermediates {
+            intermediates.forget(key_id);
+        }
+    }
+
     /// Reads a key's record and Transit key now.
     pub(super) async fn load(&self, key_id: &KeyId) -> Result<KeyMetadata, KmsError> {
         let (record, transit) = tokio::join!(self.records.read(key_id), self.transit.read(key_id));
@@ -45,18 +77,12 @@ impl VaultBackend {
         key_id: &KeyId,
         max_age: Duration,
     ) -> Result<Cached, KmsError> {
-        let fresh = |c: &Cached| c.age <= max_age;
-        if let Some(cached) = self.cache.get(key_id).filter(fresh) {
-            return Ok(cached);
-        }
-        let guard = self.cache.fill_lock(key_id);
-        let _filling = guard.lock().lock().await;
-        if let Some(cached) = self.cache.get(key_id).filter(fresh) {
-            return Ok(cached);
-        }
-        self.reload(key_id).await
+        self.cache
+            .get_or_fill(key_id, max_age, || self.reload(key_id))
+            .await
     }
 
+    /// Reads the key's metadata from Vault and caches it.
     pub(super) async fn reload(&self, key_id: &KeyId) -> Result<Cached, KmsError> {
         match self.load(key_id).await {
             Ok(meta) => Ok(Cached {

@@ -17,7 +17,7 @@ use std::{
 
 use reqwest::Url;
 
-use super::{client::Sender, error::VaultError};
+use super::error::VaultError;
 use crate::metrics::Metrics;
 
 /// How often the nodes' health is polled (several addresses only).
@@ -250,22 +250,6 @@ impl Nodes {
             })
             .collect::<Vec<_>>()
             .join(", ")
-    }
-}
-
-/// Polls the nodes' health every [`POLL_INTERVAL`] while the
-/// backend lives.
-pub(crate) async fn watch(sender: std::sync::Weak<Sender>) {
-    let mut tick = tokio::time::interval(POLL_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(sender) = sender.upgrade() else {
-            return;
-        };
-        // Errors are recorded per node; the breaker's own probe decides
-        // about the breaker.
-        let _ = sender.transport.health(sender.attempt_timeout).await;
     }
 }
 

@@ -1,27 +1,34 @@
 //! The Transit engine: master keys (`aes256-gcm96`, never exportable) and
 //! the wrap and unwrap of data keys and small secrets.
 //!
-//! Key management goes through vaultrs' endpoints. Encrypt and decrypt
-//! use kmsd's own bodies: vaultrs' keep the plaintext in plain `String`s
-//! with a derived `Debug`, where kmsd wants it in zeroizing memory.
+//! Every call vaultrs has an endpoint for goes through it (key management,
+//! a single decrypt). The rest go through [`VaultRequest::post_json`] and
+//! [`VaultRequest::get`]: `batch_input` and `config/keys`, which vaultrs
+//! lacks, and encrypt, whose vaultrs endpoint keeps the plaintext in a
+//! plain `String` with a derived `Debug`, where kmsd wants it in
+//! zeroizing memory.
 
 use std::{collections::HashMap, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use kms_core::SecretBytes;
-use reqwest::Method;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use time::OffsetDateTime;
 use vaultrs::api::transit::{
     KeyType,
     requests::{
-        CreateKeyRequest, DeleteKeyRequest, ReadKeyRequest, RotateKeyRequest,
+        CreateKeyRequest, DecryptDataRequest, DeleteKeyRequest, ReadKeyRequest, RotateKeyRequest,
         UpdateKeyConfigurationRequest,
     },
 };
 use zeroize::Zeroizing;
 
-use super::{batch::Batcher, client::VaultClient, error::VaultError, transport::VaultRequest};
+use super::{
+    batch::Batcher,
+    client::VaultClient,
+    error::VaultError,
+    request::{self, VaultRequest},
+};
 use crate::{backend::VersionInfo, key_id::KeyId};
 
 /// The only key type kmsd creates or adopts.
@@ -67,7 +74,7 @@ struct KeyData {
     keys: HashMap<String, serde_json::Value>,
 }
 
-/// One item of a batch (and the body of a single decrypt).
+/// One item of a batch (and the body of a single encrypt).
 #[derive(Serialize)]
 struct EncryptItem {
     plaintext: Zeroizing<String>,
@@ -329,9 +336,8 @@ impl Transit {
                 key_version: version,
             };
             let single = async {
-                let req = self.post(path, &body, false)?;
-                let answer = self.client.call(&req).await?;
-                let data: EncryptData = super::client::data(&req.op(), &answer)?;
+                let req = VaultRequest::post_json(path, &body, false)?;
+                let data: EncryptData = self.client.call_data(&req).await?;
                 Ok(data.ciphertext)
             };
             return vec![single.await];
@@ -359,10 +365,18 @@ impl Transit {
                 })
         };
         if let [item] = items.as_slice() {
+            // vaultrs' endpoint: the request holds no secret; the answer
+            // is read into zeroizing memory ([`DecryptData`]).
+            let endpoint = DecryptDataRequest {
+                mount: self.mount.to_string(),
+                name: key_id.to_string(),
+                ciphertext: item.ciphertext.clone(),
+                associated_data: Some(item.associated_data.clone()),
+                ..Default::default()
+            };
             let single = async {
-                let req = self.post(path, item, false)?;
-                let answer = self.client.call(&req).await?;
-                let data: DecryptData = super::client::data(&req.op(), &answer)?;
+                let req = request::hedged(&endpoint)?;
+                let data: DecryptData = self.client.call_data(&req).await?;
                 plaintext(&req.op(), &data.plaintext)
             };
             return vec![single.await];
@@ -392,9 +406,8 @@ impl Transit {
         T: DeserializeOwned + BatchResult,
     {
         let answer = async {
-            let req = self.post(path, body, true)?;
-            let answer = self.client.call(&req).await?;
-            let data: BatchData<T> = super::client::data(&req.op(), &answer)?;
+            let req = VaultRequest::post_json(path, body, true)?;
+            let data: BatchData<T> = self.client.call_data(&req).await?;
             if data.batch_results.len() != n {
                 return Err(VaultError::Decode {
                     op: req.op(),
@@ -421,40 +434,9 @@ impl Transit {
     /// Whether `encrypt` refuses to create missing keys
     /// (`<mount>/config/keys`, `disable_upsert`).
     pub(crate) async fn upsert_disabled(&self) -> Result<bool, VaultError> {
-        let req = VaultRequest {
-            method: Method::GET,
-            path: format!("{}/config/keys", self.mount),
-            query: None,
-            body: None,
-            idempotent: true,
-            batch: false,
-            hedge: false,
-        };
-        let body = self.client.call(&req).await?;
-        let config: KeysConfig = super::client::data(&req.op(), &body)?;
+        let req = VaultRequest::get(format!("{}/config/keys", self.mount));
+        let config: KeysConfig = self.client.call_data(&req).await?;
         Ok(config.disable_upsert)
-    }
-
-    fn post(
-        &self,
-        path: String,
-        body: &impl Serialize,
-        batch: bool,
-    ) -> Result<VaultRequest, VaultError> {
-        let bytes = serde_json::to_vec(body).map_err(|e| VaultError::Decode {
-            op: format!("POST {path}"),
-            reason: e.to_string(),
-        })?;
-        Ok(VaultRequest {
-            method: Method::POST,
-            path,
-            query: None,
-            body: Some(Zeroizing::new(bytes)),
-            // Encrypt and decrypt change nothing in Vault.
-            idempotent: true,
-            batch,
-            hedge: true,
-        })
     }
 }
 

@@ -9,12 +9,12 @@
 //! ERROR level, and folds transport errors into a form that no longer
 //! tells "connection refused" from "timed out". kmsd needs each of those
 //! to behave otherwise, so it sends vaultrs' typed endpoints (paths, bodies,
-//! response types; see `client.rs`) through this transport instead.
+//! response types; see `request.rs`) through this transport instead.
 
 use std::time::Duration;
 
 use reqwest::{
-    Method, StatusCode,
+    Method,
     header::{HeaderMap, HeaderName, HeaderValue},
 };
 use tokio::time::Instant;
@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 use super::{
     error::VaultError,
     nodes::{Node, NodeHealth, Nodes},
+    request::{VaultRequest, has_batch_results, status_error},
     settings::VaultSettings,
 };
 use crate::metrics::Metrics;
@@ -31,44 +32,6 @@ use crate::metrics::Metrics;
 pub(crate) const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-vault-token");
 const NAMESPACE_HEADER: HeaderName = HeaderName::from_static("x-vault-namespace");
 const REQUEST_HEADER: HeaderName = HeaderName::from_static("x-vault-request");
-
-/// One request to Vault.
-pub(crate) struct VaultRequest {
-    /// The method (`LIST` included).
-    pub(crate) method: Method,
-    /// Relative to `/v1/`, without a leading slash.
-    pub(crate) path: String,
-    /// The query string, if any.
-    pub(crate) query: Option<String>,
-    /// The JSON body. Zeroizing: for Transit it holds a plaintext.
-    pub(crate) body: Option<Zeroizing<Vec<u8>>>,
-    /// Whether sending it twice has the same effect as once.
-    pub(crate) idempotent: bool,
-    /// A Transit `batch_input` call: a 400 that carries per-item results
-    /// (some items failed) is an answer, not an error.
-    pub(crate) batch: bool,
-    /// A Transit crypto call (data key, encrypt, decrypt) or a read: it
-    /// changes nothing and read-enabled standbys answer it themselves, so
-    /// it may be hedged to the next node (`hedge_after_ms`).
-    pub(crate) hedge: bool,
-}
-
-impl VaultRequest {
-    /// `METHOD path`, the name of the operation in errors and logs.
-    pub(crate) fn op(&self) -> String {
-        format!("{} {}", self.method, self.path)
-    }
-}
-
-impl std::fmt::Debug for VaultRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The body may hold a plaintext or a secret id.
-        f.debug_struct("VaultRequest")
-            .field("op", &self.op())
-            .field("body_len", &self.body.as_ref().map(|b| b.len()))
-            .finish_non_exhaustive()
-    }
-}
 
 /// Why the HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -465,58 +428,4 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
-}
-
-#[derive(serde::Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    errors: Vec<String>,
-}
-
-fn has_batch_results(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .is_some_and(|v| v.get("data").and_then(|d| d.get("batch_results")).is_some())
-}
-
-fn status_error(status: StatusCode, body: &[u8], op: String) -> VaultError {
-    let errors = serde_json::from_slice::<ErrorBody>(body)
-        .map(|b| b.errors)
-        .unwrap_or_default();
-    let mut message = errors
-        .iter()
-        .map(|e| e.trim().replace("\n\t", " ").replace('\n', " "))
-        .collect::<Vec<_>>()
-        .join("; ");
-    if message.len() > 300 {
-        let mut end = 300;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-    }
-    match status.as_u16() {
-        400 => VaultError::BadRequest { op, message },
-        403 => VaultError::Denied { op },
-        // A missing object answers 404 with no error text; a path no
-        // engine is mounted at names the missing route.
-        404 => VaultError::NotFound {
-            op,
-            routed: errors.is_empty(),
-        },
-        // Sealed, by its own word (`sys/health` of a sealed node says
-        // `"sealed":true`): certainly not processed. Another 503 (a proxy
-        // in front, say) is only a server error.
-        503 if String::from_utf8_lossy(body)
-            .to_ascii_lowercase()
-            .contains("sealed") =>
-        {
-            VaultError::Sealed { op }
-        }
-        status => VaultError::Status {
-            status,
-            op,
-            message,
-        },
-    }
 }

@@ -2,7 +2,11 @@
 //! rewrite of the key's KV record, as every state change is, so two kmsd
 //! changing one key never lose an update.
 
-use super::{CAS_ATTEMPTS, VaultBackend, kv::Written, metadata::unreadable};
+use super::{
+    VaultBackend,
+    kv::{CAS_ATTEMPTS, Written},
+    metadata::unreadable,
+};
 use crate::{
     alias::{AliasEntry, AliasName, AliasWrite},
     backend::{KeyMetadata, MetadataChange, MetadataStore},
@@ -11,13 +15,19 @@ use crate::{
 };
 
 impl VaultBackend {
+    /// Forgets the cached resolution of `alias`.
+    pub fn forget_alias(&self, alias: &AliasName) {
+        self.aliases.remember(alias, None);
+    }
+
     /// The key's KV record and its version, read for a check-and-set
     /// change (state or metadata).
     pub(super) async fn record_for_change(
         &self,
         key_id: &KeyId,
     ) -> Result<super::kv::Versioned, KmsError> {
-        self.records
+        self.keys
+            .records
             .read(key_id)
             .await
             .map_err(|e| unreadable(key_id, e))?
@@ -38,8 +48,9 @@ impl VaultBackend {
                 &mut record.description,
                 &mut record.tags,
             )?;
-            if !changed || self.records.write(&record, current.version).await? == Written::Done {
-                return self.describe_fresh(key_id).await;
+            if !changed || self.keys.records.write(&record, current.version).await? == Written::Done
+            {
+                return self.keys.describe_fresh(key_id).await;
             }
         }
         Err(KmsError::BackendUnavailable {
@@ -64,18 +75,20 @@ impl MetadataStore for VaultBackend {
         target: &KeyId,
         write: AliasWrite,
     ) -> Result<AliasEntry, KmsError> {
-        self.put_alias_record(name, target, write).await
+        self.aliases
+            .put(name, target, write, self.clock.as_ref())
+            .await
     }
 
     async fn delete_alias(&self, name: &AliasName) -> Result<(), KmsError> {
-        self.delete_alias_record(name).await
+        self.aliases.delete(name).await
     }
 
     async fn list_aliases(&self) -> Result<Vec<AliasEntry>, KmsError> {
-        self.list_alias_records().await
+        self.aliases.list().await
     }
 
     async fn resolve_alias(&self, name: &AliasName) -> Result<KeyId, KmsError> {
-        self.resolve_alias_record(name).await
+        self.aliases.resolve(name).await
     }
 }

@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use kmsd_openbao_testkit::documented_policy;
 use serde_json::json;
 
 use super::*;
-use crate::backend::{KeyState, StateChange, vault::testing::documented_policy};
+use crate::backend::{KeyState, StateChange};
 use crate::clock::Clock as _;
 
 /// The approle table for a role id inline and a secret id in a file.
@@ -121,11 +122,18 @@ async fn the_documented_policy_is_enough_for_everything() {
     assert!(!message.contains(&token), "{message}");
 }
 
-#[tokio::test]
-async fn approle_logs_in_and_a_revoked_token_costs_one_login() {
+/// A dev OpenBao with the documented policy and an AppRole `kmsd` whose
+/// tokens live `ttl` (at most `max_ttl`); its role id and secret id.
+async fn approle_bao(ttl: &str, max_ttl: &str) -> (OpenBao, String, String) {
     let bao = OpenBao::dev().await;
     bao.write_policy("kmsd", &documented_policy()).await;
-    let (role_id, secret_id) = bao.approle("kmsd", &["kmsd"], "1h", "4h").await;
+    let (role_id, secret_id) = bao.approle("kmsd", &["kmsd"], ttl, max_ttl).await;
+    (bao, role_id, secret_id)
+}
+
+#[tokio::test]
+async fn approle_logs_in_and_a_revoked_token_costs_one_login() {
+    let (bao, role_id, secret_id) = approle_bao("1h", "4h").await;
     let auth = approle_auth(&bao, &role_id, &secret_id);
     let backend = Arc::new(backend(&bao, &auth, "", &clock()).await);
     create(backend.as_ref(), "k").await;
@@ -138,16 +146,7 @@ async fn approle_logs_in_and_a_revoked_token_costs_one_login() {
     // Revoke every token AppRole issued: the next requests all get 403.
     bao.api("PUT", "sys/leases/revoke-prefix/auth/approle/login", None)
         .await;
-    let context = ctx(&[]);
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..16 {
-        let backend = Arc::clone(&backend);
-        let context = context.clone();
-        tasks.spawn(async move { backend.generate_data_key(&id("k"), &context).await });
-    }
-    while let Some(result) = tasks.join_next().await {
-        result.unwrap().unwrap();
-    }
+    generate_concurrently(&backend, "k", 16).await;
     assert_eq!(backend.auth_stats().relogins, 1, "one 403 storm, one login");
 
     // Wrong credentials are a clear startup error without the secret.
@@ -165,9 +164,7 @@ async fn approle_logs_in_and_a_revoked_token_costs_one_login() {
 
 #[tokio::test]
 async fn an_expired_token_costs_one_login() {
-    let bao = OpenBao::dev().await;
-    bao.write_policy("kmsd", &documented_policy()).await;
-    let (role_id, secret_id) = bao.approle("kmsd", &["kmsd"], "2s", "2s").await;
+    let (bao, role_id, secret_id) = approle_bao("2s", "2s").await;
     let auth = approle_auth(&bao, &role_id, &secret_id);
     let backend = Arc::new(backend(&bao, &auth, "", &clock()).await);
     create(backend.as_ref(), "k").await;
@@ -176,24 +173,13 @@ async fn an_expired_token_costs_one_login() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(backend.token_ttl(), Some(Duration::ZERO));
 
-    let context = ctx(&[]);
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..16 {
-        let backend = Arc::clone(&backend);
-        let context = context.clone();
-        tasks.spawn(async move { backend.generate_data_key(&id("k"), &context).await });
-    }
-    while let Some(result) = tasks.join_next().await {
-        result.unwrap().unwrap();
-    }
+    generate_concurrently(&backend, "k", 16).await;
     assert_eq!(backend.auth_stats().relogins, 1, "sixteen 403s, one login");
 }
 
 #[tokio::test]
 async fn short_lived_tokens_are_renewed_then_replaced() {
-    let bao = OpenBao::dev().await;
-    bao.write_policy("kmsd", &documented_policy()).await;
-    let (role_id, secret_id) = bao.approle("kmsd", &["kmsd"], "2s", "4s").await;
+    let (bao, role_id, secret_id) = approle_bao("2s", "4s").await;
     let backend = backend(
         &bao,
         &approle_auth(&bao, &role_id, &secret_id),

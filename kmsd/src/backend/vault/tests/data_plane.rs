@@ -15,13 +15,7 @@ async fn data_keys_round_trip_and_bind_their_context() {
         .unwrap();
     assert_eq!(generated.sealed.key_version, 1);
     assert!(payload(&generated.sealed.blob).starts_with("vault:v1:"));
-    let opened = open(&backend, &generated.sealed.blob, &context)
-        .await
-        .unwrap();
-    assert_eq!(
-        opened.plaintext.expose_secret(),
-        generated.key.expose_secret()
-    );
+    let opened = opens_to_its_key(&backend, &generated, &context).await;
     assert_eq!((opened.key_id.as_str(), opened.key_version), ("k1", 1));
 
     // Any other context fails exactly as with the local backend.
@@ -92,12 +86,7 @@ async fn every_flipped_bit_is_rejected() {
     let backend = backend(&bao, &token_auth(&bao.root_token()), "", &clock()).await;
     create(&backend, "default").await;
     let context = ctx(&[("k", "v")]);
-    let blob = backend
-        .generate_data_key(&id("default"), &context)
-        .await
-        .unwrap()
-        .sealed
-        .blob;
+    let blob = generated_blob(&backend, "default", &context).await;
     let payload_start = 5 + "default".len() + 4;
     for bit in 0..blob.len() * 8 {
         let mut bad = blob.clone();

@@ -228,12 +228,7 @@ async fn every_flipped_bit_of_an_intermediate_blob_is_rejected() {
     let backend = with_intermediate(&bao, 300, 1_000_000).await;
     create(&backend, "default").await;
     let context = ctx(&[("k", "v")]);
-    let blob = backend
-        .generate_data_key(&id("default"), &context)
-        .await
-        .unwrap()
-        .sealed
-        .blob;
+    let blob = generated_blob(&backend, "default", &context).await;
     for bit in 0..blob.len() * 8 {
         let mut bad = blob.clone();
         bad[bit / 8] ^= 1 << (bit % 8);

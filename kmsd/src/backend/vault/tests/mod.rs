@@ -1,5 +1,5 @@
 //! The vault backend against real OpenBao servers (no mocks): each test
-//! starts its own through [`super::testing::OpenBao`].
+//! starts its own through [`kmsd_openbao_testkit::OpenBao`].
 
 mod admin;
 mod auth;
@@ -12,11 +12,12 @@ mod shared;
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use kmsd_openbao_testkit::OpenBao;
 use time::OffsetDateTime;
 
-use super::{VaultBackend, testing::OpenBao};
+use super::VaultBackend;
 use crate::{
-    backend::{Backend, KeyBackend, KeyMetadata, NewKey, Opened},
+    backend::{Backend, GeneratedKey, KeyBackend, KeyMetadata, NewKey, Opened},
     blob,
     clock::ManualClock,
     config::{BackendKindSettings, Config, RawConfig},
@@ -121,6 +122,51 @@ async fn open(
 ) -> Result<Opened, KmsError> {
     let parsed = blob::parse(sealed)?;
     backend.decrypt(&parsed, context).await
+}
+
+/// Opens `generated`'s blob and checks that it gives back its data key.
+async fn opens_to_its_key(
+    backend: &impl KeyBackend,
+    generated: &GeneratedKey,
+    context: &EncryptionContext,
+) -> Opened {
+    let opened = open(backend, &generated.sealed.blob, context)
+        .await
+        .unwrap();
+    assert_eq!(
+        opened.plaintext.expose_secret(),
+        generated.key.expose_secret()
+    );
+    opened
+}
+
+/// A data key's blob, generated under `key`.
+async fn generated_blob(
+    backend: &impl KeyBackend,
+    key: &str,
+    context: &EncryptionContext,
+) -> Vec<u8> {
+    backend
+        .generate_data_key(&id(key), context)
+        .await
+        .unwrap()
+        .sealed
+        .blob
+}
+
+/// `n` data keys generated under `key` at once; every one must succeed.
+async fn generate_concurrently(backend: &Arc<VaultBackend>, key: &str, n: usize) {
+    let context = ctx(&[]);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let backend = Arc::clone(backend);
+        let context = context.clone();
+        let key = id(key);
+        tasks.spawn(async move { backend.generate_data_key(&key, &context).await });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap().unwrap();
+    }
 }
 
 /// The Transit ciphertext of a vault blob.

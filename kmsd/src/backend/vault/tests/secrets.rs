@@ -4,11 +4,11 @@
 use std::sync::Mutex;
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use kmsd_openbao_testkit::documented_policy;
 use serde_json::json;
 use tracing_subscriber::fmt::MakeWriter;
 
 use super::*;
-use crate::backend::vault::testing::documented_policy;
 
 /// Collects everything the subscriber writes.
 #[derive(Clone, Default)]

@@ -99,7 +99,7 @@ impl OpenBao {
 /// `policy:begin` and `policy:end` markers), so tests run with exactly
 /// what the documentation tells operators to grant.
 pub fn documented_policy() -> String {
-    const DOC: &str = include_str!("../../../../../docs/vault.md");
+    const DOC: &str = include_str!("../../../docs/vault.md");
     let start = DOC
         .find("<!-- policy:begin -->")
         .expect("docs/vault.md has a policy:begin marker");

@@ -5,17 +5,13 @@
 //! server on integrated storage instead, for tests that stop and restart it and
 //! expect their keys to survive.
 //!
-//! kmsd's own tests use it directly; another crate enables kmsd's
-//! `testing` feature and calls the same API:
-//!
-//! ```toml
-//! [dev-dependencies]
-//! kmsd = { workspace = true, features = ["testing"] }
-//! ```
+//! It is its own crate, outside the daemon's library: kmsd's Vault tests
+//! take it as a dev-dependency and the end-to-end suite (`tests/`) as a
+//! dependency. It does not depend on kmsd.
 //!
 //! ```no_run
 //! # async fn example() {
-//! let bao = kmsd::backend::vault::testing::OpenBao::dev().await;
+//! let bao = kmsd_openbao_testkit::OpenBao::dev().await;
 //! let backend_toml = bao.backend_toml(&bao.root_token(), "default");
 //! # assert!(backend_toml.contains("[backend]"));
 //! # }
@@ -59,7 +55,7 @@ fn free_port() -> u16 {
 }
 
 fn random_token() -> String {
-    let bytes = crate::crypto::random_array::<16>().expect("random bytes");
+    let bytes = kms_core::crypto::random_array::<16>().expect("random bytes");
     format!("test-root-{}", hex::encode(bytes))
 }
 

@@ -7,10 +7,11 @@ use std::{
     sync::OnceLock,
 };
 
-/// The workspace root (kmsd's parent directory).
+/// The workspace root: this crate lives at `tests/openbao`.
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .nth(2)
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
 }
