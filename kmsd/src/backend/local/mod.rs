@@ -10,19 +10,18 @@ mod error;
 mod file;
 mod key;
 mod open;
+pub mod scale;
 mod sealing;
 mod update;
 mod write;
 
 use std::{
-    collections::BTreeMap,
     fs,
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
-use arc_swap::ArcSwap;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
@@ -31,7 +30,7 @@ pub use self::sealing::{MIN_PASSPHRASE_LEN, STATE_DIR, SealDomain, Sealer, Seali
 use self::{
     convert::{load_key, to_file},
     file::{KEY_FILE_FORMAT, KEY_FILE_SUFFIX, KeyFile, PlainMaterial, VersionFile},
-    key::{Entry, LocalKey, LocalVersion, Stored},
+    key::{Entry, KeyMap, LocalKey, LocalVersion, Stored},
 };
 use super::{
     GeneratedKey, KeyBackend, KeyMetadata, KeyState, NewKey, Opened, Sealed, StateChange, Sweep,
@@ -65,7 +64,7 @@ pub struct LocalConfig {
 /// The local backend.
 pub struct LocalBackend {
     dir: PathBuf,
-    keys: ArcSwap<BTreeMap<KeyId, Entry>>,
+    keys: KeyMap,
     /// Serialises changes, so each is written before the next is computed.
     writer: tokio::sync::Mutex<()>,
     sealer: Option<Sealer>,
@@ -83,7 +82,7 @@ impl std::fmt::Debug for LocalBackend {
         f.debug_struct("LocalBackend")
             .field("dir", &self.dir)
             .field("sealed", &self.sealer.is_some())
-            .field("keys", &self.keys.load().len())
+            .field("keys", &self.keys.len())
             .finish_non_exhaustive()
     }
 }
@@ -100,7 +99,7 @@ impl LocalBackend {
     }
 
     fn key(&self, key_id: &KeyId) -> Result<Arc<LocalKey>, KmsError> {
-        match self.keys.load().get(key_id) {
+        match self.keys.get(key_id).as_deref() {
             Some(Entry::Ready(key)) => Ok(Arc::clone(key)),
             Some(Entry::Unreadable) => Err(KmsError::KeyUnreadable(key_id.clone())),
             None => Err(KmsError::KeyNotFound(key_id.clone())),
@@ -203,7 +202,7 @@ impl KeyBackend for LocalBackend {
 
     async fn create_key(&self, new: NewKey) -> Result<KeyMetadata, KmsError> {
         let _writing = self.writer.lock().await;
-        if self.keys.load().contains_key(&new.key_id) {
+        if self.keys.contains(&new.key_id) {
             return Err(KmsError::KeyAlreadyExists(new.key_id));
         }
         let now = self.clock.now();
@@ -237,18 +236,11 @@ impl KeyBackend for LocalBackend {
         after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyMetadata>, KmsError> {
-        let keys = self.keys.load();
-        let range = match after {
-            Some(after) => keys
-                .range::<KeyId, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
-            None => keys.range::<KeyId, _>(..),
-        };
-        Ok(range
-            .filter_map(|(_, entry)| match entry {
-                Entry::Ready(key) => Some(key.meta.clone()),
-                Entry::Unreadable => None,
-            })
+        Ok(self
+            .keys
+            .ready_after(after)
             .take(limit)
+            .map(|key| key.meta.clone())
             .collect())
     }
 

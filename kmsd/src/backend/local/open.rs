@@ -67,7 +67,7 @@ impl LocalBackend {
             (None, false) => None,
         };
 
-        let mut keys = BTreeMap::new();
+        let keys = KeyMap::default();
         for (key_id, path) in key_files {
             if file::loose_mode_bits(&path).map_err(io_at(&path))? != 0 {
                 return Err(LocalError::LoosePermissions { path });
@@ -79,13 +79,13 @@ impl LocalBackend {
                     Entry::Unreadable
                 }
             };
-            keys.insert(key_id, entry);
+            keys.put(key_id, entry);
         }
         tracing::info!(dir = %dir.display(), keys = keys.len(), sealed = sealer.is_some(), "local key directory loaded");
         let aliases = aliases::LocalAliases::load(&dir);
         Ok(Self {
             dir,
-            keys: ArcSwap::from_pointee(keys),
+            keys,
             writer: tokio::sync::Mutex::new(()),
             sealer,
             clock,

@@ -5,7 +5,11 @@
 use super::*;
 
 impl LocalBackend {
-    pub(super) fn new_version(&self, key_id: &KeyId, version: u32) -> Result<Arc<LocalVersion>, KmsError> {
+    pub(super) fn new_version(
+        &self,
+        key_id: &KeyId,
+        version: u32,
+    ) -> Result<Arc<LocalVersion>, KmsError> {
         let material = Zeroizing::new(crypto::random_array::<KEY_LEN>().map_err(internal)?);
         let stored = match &self.sealer {
             Some(sealer) => {
@@ -38,31 +42,26 @@ impl LocalBackend {
             KmsError::Internal(format!("writing key file in {}: {e}", self.dir.display()))
         })?;
         let meta = key.meta.clone();
-        let key = Arc::new(key);
-        self.keys.rcu(|keys| {
-            let mut keys = BTreeMap::clone(keys);
-            keys.insert(meta.key_id.clone(), Entry::Ready(Arc::clone(&key)));
-            keys
-        });
+        self.keys
+            .put(meta.key_id.clone(), Entry::Ready(Arc::new(key)));
         Ok(meta)
     }
 
     /// The deletion sweep; `destroyed` collects the keys as they go.
-    pub(super) async fn sweep(&self, now: OffsetDateTime, destroyed: &mut Vec<KeyId>) -> Result<(), KmsError> {
+    pub(super) async fn sweep(
+        &self,
+        now: OffsetDateTime,
+        destroyed: &mut Vec<KeyId>,
+    ) -> Result<(), KmsError> {
         let _writing = self.writer.lock().await;
         let due: Vec<KeyId> = self
             .keys
-            .load()
-            .iter()
-            .filter_map(|(id, entry)| match entry {
-                Entry::Ready(key)
-                    if key.meta.state == KeyState::PendingDeletion
-                        && key.meta.deletion_date.is_some_and(|d| d <= now) =>
-                {
-                    Some(id.clone())
-                }
-                _ => None,
+            .ready_after(None)
+            .filter(|key| {
+                key.meta.state == KeyState::PendingDeletion
+                    && key.meta.deletion_date.is_some_and(|d| d <= now)
             })
+            .map(|key| key.meta.key_id.clone())
             .collect();
         for key_id in due {
             let dir = self.dir.clone();
@@ -75,11 +74,7 @@ impl LocalBackend {
             .await
             .map_err(|e| KmsError::Internal(format!("key remover task failed: {e}")))?
             .map_err(|e| KmsError::Internal(format!("removing key file of {key_id}: {e}")))?;
-            self.keys.rcu(|keys| {
-                let mut keys = BTreeMap::clone(keys);
-                keys.remove(&key_id);
-                keys
-            });
+            self.keys.remove(&key_id);
             tracing::info!(%key_id, "key destroyed: its deletion window has passed");
             destroyed.push(key_id);
         }
