@@ -100,6 +100,10 @@ pub enum Operation {
     Reconfigure,
     /// Admin.ClearCache
     ClearCache,
+    /// Admin: back up every key (REST `POST /kms/backup`).
+    Backup,
+    /// Admin: restore keys from a backup (REST `POST /kms/restore`).
+    Restore,
 }
 
 /// Which part of the API an operation belongs to; policies grant them
@@ -116,7 +120,7 @@ pub enum Plane {
 
 impl Operation {
     /// Every operation, in a fixed order (the index of [`Self::index`]).
-    pub const ALL: [Operation; 26] = [
+    pub const ALL: [Operation; 28] = [
         Operation::GenerateDataKey,
         Operation::GenerateDataKeyWithoutPlaintext,
         Operation::Encrypt,
@@ -143,6 +147,8 @@ impl Operation {
         Operation::Stop,
         Operation::Reconfigure,
         Operation::ClearCache,
+        Operation::Backup,
+        Operation::Restore,
     ];
 
     /// The position in [`Self::ALL`].
@@ -179,6 +185,8 @@ impl Operation {
             Operation::Stop => "Stop",
             Operation::Reconfigure => "Reconfigure",
             Operation::ClearCache => "ClearCache",
+            Operation::Backup => "Backup",
+            Operation::Restore => "Restore",
         }
     }
 
@@ -210,7 +218,9 @@ impl Operation {
             | Operation::Start
             | Operation::Stop
             | Operation::Reconfigure
-            | Operation::ClearCache => Plane::Admin,
+            | Operation::ClearCache
+            | Operation::Backup
+            | Operation::Restore => Plane::Admin,
         }
     }
 

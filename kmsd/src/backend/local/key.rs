@@ -54,6 +54,13 @@ impl KeyMap {
         self.map.remove(key_id);
     }
 
+    /// Every key with its entry, in id order.
+    pub(super) fn all(&self) -> impl Iterator<Item = (KeyId, Arc<Entry>)> + '_ {
+        self.map
+            .iter()
+            .map(|cell| (cell.key().clone(), cell.value().load_full()))
+    }
+
     /// The readable keys with an id after `after` (all of them if `None`),
     /// in id order.
     pub(super) fn ready_after<'a>(

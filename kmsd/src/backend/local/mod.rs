@@ -5,6 +5,8 @@
 //! it becomes visible, so a client never sees a key that a crash could lose.
 
 mod aliases;
+mod backup;
+mod bundle;
 mod convert;
 mod error;
 mod file;
@@ -25,6 +27,7 @@ use std::{
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+pub use self::backup::{OnConflict, RestoreReport};
 pub use self::error::LocalError;
 pub use self::sealing::{MIN_PASSPHRASE_LEN, STATE_DIR, SealDomain, Sealer, SealingSecret};
 use self::{
