@@ -111,7 +111,7 @@ impl LocalBackend {
         let mut conflicts = Vec::new();
         let mut to_write = Vec::new();
         for record in records {
-            let key = self.from_record(record)?;
+            let key = self.key_of_record(record)?;
             let key_id = key.meta.key_id.clone();
             match self.keys.get(&key_id).as_deref() {
                 None => to_write.push(key),
@@ -183,7 +183,7 @@ impl LocalBackend {
     }
 
     /// A key of a bundle, stored as this directory stores keys.
-    fn from_record(&self, record: KeyFile) -> Result<LocalKey, KmsError> {
+    fn key_of_record(&self, record: KeyFile) -> Result<LocalKey, KmsError> {
         let bad = |reason: String| {
             KmsError::InvalidArgument(format!("the bundle holds an invalid key record: {reason}"))
         };

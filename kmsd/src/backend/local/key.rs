@@ -20,9 +20,12 @@ use super::*;
 ///
 /// Writers hold the backend's writer lock, so a key's cell is never
 /// created twice; a reader sees either a key's old state or its new one.
+///
+/// The skip list is boxed: its head holds a tower of 32 links, which
+/// would make the local variant of `Backend` needlessly large.
 #[derive(Default)]
 pub(super) struct KeyMap {
-    map: SkipMap<KeyId, ArcSwap<Entry>>,
+    map: Box<SkipMap<KeyId, ArcSwap<Entry>>>,
 }
 
 impl KeyMap {
