@@ -102,6 +102,10 @@ pub enum Operation {
     ClearCache,
     /// Admin.Reload
     Reload,
+    /// Admin: back up every key (REST `POST /kms/backup`).
+    Backup,
+    /// Admin: restore keys from a backup (REST `POST /kms/restore`).
+    Restore,
 }
 
 /// Which part of the API an operation belongs to; policies grant them
@@ -118,7 +122,7 @@ pub enum Plane {
 
 impl Operation {
     /// Every operation, in a fixed order (the index of [`Self::index`]).
-    pub const ALL: [Operation; 27] = [
+    pub const ALL: [Operation; 29] = [
         Operation::GenerateDataKey,
         Operation::GenerateDataKeyWithoutPlaintext,
         Operation::Encrypt,
@@ -146,6 +150,8 @@ impl Operation {
         Operation::Reconfigure,
         Operation::ClearCache,
         Operation::Reload,
+        Operation::Backup,
+        Operation::Restore,
     ];
 
     /// The position in [`Self::ALL`].
@@ -183,6 +189,8 @@ impl Operation {
             Operation::Reconfigure => "Reconfigure",
             Operation::ClearCache => "ClearCache",
             Operation::Reload => "Reload",
+            Operation::Backup => "Backup",
+            Operation::Restore => "Restore",
         }
     }
 
@@ -215,7 +223,9 @@ impl Operation {
             | Operation::Stop
             | Operation::Reconfigure
             | Operation::ClearCache
-            | Operation::Reload => Plane::Admin,
+            | Operation::Reload
+            | Operation::Backup
+            | Operation::Restore => Plane::Admin,
         }
     }
 

@@ -77,6 +77,10 @@ enum KeyCommand {
         #[arg(long = "tag", value_parser = parse_pair, required = true)]
         tags: Vec<(String, String)>,
     },
+    /// Write a sealed backup bundle of a key directory no kmsd serves.
+    Backup(super::backup::BackupArgs),
+    /// Restore a backup bundle into a key directory no kmsd serves.
+    Restore(super::backup::RestoreArgs),
     /// Remove tags from a key.
     Untag {
         /// The key id.
@@ -99,9 +103,18 @@ fn rpc<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<T, kms_client:
 }
 
 pub(crate) async fn run_key(client: ClientArgs, args: KeyArgs) -> anyhow::Result<()> {
+    // Backup and restore work on the key directory, not through a kmsd.
+    let command = match args.command {
+        KeyCommand::Backup(args) => return super::backup::run_backup(args).await,
+        KeyCommand::Restore(args) => return super::backup::run_restore(args).await,
+        command => command,
+    };
     let client = client.connect().await?;
     let mut admin = client.key_admin();
-    let meta = match args.command {
+    let meta = match command {
+        KeyCommand::Backup(_) | KeyCommand::Restore(_) => {
+            anyhow::bail!("backup and restore are handled above")
+        }
         KeyCommand::Create {
             key_id,
             description,

@@ -3,6 +3,7 @@
 
 mod admin;
 mod aliases;
+mod backup;
 mod bench;
 mod client;
 mod cluster;

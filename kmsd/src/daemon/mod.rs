@@ -15,6 +15,8 @@ use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
 pub use self::build::{BuildEnv, BuildError, build_backend, ensure_default_key};
 pub use self::reload::ReloadHooks;
+// `kmsd key backup`/`restore` read secret files as the daemon does.
+pub(crate) use self::build::read_sealing_secret;
 use self::{
     accept::{Gate, descriptor_budget, fit_to_budget},
     listen::{bind_unix, grpc_incoming, plaintext, server, unix_incoming, wait_for_shutdown},

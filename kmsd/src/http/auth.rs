@@ -16,7 +16,6 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use kms_core::SecretString;
 
 use super::{
-    MAX_BODY_BYTES,
     error::ApiError,
     sigv4::{self, AuthError, Credentials, HostPolicy, Policy, ReplayCache},
 };
@@ -187,7 +186,8 @@ fn read_secret(access_key: &str, source: &AdminSecretSource) -> Result<SecretStr
     Ok(secret)
 }
 
-/// Buffers the body (at most [`MAX_BODY_BYTES`], within [`BODY_TIMEOUT`]),
+/// Buffers the body (at most [`super::MAX_BODY_BYTES`], a restore's more; within
+/// [`BODY_TIMEOUT`]),
 /// verifies the signature over it, and passes the request on with the
 /// body restored; refuses with 403 otherwise.
 pub(crate) async fn require_sigv4(
@@ -196,8 +196,11 @@ pub(crate) async fn require_sigv4(
     next: Next,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
-    let collected =
-        tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await;
+    let collected = tokio::time::timeout(
+        BODY_TIMEOUT,
+        Limited::new(body, super::routes_backup::body_limit(parts.uri.path())).collect(),
+    )
+    .await;
     let bytes = match collected {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<LengthLimitError>() => {

@@ -7,8 +7,9 @@
 //!  ├─ admin_routes()   /rustfs/admin/v3/...   behind auth::require_sigv4
 //!  │   ├─ routes_service   configure, start, stop, status, ...
 //!  │   ├─ routes_keys      keys, generate-data-key
-//!  │   └─ routes_lifecycle keys/update-description, keys/tag, keys/untag,
-//!  │                       aliases
+//!  │   ├─ routes_lifecycle keys/update-description, keys/tag, keys/untag,
+//!  │   │                   aliases
+//!  │   └─ routes_backup    backup, restore
 //!  └─ public_router()  /health/live, /health/ready, /health/backend, /metrics
 //!                      (also served alone on the `[metrics]` listener)
 //! ```
@@ -21,6 +22,7 @@
 
 pub mod auth;
 mod error;
+mod routes_backup;
 mod routes_keys;
 mod routes_lifecycle;
 mod routes_service;
@@ -75,6 +77,7 @@ fn admin_routes(kms: Kms, auth: AdminAuth) -> Router {
         .merge(routes_service::routes())
         .merge(routes_keys::routes())
         .merge(routes_lifecycle::routes())
+        .merge(routes_backup::routes())
         .route(admin_path!("/{*rest}"), any(route_not_found))
         .route_layer(middleware::from_fn_with_state(auth, auth::require_sigv4))
         .with_state(kms)

@@ -8,6 +8,7 @@
 
 mod admin;
 mod aliases;
+mod backup;
 mod data;
 mod health;
 mod keys;

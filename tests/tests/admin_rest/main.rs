@@ -19,6 +19,7 @@ use kmsd_tests::{
 };
 
 mod auth;
+mod backup;
 mod keys;
 mod lifecycle;
 

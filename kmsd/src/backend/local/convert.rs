@@ -52,17 +52,7 @@ pub(super) fn load_key(
             file.key_id
         ));
     }
-    let expected: Vec<u32> = (1..=file.current_version).collect();
-    let found: Vec<u32> = file.versions.iter().map(|v| v.version).collect();
-    if expected != found || found.is_empty() {
-        return Err(format!(
-            "versions {found:?} do not run from 1 to the current version {}",
-            file.current_version
-        ));
-    }
-    if (file.state == KeyState::PendingDeletion) != file.deletion_date.is_some() {
-        return Err("a deletion date must be set exactly when the key is pending deletion".into());
-    }
+    check_shape(&file)?;
     let mut versions = Vec::with_capacity(file.versions.len());
     let mut infos = Vec::with_capacity(file.versions.len());
     for v in file.versions {
@@ -107,4 +97,29 @@ pub(super) fn load_key(
         },
         versions,
     })
+}
+
+/// The rules every key record keeps, in a file or a backup bundle:
+/// versions run from 1 to the current one, and a deletion date is set
+/// exactly while the key is pending deletion.
+pub(super) fn check_shape(file: &KeyFile) -> Result<(), String> {
+    // Compared in place: a record claiming version 4 billion must not
+    // make kmsd allocate a list that long.
+    let runs = file
+        .versions
+        .iter()
+        .zip(1u32..)
+        .all(|(v, expected)| v.version == expected);
+    let last = file.versions.last().map(|v| v.version);
+    if !runs || last.is_none() || last != Some(file.current_version) {
+        let found: Vec<u32> = file.versions.iter().map(|v| v.version).collect();
+        return Err(format!(
+            "versions {found:?} do not run from 1 to the current version {}",
+            file.current_version
+        ));
+    }
+    if (file.state == KeyState::PendingDeletion) != file.deletion_date.is_some() {
+        return Err("a deletion date must be set exactly when the key is pending deletion".into());
+    }
+    Ok(())
 }

@@ -5,29 +5,35 @@
 //! it becomes visible, so a client never sees a key that a crash could lose.
 
 mod aliases;
+mod backup;
+mod bundle;
 mod convert;
 mod error;
 mod file;
+mod key;
+mod open;
+pub mod scale;
 mod sealing;
 mod update;
+mod write;
 
 use std::{
-    collections::BTreeMap,
     fs,
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
-use arc_swap::ArcSwap;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+pub use self::backup::{OnConflict, RestoreReport};
 pub use self::error::LocalError;
 pub use self::sealing::{MIN_PASSPHRASE_LEN, STATE_DIR, SealDomain, Sealer, SealingSecret};
 use self::{
     convert::{load_key, to_file},
     file::{KEY_FILE_FORMAT, KEY_FILE_SUFFIX, KeyFile, PlainMaterial, VersionFile},
+    key::{Entry, KeyMap, LocalKey, LocalVersion, Stored},
 };
 use super::{
     GeneratedKey, KeyBackend, KeyMetadata, KeyState, NewKey, Opened, Sealed, StateChange, Sweep,
@@ -61,7 +67,7 @@ pub struct LocalConfig {
 /// The local backend.
 pub struct LocalBackend {
     dir: PathBuf,
-    keys: ArcSwap<BTreeMap<KeyId, Entry>>,
+    keys: KeyMap,
     /// Serialises changes, so each is written before the next is computed.
     writer: tokio::sync::Mutex<()>,
     sealer: Option<Sealer>,
@@ -79,139 +85,12 @@ impl std::fmt::Debug for LocalBackend {
         f.debug_struct("LocalBackend")
             .field("dir", &self.dir)
             .field("sealed", &self.sealer.is_some())
-            .field("keys", &self.keys.load().len())
+            .field("keys", &self.keys.len())
             .finish_non_exhaustive()
     }
 }
 
-#[derive(Clone)]
-enum Entry {
-    Ready(Arc<LocalKey>),
-    /// The file exists but could not be read; the reason was logged.
-    Unreadable,
-}
-
-struct LocalKey {
-    meta: KeyMetadata,
-    /// Index `v - 1` holds version `v`.
-    versions: Vec<Arc<LocalVersion>>,
-}
-
-struct LocalVersion {
-    wrapping: WrappingKey,
-    stored: Stored,
-}
-
-enum Stored {
-    Plain(Zeroizing<[u8; KEY_LEN]>),
-    Sealed(Vec<u8>),
-}
-
-impl LocalKey {
-    fn version(&self, version: u32) -> Option<&LocalVersion> {
-        let index = usize::try_from(version).ok()?.checked_sub(1)?;
-        self.versions.get(index).map(Arc::as_ref)
-    }
-
-    fn current(&self) -> Result<&LocalVersion, KmsError> {
-        self.version(self.meta.current_version).ok_or_else(|| {
-            KmsError::Internal(format!("key {} lost its current version", self.meta.key_id))
-        })
-    }
-}
-
 impl LocalBackend {
-    /// Opens (creating if needed) the key directory and loads every key.
-    /// Blocks on file I/O; call it from a blocking context.
-    pub fn open(config: LocalConfig, clock: Arc<dyn Clock>) -> Result<Self, LocalError> {
-        let dir = config.key_dir;
-        let io_at = |path: &Path| {
-            let path = path.to_owned();
-            move |source| LocalError::Io { path, source }
-        };
-        file::ensure_private_dir(&dir).map_err(io_at(&dir))?;
-        if file::loose_mode_bits(&dir).map_err(io_at(&dir))? != 0 {
-            return Err(LocalError::LoosePermissions { path: dir });
-        }
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = fs::OpenOptions::new()
-            .mode(0o600)
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_at(&lock_path))?;
-        // A backend just replaced may still be finishing writes it started
-        // (they hold its lock); they take milliseconds. Another process
-        // holds it for good.
-        let lock_deadline = std::time::Instant::now() + LOCK_WAIT;
-        while lock.try_lock().is_err() {
-            if std::time::Instant::now() >= lock_deadline {
-                return Err(LocalError::Locked(dir));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-
-        let mut key_files = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_at(&dir))? {
-            let entry = entry.map_err(io_at(&dir))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if file::is_temp_file(name) {
-                // Left by a crash before its rename: never a committed key.
-                tracing::info!(path = %entry.path().display(), "removing an interrupted write");
-                match fs::remove_file(entry.path()) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(io_at(&entry.path())(e));
-                    }
-                    _ => {}
-                }
-                continue;
-            }
-            let Some(stem) = name.strip_suffix(KEY_FILE_SUFFIX) else {
-                continue;
-            };
-            match KeyId::parse(stem) {
-                Ok(id) => key_files.push((id, entry.path())),
-                Err(_) => {
-                    tracing::warn!(path = %entry.path().display(), "ignoring a file whose name is not a valid key id");
-                }
-            }
-        }
-
-        let sealer = match (&config.sealing, sealing::is_sealed(&dir)) {
-            (Some(secret), _) => Some(Sealer::open_or_init(&dir, secret, !key_files.is_empty())?),
-            (None, true) => return Err(LocalError::SealedWithoutSecret(dir)),
-            (None, false) => None,
-        };
-
-        let mut keys = BTreeMap::new();
-        for (key_id, path) in key_files {
-            if file::loose_mode_bits(&path).map_err(io_at(&path))? != 0 {
-                return Err(LocalError::LoosePermissions { path });
-            }
-            let entry = match load_key(&path, &key_id, sealer.as_ref()) {
-                Ok(key) => Entry::Ready(Arc::new(key)),
-                Err(reason) => {
-                    tracing::error!(path = %path.display(), %reason, "key file is unreadable; this key is unavailable, the others are served");
-                    Entry::Unreadable
-                }
-            };
-            keys.insert(key_id, entry);
-        }
-        tracing::info!(dir = %dir.display(), keys = keys.len(), sealed = sealer.is_some(), "local key directory loaded");
-        let aliases = aliases::LocalAliases::load(&dir);
-        Ok(Self {
-            dir,
-            keys: ArcSwap::from_pointee(keys),
-            writer: tokio::sync::Mutex::new(()),
-            sealer,
-            clock,
-            aliases,
-            lock: Arc::new(lock),
-        })
-    }
-
     /// The key directory.
     pub fn key_dir(&self) -> &Path {
         &self.dir
@@ -223,53 +102,11 @@ impl LocalBackend {
     }
 
     fn key(&self, key_id: &KeyId) -> Result<Arc<LocalKey>, KmsError> {
-        match self.keys.load().get(key_id) {
+        match self.keys.get(key_id).as_deref() {
             Some(Entry::Ready(key)) => Ok(Arc::clone(key)),
             Some(Entry::Unreadable) => Err(KmsError::KeyUnreadable(key_id.clone())),
             None => Err(KmsError::KeyNotFound(key_id.clone())),
         }
-    }
-
-    fn new_version(&self, key_id: &KeyId, version: u32) -> Result<Arc<LocalVersion>, KmsError> {
-        let material = Zeroizing::new(crypto::random_array::<KEY_LEN>().map_err(internal)?);
-        let stored = match &self.sealer {
-            Some(sealer) => {
-                Stored::Sealed(sealer.seal(key_id, version, &material).map_err(internal)?)
-            }
-            None => Stored::Plain(material.clone()),
-        };
-        Ok(Arc::new(LocalVersion {
-            wrapping: WrappingKey::new(&material, BLOB_DOMAIN),
-            stored,
-        }))
-    }
-
-    /// Writes the key's file, then makes the new state visible.
-    async fn commit(&self, key: LocalKey) -> Result<KeyMetadata, KmsError> {
-        let json = Zeroizing::new(
-            serde_json::to_vec_pretty(&to_file(&key))
-                .map_err(|e| KmsError::Internal(format!("encoding a key file: {e}")))?,
-        );
-        let dir = self.dir.clone();
-        let name = format!("{}{KEY_FILE_SUFFIX}", key.meta.key_id);
-        let lock = Arc::clone(&self.lock);
-        tokio::task::spawn_blocking(move || {
-            let _held = lock;
-            file::write_atomic(&dir, &name, &json)
-        })
-        .await
-        .map_err(|e| KmsError::Internal(format!("key writer task failed: {e}")))?
-        .map_err(|e| {
-            KmsError::Internal(format!("writing key file in {}: {e}", self.dir.display()))
-        })?;
-        let meta = key.meta.clone();
-        let key = Arc::new(key);
-        self.keys.rcu(|keys| {
-            let mut keys = BTreeMap::clone(keys);
-            keys.insert(meta.key_id.clone(), Entry::Ready(Arc::clone(&key)));
-            keys
-        });
-        Ok(meta)
     }
 
     fn seal(
@@ -368,7 +205,7 @@ impl KeyBackend for LocalBackend {
 
     async fn create_key(&self, new: NewKey) -> Result<KeyMetadata, KmsError> {
         let _writing = self.writer.lock().await;
-        if self.keys.load().contains_key(&new.key_id) {
+        if self.keys.contains(&new.key_id) {
             return Err(KmsError::KeyAlreadyExists(new.key_id));
         }
         let now = self.clock.now();
@@ -402,18 +239,11 @@ impl KeyBackend for LocalBackend {
         after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyMetadata>, KmsError> {
-        let keys = self.keys.load();
-        let range = match after {
-            Some(after) => keys
-                .range::<KeyId, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
-            None => keys.range::<KeyId, _>(..),
-        };
-        Ok(range
-            .filter_map(|(_, entry)| match entry {
-                Entry::Ready(key) => Some(key.meta.clone()),
-                Entry::Unreadable => None,
-            })
+        Ok(self
+            .keys
+            .ready_after(after)
             .take(limit)
+            .map(|key| key.meta.clone())
             .collect())
     }
 
@@ -486,47 +316,6 @@ impl KeyBackend for LocalBackend {
                 detail: format!("the key directory is not accessible: {}", e.kind()),
             }),
         }
-    }
-}
-
-impl LocalBackend {
-    /// The deletion sweep; `destroyed` collects the keys as they go.
-    async fn sweep(&self, now: OffsetDateTime, destroyed: &mut Vec<KeyId>) -> Result<(), KmsError> {
-        let _writing = self.writer.lock().await;
-        let due: Vec<KeyId> = self
-            .keys
-            .load()
-            .iter()
-            .filter_map(|(id, entry)| match entry {
-                Entry::Ready(key)
-                    if key.meta.state == KeyState::PendingDeletion
-                        && key.meta.deletion_date.is_some_and(|d| d <= now) =>
-                {
-                    Some(id.clone())
-                }
-                _ => None,
-            })
-            .collect();
-        for key_id in due {
-            let dir = self.dir.clone();
-            let path = file::key_path(&self.dir, &key_id);
-            let lock = Arc::clone(&self.lock);
-            tokio::task::spawn_blocking(move || {
-                let _held = lock;
-                file::remove_durably(&dir, &path)
-            })
-            .await
-            .map_err(|e| KmsError::Internal(format!("key remover task failed: {e}")))?
-            .map_err(|e| KmsError::Internal(format!("removing key file of {key_id}: {e}")))?;
-            self.keys.rcu(|keys| {
-                let mut keys = BTreeMap::clone(keys);
-                keys.remove(&key_id);
-                keys
-            });
-            tracing::info!(%key_id, "key destroyed: its deletion window has passed");
-            destroyed.push(key_id);
-        }
-        Ok(())
     }
 }
 

@@ -60,6 +60,15 @@ pub const STATE_DIR: SealDomain = SealDomain {
     what: "state directory",
 };
 
+/// A backup bundle (`bundle.rs`): its own KEK derivation, so a bundle's
+/// passphrase can never open a key directory's sealing or the reverse.
+pub(super) const BACKUP: SealDomain = SealDomain {
+    kek_info: b"kmsd/v1/backup",
+    check_plaintext: b"kmsd backup bundle v1",
+    check_aad: b"kmsd/v1/backup-check",
+    what: "backup bundle",
+};
+
 /// The secret a sealed directory is opened with.
 #[derive(Debug)]
 pub enum SealingSecret {
@@ -70,7 +79,7 @@ pub enum SealingSecret {
 }
 
 impl SealingSecret {
-    fn kdf(&self) -> Kdf {
+    pub(super) fn kdf(&self) -> Kdf {
         match self {
             SealingSecret::Passphrase(_) => Kdf::Argon2id,
             SealingSecret::KeyFile(_) => Kdf::HkdfSha256,
@@ -80,7 +89,7 @@ impl SealingSecret {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-enum Kdf {
+pub(super) enum Kdf {
     Argon2id,
     HkdfSha256,
 }
@@ -242,6 +251,32 @@ impl Sealer {
             source,
         })?;
         Ok(sealer)
+    }
+
+    /// A sealer for `domain` from `secret` with no sealing file: a backup
+    /// bundle carries its own salt and parameters.
+    pub(super) fn derive(
+        secret: &SealingSecret,
+        salt: &[u8],
+        argon2: Option<Argon2Params>,
+        domain: &SealDomain,
+    ) -> Result<Self, CryptoError> {
+        let kek = derive_kek(secret, salt, argon2)?;
+        Ok(Self {
+            kek: WrappingKey::new(&kek, domain.kek_info),
+        })
+    }
+
+    /// `domain`'s check value under this KEK: `seed || ciphertext || tag`.
+    pub(super) fn check_value(&self, domain: &SealDomain) -> Result<Vec<u8>, CryptoError> {
+        self.seal_value(domain.check_aad, domain.check_plaintext)
+    }
+
+    /// Whether `check` is `domain`'s check value under this KEK, i.e.
+    /// whether the secret was the right one.
+    pub(super) fn verify_check(&self, domain: &SealDomain, check: &[u8]) -> bool {
+        self.open_value(domain.check_aad, check)
+            .is_ok_and(|plain| plain.expose_secret() == domain.check_plaintext)
     }
 
     /// Seals a secret value under `aad`: `seed || ciphertext || tag`.

@@ -1,0 +1,270 @@
+//! Backup and restore of a key directory through a bundle (`bundle.rs`,
+//! docs/operations.md "Backup and restore"). Every key is in the bundle
+//! but kmsd's reserved ones (the self-probe's), which kmsd makes again.
+//!
+//! A backup is one consistent point in time: it is taken under the writer
+//! lock, so no key changes while its records are copied. A restore writes
+//! each key as every other change does (atomically and durably, under the
+//! writer lock and the directory's flock), re-sealed under this
+//! directory's own sealing, if any.
+//!
+//! Conflicts: a key of the bundle that this directory already holds with
+//! the same versions and material is *identical* and left alone, so a
+//! restore can be run again after a failure. Any other key that exists
+//! here (changed, rotated further, or unreadable) is a *conflict*: with
+//! [`OnConflict::Fail`] (the default) the restore writes nothing and names
+//! them; with [`OnConflict::Skip`] it keeps the keys held here and restores
+//! the rest. A dry run answers the same report and writes nothing.
+
+use super::{
+    bundle::{self, BundleError},
+    convert::check_shape,
+    *,
+};
+
+/// What a restore does with a key that exists and differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnConflict {
+    /// Restore nothing and say which keys conflict.
+    #[default]
+    Fail,
+    /// Keep the keys held here; restore the others.
+    Skip,
+}
+
+impl OnConflict {
+    /// Parses `fail` or `skip`.
+    pub fn parse(s: &str) -> Result<Self, KmsError> {
+        match s {
+            "fail" => Ok(Self::Fail),
+            "skip" => Ok(Self::Skip),
+            other => Err(KmsError::InvalidArgument(format!(
+                "on_conflict must be \"fail\" or \"skip\", not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// What a restore did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// How many keys the bundle holds.
+    pub keys_in_bundle: usize,
+    /// Keys written from the bundle.
+    pub restored: Vec<KeyId>,
+    /// Keys already held here with the same versions and material.
+    pub identical: Vec<KeyId>,
+    /// Keys held here that differ, left as they are.
+    pub skipped: Vec<KeyId>,
+}
+
+impl LocalBackend {
+    /// Every key and version, sealed into a bundle under `secret`.
+    pub async fn backup(&self, secret: SealingSecret) -> Result<Vec<u8>, KmsError> {
+        let records = {
+            let _writing = self.writer.lock().await;
+            let mut records = Vec::with_capacity(self.keys.len());
+            for (key_id, entry) in self.keys.all() {
+                if key_id.is_reserved() {
+                    // kmsd's own (the self-probe's): made again on start.
+                    continue;
+                }
+                match &*entry {
+                    Entry::Ready(key) => records.push(self.plain_record(key)?),
+                    // A backup that silently lacked a key would be found
+                    // out only when it is needed.
+                    Entry::Unreadable => return Err(KmsError::KeyUnreadable(key_id)),
+                }
+            }
+            records
+        };
+        let now = self.clock.now();
+        let keys = records.len();
+        let bundle = tokio::task::spawn_blocking(move || bundle::seal(records, &secret, now))
+            .await
+            .map_err(|e| KmsError::Internal(format!("backup task failed: {e}")))?
+            .map_err(bundle_error)?;
+        tracing::info!(dir = %self.dir.display(), keys, "key directory backed up");
+        Ok(bundle)
+    }
+
+    /// Verifies `bundle` under `secret` and restores its keys.
+    pub async fn restore(
+        &self,
+        bundle: Vec<u8>,
+        secret: SealingSecret,
+        dry_run: bool,
+        on_conflict: OnConflict,
+    ) -> Result<RestoreReport, KmsError> {
+        let records = tokio::task::spawn_blocking(move || bundle::open(&bundle, &secret))
+            .await
+            .map_err(|e| KmsError::Internal(format!("restore task failed: {e}")))?
+            .map_err(bundle_error)?;
+        let _writing = self.writer.lock().await;
+        let mut report = RestoreReport {
+            dry_run,
+            keys_in_bundle: records.len(),
+            ..RestoreReport::default()
+        };
+        let mut conflicts = Vec::new();
+        let mut to_write = Vec::new();
+        for record in records {
+            let key = self.key_of_record(record)?;
+            let key_id = key.meta.key_id.clone();
+            match self.keys.get(&key_id).as_deref() {
+                None => to_write.push(key),
+                Some(Entry::Ready(held)) if self.same_material(held, &key)? => {
+                    report.identical.push(key_id);
+                }
+                Some(_) => conflicts.push(key_id),
+            }
+        }
+        if !conflicts.is_empty() && on_conflict == OnConflict::Fail {
+            let shown: Vec<&str> = conflicts.iter().take(10).map(KeyId::as_str).collect();
+            return Err(KmsError::InvalidArgument(format!(
+                "{} key(s) of the bundle exist here with other material or versions ({}{}); nothing was restored (on_conflict \"skip\" keeps them and restores the rest)",
+                conflicts.len(),
+                shown.join(", "),
+                if conflicts.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                },
+            )));
+        }
+        report.skipped = conflicts;
+        for key in to_write {
+            let key_id = key.meta.key_id.clone();
+            if !dry_run {
+                self.commit(key).await?;
+            }
+            report.restored.push(key_id);
+        }
+        tracing::info!(
+            dir = %self.dir.display(),
+            dry_run,
+            restored = report.restored.len(),
+            identical = report.identical.len(),
+            skipped = report.skipped.len(),
+            "restore from a backup bundle"
+        );
+        Ok(report)
+    }
+
+    /// A version's material, unsealed if need be.
+    fn material(
+        &self,
+        key_id: &KeyId,
+        version: u32,
+        stored: &Stored,
+    ) -> Result<Zeroizing<[u8; KEY_LEN]>, KmsError> {
+        match (stored, &self.sealer) {
+            (Stored::Plain(material), _) => Ok(material.clone()),
+            (Stored::Sealed(sealed), Some(sealer)) => {
+                sealer.open(key_id, version, sealed).map_err(internal)
+            }
+            (Stored::Sealed(_), None) => Err(KmsError::Internal(format!(
+                "key {key_id} holds sealed material without a sealer"
+            ))),
+        }
+    }
+
+    /// `key`'s record with every version's material in the clear.
+    fn plain_record(&self, key: &LocalKey) -> Result<KeyFile, KmsError> {
+        let mut record = to_file(key);
+        for (file, version) in record.versions.iter_mut().zip(&key.versions) {
+            let material = self.material(&key.meta.key_id, file.version, &version.stored)?;
+            file.material = Some(PlainMaterial(material));
+            file.sealed_material = None;
+        }
+        Ok(record)
+    }
+
+    /// A key of a bundle, stored as this directory stores keys.
+    fn key_of_record(&self, record: KeyFile) -> Result<LocalKey, KmsError> {
+        let bad = |reason: String| {
+            KmsError::InvalidArgument(format!("the bundle holds an invalid key record: {reason}"))
+        };
+        let key_id = KeyId::parse(&record.key_id)
+            .map_err(|_| bad(format!("{:?} is not a key id", record.key_id)))?;
+        if key_id.is_reserved() {
+            return Err(bad(format!("{key_id} is one of kmsd's reserved ids")));
+        }
+        check_shape(&record).map_err(|reason| bad(format!("{key_id}: {reason}")))?;
+        let mut versions = Vec::with_capacity(record.versions.len());
+        let mut infos = Vec::with_capacity(record.versions.len());
+        for v in record.versions {
+            let Some(PlainMaterial(material)) = v.material else {
+                return Err(bad(format!(
+                    "{key_id}: version {} has no material",
+                    v.version
+                )));
+            };
+            let stored = match &self.sealer {
+                Some(sealer) => Stored::Sealed(
+                    sealer
+                        .seal(&key_id, v.version, &material)
+                        .map_err(internal)?,
+                ),
+                None => Stored::Plain(material.clone()),
+            };
+            versions.push(Arc::new(LocalVersion {
+                wrapping: WrappingKey::new(&material, BLOB_DOMAIN),
+                stored,
+            }));
+            infos.push(VersionInfo {
+                version: v.version,
+                created_at: v.created_at,
+            });
+        }
+        Ok(LocalKey {
+            meta: KeyMetadata {
+                key_id,
+                state: record.state,
+                description: record.description,
+                created_at: record.created_at,
+                deletion_date: record.deletion_date,
+                current_version: record.current_version,
+                versions: infos,
+                backend: BackendKind::Local,
+                tags: record.tags,
+            },
+            versions,
+        })
+    }
+
+    /// Whether `held` and `restored` have the same versions with the same
+    /// material (metadata may differ: the material is what opens blobs).
+    fn same_material(&self, held: &LocalKey, restored: &LocalKey) -> Result<bool, KmsError> {
+        if held.versions.len() != restored.versions.len() {
+            return Ok(false);
+        }
+        let key_id = &held.meta.key_id;
+        for ((a, b), info) in held
+            .versions
+            .iter()
+            .zip(&restored.versions)
+            .zip(&held.meta.versions)
+        {
+            let a = self.material(key_id, info.version, &a.stored)?;
+            let b = self.material(key_id, info.version, &b.stored)?;
+            if !crypto::constant_time_eq(a.as_slice(), b.as_slice()) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn bundle_error(e: BundleError) -> KmsError {
+    match e {
+        BundleError::Crypto(e) => internal(e),
+        other => KmsError::InvalidArgument(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+#[path = "backup_tests.rs"]
+mod tests;

@@ -1,0 +1,83 @@
+//! Changes to the key directory: a new version's material, writing a
+//! key's file before its new state becomes visible, and the deletion sweep.
+//! Every change runs under the backend's writer lock.
+
+use super::*;
+
+impl LocalBackend {
+    pub(super) fn new_version(
+        &self,
+        key_id: &KeyId,
+        version: u32,
+    ) -> Result<Arc<LocalVersion>, KmsError> {
+        let material = Zeroizing::new(crypto::random_array::<KEY_LEN>().map_err(internal)?);
+        let stored = match &self.sealer {
+            Some(sealer) => {
+                Stored::Sealed(sealer.seal(key_id, version, &material).map_err(internal)?)
+            }
+            None => Stored::Plain(material.clone()),
+        };
+        Ok(Arc::new(LocalVersion {
+            wrapping: WrappingKey::new(&material, BLOB_DOMAIN),
+            stored,
+        }))
+    }
+
+    /// Writes the key's file, then makes the new state visible.
+    pub(super) async fn commit(&self, key: LocalKey) -> Result<KeyMetadata, KmsError> {
+        let json = Zeroizing::new(
+            serde_json::to_vec_pretty(&to_file(&key))
+                .map_err(|e| KmsError::Internal(format!("encoding a key file: {e}")))?,
+        );
+        let dir = self.dir.clone();
+        let name = format!("{}{KEY_FILE_SUFFIX}", key.meta.key_id);
+        let lock = Arc::clone(&self.lock);
+        tokio::task::spawn_blocking(move || {
+            let _held = lock;
+            file::write_atomic(&dir, &name, &json)
+        })
+        .await
+        .map_err(|e| KmsError::Internal(format!("key writer task failed: {e}")))?
+        .map_err(|e| {
+            KmsError::Internal(format!("writing key file in {}: {e}", self.dir.display()))
+        })?;
+        let meta = key.meta.clone();
+        self.keys
+            .put(meta.key_id.clone(), Entry::Ready(Arc::new(key)));
+        Ok(meta)
+    }
+
+    /// The deletion sweep; `destroyed` collects the keys as they go.
+    pub(super) async fn sweep(
+        &self,
+        now: OffsetDateTime,
+        destroyed: &mut Vec<KeyId>,
+    ) -> Result<(), KmsError> {
+        let _writing = self.writer.lock().await;
+        let due: Vec<KeyId> = self
+            .keys
+            .ready_after(None)
+            .filter(|key| {
+                key.meta.state == KeyState::PendingDeletion
+                    && key.meta.deletion_date.is_some_and(|d| d <= now)
+            })
+            .map(|key| key.meta.key_id.clone())
+            .collect();
+        for key_id in due {
+            let dir = self.dir.clone();
+            let path = file::key_path(&self.dir, &key_id);
+            let lock = Arc::clone(&self.lock);
+            tokio::task::spawn_blocking(move || {
+                let _held = lock;
+                file::remove_durably(&dir, &path)
+            })
+            .await
+            .map_err(|e| KmsError::Internal(format!("key remover task failed: {e}")))?
+            .map_err(|e| KmsError::Internal(format!("removing key file of {key_id}: {e}")))?;
+            self.keys.remove(&key_id);
+            tracing::info!(%key_id, "key destroyed: its deletion window has passed");
+            destroyed.push(key_id);
+        }
+        Ok(())
+    }
+}
