@@ -21,7 +21,10 @@ use self::{
     accept::{Gate, descriptor_budget, fit_to_budget},
     listen::{bind_unix, grpc_incoming, plaintext, server, unix_incoming, wait_for_shutdown},
     reload::Reloader,
-    tasks::{credential_gauges, deletion_sweeper, key_counts, readiness_loop, watchdog},
+    tasks::{
+        credential_gauges, deletion_sweeper, key_counts, readiness_loop, report_initial_readiness,
+        watchdog,
+    },
 };
 use crate::{
     audit::AuditLog,
@@ -229,6 +232,7 @@ pub async fn start_with(
         .await?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    report_initial_readiness(&kms, &health_reporter).await;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
 

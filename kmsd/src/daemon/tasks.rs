@@ -28,8 +28,7 @@ pub(crate) async fn readiness_loop(
         tokio::select! {
             _ = tick.tick() => {}
             _ = wait_for_shutdown(stop.clone()) => {
-                reporter.set_service_status("", ServingStatus::NotServing).await;
-                reporter.set_service_status(SERVICE, ServingStatus::NotServing).await;
+                report_status(&reporter, ServingStatus::NotServing).await;
                 return;
             }
         }
@@ -41,16 +40,31 @@ pub(crate) async fn readiness_loop(
             let _ = kms.self_probe().await;
         }
         kms.degraded();
-        let status = match kms.readiness() {
-            Ok(()) => ServingStatus::Serving,
-            Err(_) => ServingStatus::NotServing,
-        };
+        let status = readiness_status(&kms);
         if serving != Some(status) {
             serving = Some(status);
-            reporter.set_service_status("", status).await;
-            reporter.set_service_status(SERVICE, status).await;
+            report_status(&reporter, status).await;
         }
     }
+}
+
+fn readiness_status(kms: &Kms) -> ServingStatus {
+    match kms.readiness() {
+        Ok(()) => ServingStatus::Serving,
+        Err(_) => ServingStatus::NotServing,
+    }
+}
+
+async fn report_status(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(SERVICE, status).await;
+}
+
+/// Registers `grpc.health.v1`'s answer before any listener serves, so that
+/// a Check racing the first pass of [`readiness_loop`] finds kmsd's
+/// readiness rather than "service not registered" (NOT_FOUND).
+pub(crate) async fn report_initial_readiness(kms: &Kms, reporter: &HealthReporter) {
+    report_status(reporter, readiness_status(kms)).await;
 }
 
 /// Destroys keys whose deletion window has passed.
