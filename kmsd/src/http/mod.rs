@@ -21,6 +21,7 @@
 
 pub mod auth;
 mod error;
+pub(crate) mod key_view;
 mod routes_keys;
 mod routes_lifecycle;
 mod routes_service;
