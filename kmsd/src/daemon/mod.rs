@@ -8,9 +8,19 @@ mod listen;
 mod tasks;
 mod uds_authority;
 
-use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    io,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+use tonic_health::{
+    pb::health_server::{Health, HealthServer},
+    server::HealthReporter,
+};
 
 pub use self::build::{BuildEnv, BuildError, build_backend, ensure_default_key};
 use self::{
@@ -24,7 +34,7 @@ use crate::{
     audit::AuditLog,
     clock::{Clock, SystemClock},
     cluster::Peers,
-    config::Config,
+    config::{AdminConfig, Config, ListenerLimits},
     error::KmsError,
     grpc,
     http::{self, auth::AdminAuth, sigv4::HostPolicy},
@@ -156,6 +166,99 @@ pub async fn start_with(
         .as_ref()
         .map(|admin| AdminAuth::load(admin, Arc::new(SystemClock)).map(|auth| (admin.listen, auth)))
         .transpose()?;
+    let store = open_state(&config, reset_runtime_state).await?;
+    let kms = build_kms(&config, clock, store).await?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let [tcp_max, admin_max, metrics_max] = connection_limits(&config, admin.is_some());
+    let mut listeners = Listeners {
+        kms: &kms,
+        limits: config.listeners,
+        shutdown: &shutdown_rx,
+        tasks: JoinSet::new(),
+    };
+
+    let admin_tls = match &config.admin {
+        Some(admin) => admin
+            .tls
+            .clone()
+            .map(|settings| ReloadableTls::load(settings, ALPN_HTTP))
+            .transpose()?
+            .map(Arc::new),
+        None => None,
+    };
+    // Bound before the gRPC listeners serve, so that once kmsd answers
+    // gRPC (what readiness checks probe) the admin API answers too.
+    let admin_addr = match (admin, &config.admin) {
+        (Some((listen, auth)), Some(settings)) => Some(
+            listeners
+                .admin(
+                    listen,
+                    auth,
+                    settings,
+                    admin_tls.as_deref(),
+                    admin_max,
+                    &config,
+                )
+                .await?,
+        ),
+        _ => None,
+    };
+    if let Some(listen) = config.metrics_listen {
+        listeners.metrics(listen, metrics_max).await?;
+    }
+
+    // The TCP listener before the unix socket: once the unix socket
+    // answers (what the harness and local probes check), every listener does.
+    let tls = config
+        .listen
+        .tls
+        .clone()
+        .map(|settings| ReloadableTls::load(settings, ALPN_GRPC))
+        .transpose()?
+        .map(Arc::new);
+    let tcp_addr = match config.listen.tcp {
+        Some(addr) => Some(
+            listeners
+                .grpc_tcp(addr, tls.as_deref(), tcp_max, &health_service)
+                .await?,
+        ),
+        None => None,
+    };
+    let unix_path = match &config.listen.unix {
+        Some((path, mode)) => {
+            listeners.grpc_unix(path, *mode, &config, &health_service)?;
+            Some(path.clone())
+        }
+        None => None,
+    };
+    let tasks = listeners.tasks;
+    spawn_background(
+        &kms,
+        &config,
+        tls.into_iter().chain(admin_tls).collect(),
+        health_reporter,
+        shutdown_rx,
+    );
+
+    Ok(RunningDaemon {
+        #[cfg(test)]
+        kms,
+        tcp_addr,
+        unix_path,
+        admin_addr,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Opens the state directory (if configured), unsealing it with
+/// `[server.state_sealing]`, and forgets what it holds when asked to.
+async fn open_state(
+    config: &Config,
+    reset_runtime_state: bool,
+) -> Result<Option<RuntimeStore>, StartError> {
     let sealing = config
         .state_sealing
         .as_ref()
@@ -185,6 +288,16 @@ pub async fn start_with(
         store.clear()?;
         tracing::info!("forgot the runtime state saved by the admin API (--reset-runtime-state)");
     }
+    Ok(store)
+}
+
+/// The service core: metrics, audit log, policy and lifecycle, with the
+/// backend restored or built from the config file.
+async fn build_kms(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    store: Option<RuntimeStore>,
+) -> Result<Kms, StartError> {
     let metrics = Metrics::new();
     let audit =
         AuditLog::open(&config.audit, metrics.clone()).map_err(|source| StartError::Listen {
@@ -221,18 +334,18 @@ pub async fn start_with(
     kms.lifecycle()
         .initialize(config.backend_raw.clone())
         .await?;
+    Ok(kms)
+}
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-
-    // The TCP listeners share a descriptor budget, so the unix socket (and
-    // the backend, the audit log, key files) always has descriptors left.
+/// The connection limits of the gRPC TCP, admin and metrics listeners.
+/// The TCP listeners share a descriptor budget, so the unix socket (and
+/// the backend, the audit log, key files) always has descriptors left.
+fn connection_limits(config: &Config, admin: bool) -> [usize; 3] {
     let limits = config.listeners;
     let budget = descriptor_budget();
     let wanted = [
         config.listen.tcp.map(|_| limits.max_tcp_connections),
-        admin.as_ref().map(|_| limits.max_admin_connections),
+        admin.then_some(limits.max_admin_connections),
         config
             .metrics_listen
             .map(|_| limits.max_metrics_connections),
@@ -248,126 +361,151 @@ pub async fn start_with(
         );
     }
     let mut fitted = fitted.into_iter();
-    let [tcp_max, admin_max, metrics_max] =
-        wanted.map(|w| w.and_then(|_| fitted.next()).unwrap_or(1));
+    wanted.map(|w| w.and_then(|_| fitted.next()).unwrap_or(1))
+}
 
-    let admin_tls = match &config.admin {
-        Some(admin) => admin
-            .tls
-            .clone()
-            .map(|settings| ReloadableTls::load(settings, ALPN_HTTP))
-            .transpose()?
-            .map(Arc::new),
-        None => None,
-    };
-    // Bound before the gRPC listeners serve, so that once kmsd answers
-    // gRPC (what readiness checks probe) the admin API answers too.
-    let admin_addr = match (admin, &config.admin) {
-        (Some((listen, auth)), Some(settings)) => {
-            let (listener, bound) = bind_tcp(listen).await?;
-            let hosts = HostPolicy::new(
-                settings
-                    .hosts
-                    .clone()
-                    .unwrap_or_else(|| default_hosts(bound)),
-                bound.port(),
-            );
-            tracing::info!(hosts = ?hosts.entries(), tls = admin_tls.is_some(), "admin API: requests must be signed for one of these hosts");
-            let router = http::router(
-                kms.clone(),
-                auth.with_hosts(hosts),
-                Peers::new(config.cluster.clone()),
-            );
-            let gate = Gate::new("admin", admin_max, &limits);
-            let tls = admin_tls.as_ref().map(|t| t.server_config());
-            let stop = shutdown_rx.clone();
-            tasks.spawn(async move {
-                listen::serve_http(listener, gate, tls, router, stop)
-                    .await
-                    .map_err(ServeError::Http)
-            });
-            Some(bound)
-        }
-        _ => None,
-    };
-    if let Some(listen) = config.metrics_listen {
+/// Binds listeners and spawns their servers into `tasks`.
+struct Listeners<'a> {
+    kms: &'a Kms,
+    limits: ListenerLimits,
+    shutdown: &'a watch::Receiver<bool>,
+    tasks: JoinSet<Result<(), ServeError>>,
+}
+
+impl Listeners<'_> {
+    /// The admin REST API; returns its bound address.
+    async fn admin(
+        &mut self,
+        listen: SocketAddr,
+        auth: AdminAuth,
+        settings: &AdminConfig,
+        tls: Option<&ReloadableTls>,
+        max_connections: usize,
+        config: &Config,
+    ) -> Result<SocketAddr, StartError> {
+        let (listener, bound) = bind_tcp(listen).await?;
+        let hosts = HostPolicy::new(
+            settings
+                .hosts
+                .clone()
+                .unwrap_or_else(|| default_hosts(bound)),
+            bound.port(),
+        );
+        tracing::info!(hosts = ?hosts.entries(), tls = tls.is_some(), "admin API: requests must be signed for one of these hosts");
+        let router = http::router(
+            self.kms.clone(),
+            auth.with_hosts(hosts),
+            Peers::new(config.cluster.clone()),
+        );
+        let gate = Gate::new("admin", max_connections, &self.limits);
+        let tls = tls.map(ReloadableTls::server_config);
+        let stop = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            listen::serve_http(listener, gate, tls, router, stop)
+                .await
+                .map_err(ServeError::Http)
+        });
+        Ok(bound)
+    }
+
+    /// The public routes alone (`[metrics] listen`).
+    async fn metrics(
+        &mut self,
+        listen: SocketAddr,
+        max_connections: usize,
+    ) -> Result<(), StartError> {
         let (listener, _) = bind_tcp(listen).await?;
-        let gate = Gate::new("metrics", metrics_max, &limits);
-        let router = http::public_router(kms.clone());
-        let stop = shutdown_rx.clone();
-        tasks.spawn(async move {
+        let gate = Gate::new("metrics", max_connections, &self.limits);
+        let router = http::public_router(self.kms.clone());
+        let stop = self.shutdown.clone();
+        self.tasks.spawn(async move {
             listen::serve_http(listener, gate, None, router, stop)
                 .await
                 .map_err(ServeError::Http)
         });
+        Ok(())
     }
 
-    // The TCP listener before the unix socket: once the unix socket
-    // answers (what the harness and local probes check), every listener does.
-    let tls = config
-        .listen
-        .tls
-        .clone()
-        .map(|settings| ReloadableTls::load(settings, ALPN_GRPC))
-        .transpose()?
-        .map(Arc::new);
-    let tcp_addr = match config.listen.tcp {
-        Some(addr) => {
-            let (listener, bound) = bind_tcp(addr).await?;
-            let routes = grpc::routes(&kms, health_service.clone())?;
-            let stop = wait_for_shutdown(shutdown_rx.clone());
-            let server = server().add_routes(routes);
-            let gate = Gate::new("grpc", tcp_max, &limits);
-            match &tls {
-                Some(tls) => {
-                    let incoming = grpc_incoming(
-                        listener,
-                        gate,
-                        shutdown_rx.clone(),
-                        listen::tls(tls.server_config()),
-                    );
-                    let serve = server.serve_with_incoming_shutdown(incoming, stop);
-                    tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
-                }
-                None => {
-                    tracing::warn!(%bound, "serving gRPC over PLAINTEXT TCP (danger_plaintext_tcp): anyone who can reach this port can use every key");
-                    let incoming = grpc_incoming(listener, gate, shutdown_rx.clone(), plaintext);
-                    let serve = server.serve_with_incoming_shutdown(incoming, stop);
-                    tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
-                }
+    /// gRPC on TCP, with TLS unless `danger_plaintext_tcp`; returns the
+    /// bound address.
+    async fn grpc_tcp(
+        &mut self,
+        addr: SocketAddr,
+        tls: Option<&ReloadableTls>,
+        max_connections: usize,
+        health: &HealthServer<impl Health>,
+    ) -> Result<SocketAddr, StartError> {
+        let (listener, bound) = bind_tcp(addr).await?;
+        let routes = grpc::routes(self.kms, health.clone())?;
+        let stop = wait_for_shutdown(self.shutdown.clone());
+        let server = server().add_routes(routes);
+        let gate = Gate::new("grpc", max_connections, &self.limits);
+        match tls {
+            Some(tls) => {
+                let incoming = grpc_incoming(
+                    listener,
+                    gate,
+                    self.shutdown.clone(),
+                    listen::tls(tls.server_config()),
+                );
+                let serve = server.serve_with_incoming_shutdown(incoming, stop);
+                self.tasks
+                    .spawn(async move { serve.await.map_err(ServeError::Grpc) });
             }
-            Some(bound)
+            None => {
+                tracing::warn!(%bound, "serving gRPC over PLAINTEXT TCP (danger_plaintext_tcp): anyone who can reach this port can use every key");
+                let incoming = grpc_incoming(listener, gate, self.shutdown.clone(), plaintext);
+                let serve = server.serve_with_incoming_shutdown(incoming, stop);
+                self.tasks
+                    .spawn(async move { serve.await.map_err(ServeError::Grpc) });
+            }
         }
-        None => None,
-    };
-    let unix_path = match &config.listen.unix {
-        Some((path, mode)) => {
-            let listener = bind_unix(path, *mode).map_err(|source| StartError::Listen {
-                address: format!("unix:{}", path.display()),
-                source,
-            })?;
-            let routes = grpc::routes(&kms, health_service.clone())?;
-            let incoming = uds_authority::fix_incoming(unix_incoming(
-                listener,
-                config.listen.unix_allowed.clone(),
-                shutdown_rx.clone(),
-            ));
-            let stop = wait_for_shutdown(shutdown_rx.clone());
-            let serve = server()
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, stop);
-            tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
-            Some(path.clone())
-        }
-        None => None,
-    };
+        Ok(bound)
+    }
+
+    /// gRPC on the unix socket.
+    fn grpc_unix(
+        &mut self,
+        path: &Path,
+        mode: u32,
+        config: &Config,
+        health: &HealthServer<impl Health>,
+    ) -> Result<(), StartError> {
+        let listener = bind_unix(path, mode).map_err(|source| StartError::Listen {
+            address: format!("unix:{}", path.display()),
+            source,
+        })?;
+        let routes = grpc::routes(self.kms, health.clone())?;
+        let incoming = uds_authority::fix_incoming(unix_incoming(
+            listener,
+            config.listen.unix_allowed.clone(),
+            self.shutdown.clone(),
+        ));
+        let stop = wait_for_shutdown(self.shutdown.clone());
+        let serve = server()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, stop);
+        self.tasks
+            .spawn(async move { serve.await.map_err(ServeError::Grpc) });
+        Ok(())
+    }
+}
+
+/// The background tasks: certificate and policy reloads, readiness, key
+/// counts, the watchdog, credential gauges and the deletion sweep.
+fn spawn_background(
+    kms: &Kms,
+    config: &Config,
+    tls: Vec<Arc<ReloadableTls>>,
+    health_reporter: HealthReporter,
+    shutdown_rx: watch::Receiver<bool>,
+) {
     tokio::spawn(reload_on_change(
         kms.clone(),
-        tls.into_iter().chain(admin_tls).collect(),
+        tls,
         config.policy_file.clone(),
         shutdown_rx.clone(),
     ));
-
     tokio::spawn(readiness_loop(
         kms.clone(),
         health_reporter,
@@ -386,16 +524,6 @@ pub async fn start_with(
         config.deletion_sweep_interval,
         shutdown_rx,
     ));
-
-    Ok(RunningDaemon {
-        #[cfg(test)]
-        kms,
-        tcp_addr,
-        unix_path,
-        admin_addr,
-        shutdown,
-        tasks,
-    })
 }
 
 /// Binds a TCP listener; returns it with its bound address (port 0 picks
