@@ -199,20 +199,25 @@ fn request_series(define: Define<'_>) -> (Vec<Vec<IntCounter>>, Vec<Histogram>) 
     (requests, latency)
 }
 
+/// `kmsd_build_info`: one series, set once.
+fn build_info(define: Define<'_>) {
+    define
+        .gauge_vec(
+            "kmsd_build_info",
+            "Always 1; the labels say which kmsd this is.",
+            &["version"],
+        )
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+}
+
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
         let define = Define(&registry);
         let (requests, latency) = request_series(define);
-        define
-            .gauge_vec(
-                "kmsd_build_info",
-                "Always 1; the labels say which kmsd this is.",
-                &["version"],
-            )
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        build_info(define);
         let metrics = Self {
             requests,
             latency,

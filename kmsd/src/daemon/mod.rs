@@ -5,27 +5,19 @@
 mod accept;
 mod build;
 mod listen;
+mod listeners;
 mod tasks;
 mod uds_authority;
 
-use std::{
-    io,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
-};
+use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use tokio::{net::TcpListener, sync::watch, task::JoinSet};
-use tonic_health::{
-    pb::health_server::{Health, HealthServer},
-    server::HealthReporter,
-};
+use tokio::{sync::watch, task::JoinSet};
+use tonic_health::server::HealthReporter;
 
 pub use self::build::{BuildEnv, BuildError, build_backend, ensure_default_key};
 use self::{
-    accept::{Gate, descriptor_budget, fit_to_budget},
-    listen::{bind_unix, grpc_incoming, plaintext, server, unix_incoming, wait_for_shutdown},
+    accept::{descriptor_budget, fit_to_budget},
+    listeners::Listeners,
     tasks::{
         credential_gauges, deletion_sweeper, key_counts, readiness_loop, reload_on_change, watchdog,
     },
@@ -33,17 +25,15 @@ use self::{
 use crate::{
     audit::AuditLog,
     clock::{Clock, SystemClock},
-    cluster::Peers,
-    config::{AdminConfig, Config, ListenerLimits},
+    config::Config,
     error::KmsError,
-    grpc,
-    http::{self, auth::AdminAuth, sigv4::HostPolicy},
+    http::auth::AdminAuth,
     lifecycle::Lifecycle,
     metrics::Metrics,
     persist::RuntimeStore,
     policy::Policy,
     service::Kms,
-    tls::{ALPN_GRPC, ALPN_HTTP, ReloadableTls},
+    tls::{ALPN_GRPC, ALPN_HTTP, ReloadableTls, TlsSettings},
 };
 
 /// Why the daemon could not start.
@@ -75,7 +65,7 @@ pub enum StartError {
     Reflection(#[from] tonic_reflection::server::Error),
     /// An admin secret key could not be read.
     #[error(transparent)]
-    AdminSecret(#[from] http::SecretError),
+    AdminSecret(#[from] crate::http::SecretError),
     /// The state directory's sealing secret could not be read.
     #[error("server.state_sealing: {0}")]
     StateSealing(#[source] BuildError),
@@ -179,15 +169,7 @@ pub async fn start_with(
         tasks: JoinSet::new(),
     };
 
-    let admin_tls = match &config.admin {
-        Some(admin) => admin
-            .tls
-            .clone()
-            .map(|settings| ReloadableTls::load(settings, ALPN_HTTP))
-            .transpose()?
-            .map(Arc::new),
-        None => None,
-    };
+    let admin_tls = load_tls(config.admin.as_ref().and_then(|a| a.tls.clone()), ALPN_HTTP)?;
     // Bound before the gRPC listeners serve, so that once kmsd answers
     // gRPC (what readiness checks probe) the admin API answers too.
     let admin_addr = match (admin, &config.admin) {
@@ -211,13 +193,7 @@ pub async fn start_with(
 
     // The TCP listener before the unix socket: once the unix socket
     // answers (what the harness and local probes check), every listener does.
-    let tls = config
-        .listen
-        .tls
-        .clone()
-        .map(|settings| ReloadableTls::load(settings, ALPN_GRPC))
-        .transpose()?
-        .map(Arc::new);
+    let tls = load_tls(config.listen.tls.clone(), ALPN_GRPC)?;
     let tcp_addr = match config.listen.tcp {
         Some(addr) => Some(
             listeners
@@ -364,131 +340,15 @@ fn connection_limits(config: &Config, admin: bool) -> [usize; 3] {
     wanted.map(|w| w.and_then(|_| fitted.next()).unwrap_or(1))
 }
 
-/// Binds listeners and spawns their servers into `tasks`.
-struct Listeners<'a> {
-    kms: &'a Kms,
-    limits: ListenerLimits,
-    shutdown: &'a watch::Receiver<bool>,
-    tasks: JoinSet<Result<(), ServeError>>,
-}
-
-impl Listeners<'_> {
-    /// The admin REST API; returns its bound address.
-    async fn admin(
-        &mut self,
-        listen: SocketAddr,
-        auth: AdminAuth,
-        settings: &AdminConfig,
-        tls: Option<&ReloadableTls>,
-        max_connections: usize,
-        config: &Config,
-    ) -> Result<SocketAddr, StartError> {
-        let (listener, bound) = bind_tcp(listen).await?;
-        let hosts = HostPolicy::new(
-            settings
-                .hosts
-                .clone()
-                .unwrap_or_else(|| default_hosts(bound)),
-            bound.port(),
-        );
-        tracing::info!(hosts = ?hosts.entries(), tls = tls.is_some(), "admin API: requests must be signed for one of these hosts");
-        let router = http::router(
-            self.kms.clone(),
-            auth.with_hosts(hosts),
-            Peers::new(config.cluster.clone()),
-        );
-        let gate = Gate::new("admin", max_connections, &self.limits);
-        let tls = tls.map(ReloadableTls::server_config);
-        let stop = self.shutdown.clone();
-        self.tasks.spawn(async move {
-            listen::serve_http(listener, gate, tls, router, stop)
-                .await
-                .map_err(ServeError::Http)
-        });
-        Ok(bound)
-    }
-
-    /// The public routes alone (`[metrics] listen`).
-    async fn metrics(
-        &mut self,
-        listen: SocketAddr,
-        max_connections: usize,
-    ) -> Result<(), StartError> {
-        let (listener, _) = bind_tcp(listen).await?;
-        let gate = Gate::new("metrics", max_connections, &self.limits);
-        let router = http::public_router(self.kms.clone());
-        let stop = self.shutdown.clone();
-        self.tasks.spawn(async move {
-            listen::serve_http(listener, gate, None, router, stop)
-                .await
-                .map_err(ServeError::Http)
-        });
-        Ok(())
-    }
-
-    /// gRPC on TCP, with TLS unless `danger_plaintext_tcp`; returns the
-    /// bound address.
-    async fn grpc_tcp(
-        &mut self,
-        addr: SocketAddr,
-        tls: Option<&ReloadableTls>,
-        max_connections: usize,
-        health: &HealthServer<impl Health>,
-    ) -> Result<SocketAddr, StartError> {
-        let (listener, bound) = bind_tcp(addr).await?;
-        let routes = grpc::routes(self.kms, health.clone())?;
-        let stop = wait_for_shutdown(self.shutdown.clone());
-        let server = server().add_routes(routes);
-        let gate = Gate::new("grpc", max_connections, &self.limits);
-        match tls {
-            Some(tls) => {
-                let incoming = grpc_incoming(
-                    listener,
-                    gate,
-                    self.shutdown.clone(),
-                    listen::tls(tls.server_config()),
-                );
-                let serve = server.serve_with_incoming_shutdown(incoming, stop);
-                self.tasks
-                    .spawn(async move { serve.await.map_err(ServeError::Grpc) });
-            }
-            None => {
-                tracing::warn!(%bound, "serving gRPC over PLAINTEXT TCP (danger_plaintext_tcp): anyone who can reach this port can use every key");
-                let incoming = grpc_incoming(listener, gate, self.shutdown.clone(), plaintext);
-                let serve = server.serve_with_incoming_shutdown(incoming, stop);
-                self.tasks
-                    .spawn(async move { serve.await.map_err(ServeError::Grpc) });
-            }
-        }
-        Ok(bound)
-    }
-
-    /// gRPC on the unix socket.
-    fn grpc_unix(
-        &mut self,
-        path: &Path,
-        mode: u32,
-        config: &Config,
-        health: &HealthServer<impl Health>,
-    ) -> Result<(), StartError> {
-        let listener = bind_unix(path, mode).map_err(|source| StartError::Listen {
-            address: format!("unix:{}", path.display()),
-            source,
-        })?;
-        let routes = grpc::routes(self.kms, health.clone())?;
-        let incoming = uds_authority::fix_incoming(unix_incoming(
-            listener,
-            config.listen.unix_allowed.clone(),
-            self.shutdown.clone(),
-        ));
-        let stop = wait_for_shutdown(self.shutdown.clone());
-        let serve = server()
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, stop);
-        self.tasks
-            .spawn(async move { serve.await.map_err(ServeError::Grpc) });
-        Ok(())
-    }
+/// Loads a listener's certificate and key, to be reloaded on change.
+fn load_tls(
+    settings: Option<TlsSettings>,
+    alpn: &[&[u8]],
+) -> Result<Option<Arc<ReloadableTls>>, StartError> {
+    Ok(settings
+        .map(|settings| ReloadableTls::load(settings, alpn))
+        .transpose()?
+        .map(Arc::new))
 }
 
 /// The background tasks: certificate and policy reloads, readiness, key
@@ -524,30 +384,4 @@ fn spawn_background(
         config.deletion_sweep_interval,
         shutdown_rx,
     ));
-}
-
-/// Binds a TCP listener; returns it with its bound address (port 0 picks
-/// one).
-async fn bind_tcp(listen: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
-    let failed = |source| StartError::Listen {
-        address: listen.to_string(),
-        source,
-    };
-    let listener = TcpListener::bind(listen).await.map_err(failed)?;
-    let bound = listener.local_addr().map_err(failed)?;
-    Ok((listener, bound))
-}
-
-/// The hosts the admin API answers to unless `[admin] hosts` says: the
-/// bound address, `localhost` and the machine's hostname (each with the
-/// listener's port).
-fn default_hosts(bound: SocketAddr) -> Vec<String> {
-    let mut hosts = vec![bound.to_string(), "localhost".to_owned()];
-    let uname = rustix::system::uname();
-    if let Ok(name) = uname.nodename().to_str()
-        && !name.is_empty()
-    {
-        hosts.push(name.to_owned());
-    }
-    hosts
 }
