@@ -68,6 +68,14 @@ pub enum MetadataError {
 
 /// The encryption metadata of one object.
 ///
+/// Why there are two schemas: this one is the plain envelope of a client
+/// that seals its own objects (one data key from kmsd, always present).
+/// [`crate::sse::StoredObject`] is the S3 SSE one: it adds the SSE mode,
+/// context, bucket-key salt and SSE-C fingerprint, and an SSE-C object has
+/// no sealed key at all. Both write the same `x-kms-*` names for what they
+/// share ([`keys`], and [`layout_to_map`] for the layout), so the two are
+/// one format on disk, and each reader skips the other's extra names.
+///
 /// ```
 /// use std::io::Write;
 /// use kms_client::{DataKey, metadata::ObjectMetadata, stream::{ChunkSize, Encryptor, Layout, PartNumber}};

@@ -22,11 +22,7 @@ pub use self::{
     service::{ListenerLimits, ServiceOptions},
 };
 use crate::{
-    audit::{AuditOutput, AuditSettings, OnFailure},
-    backend::vault::VaultSettings,
-    breaker::BreakerSettings,
-    cache::CacheSettings,
-    key_id::KeyId,
+    audit::AuditSettings, backend::vault::VaultSettings, breaker::BreakerSettings, key_id::KeyId,
     tls::TlsSettings,
 };
 
@@ -36,6 +32,7 @@ mod cluster;
 mod limits;
 mod raw;
 mod redact;
+mod sections;
 mod service;
 
 pub use self::redact::{redact_json_error, redact_message, redact_toml_error};
@@ -197,124 +194,25 @@ impl RawConfig {
 impl Config {
     /// Validates a raw configuration.
     pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
-        let mode = match raw.server.unix_socket_mode.as_deref() {
-            None => 0o660,
-            Some(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
-                .ok()
-                .filter(|m| *m <= 0o777)
-                .ok_or_else(|| {
-                    ConfigError::Invalid(format!(
-                        "server.unix_socket_mode {text:?} is not an octal mode such as \"0660\""
-                    ))
-                })?,
-        };
-        if mode & 0o007 != 0 {
-            return Err(ConfigError::Invalid(
-                "server.unix_socket_mode must not give others access (use 0660 or stricter)".into(),
-            ));
-        }
-        let unix = match (&raw.server.unix_socket, raw.server.tcp) {
-            (Some(path), _) => Some((path.clone(), mode)),
-            (None, Some(_)) => None,
-            (None, None) => Some((PathBuf::from(DEFAULT_UNIX_SOCKET), mode)),
-        };
+        let unix = sections::unix_socket(&raw.server)?;
         let interval = raw.keys.deletion_sweep_interval_secs.unwrap_or(60);
         if interval == 0 {
             return Err(ConfigError::Invalid(
                 "keys.deletion_sweep_interval_secs must be at least 1".into(),
             ));
         }
-        let audit_output = match raw.audit.output.as_deref() {
-            None | Some("stdout") => AuditOutput::Stdout,
-            Some("off") => AuditOutput::Off,
-            Some(path) if Path::new(path).is_absolute() => AuditOutput::File(PathBuf::from(path)),
-            Some(other) => {
-                return Err(ConfigError::Invalid(format!(
-                    "audit.output {other:?} must be \"stdout\", \"off\" or an absolute path"
-                )));
-            }
-        };
-        let on_failure = match raw.audit.on_failure.as_deref() {
-            None => OnFailure::default(),
-            Some(text) => OnFailure::parse(text).ok_or_else(|| {
-                ConfigError::Invalid(format!(
-                    "audit.on_failure {text:?} must be \"refuse\" or \"continue\""
-                ))
-            })?,
-        };
-        let positive = |value: Option<u64>, default: u64, name: &str| match value {
-            Some(0) => Err(ConfigError::Invalid(format!("{name} must be at least 1"))),
-            Some(v) => Ok(v),
-            None => Ok(default),
-        };
-        let max_concurrent_requests = match raw.limits.max_concurrent_requests {
-            Some(0) => {
-                return Err(ConfigError::Invalid(
-                    "limits.max_concurrent_requests must be at least 1".into(),
-                ));
-            }
-            Some(n) => n,
-            None => 1024,
-        };
-        let service = ServiceOptions {
-            max_concurrent_requests,
-            backend_timeout: Duration::from_secs(positive(
-                raw.limits.backend_timeout_secs,
-                10,
-                "limits.backend_timeout_secs",
-            )?),
-            cache: CacheSettings {
-                max_entries: raw.cache.max_data_keys.unwrap_or(10_000),
-                ttl: Duration::from_secs(raw.cache.data_key_ttl_secs.unwrap_or(30)),
-                offline: Duration::from_secs(raw.cache.offline_secs.unwrap_or(0)),
-            },
-            admin_rules: AdminPlaneRules::default(),
-        };
-        let breaker = BreakerSettings {
-            failure_threshold: raw.breaker.failure_threshold.unwrap_or(5),
-            probe_interval: Duration::from_millis(positive(
-                raw.breaker.probe_interval_ms,
-                200,
-                "breaker.probe_interval_ms",
-            )?),
-        };
-        let probe_interval = Duration::from_secs(positive(
+        let audit = sections::audit(&raw.audit)?;
+        let service = sections::service_options(&raw.limits, &raw.cache)?;
+        let breaker = sections::breaker(&raw.breaker)?;
+        let probe_interval = Duration::from_secs(sections::at_least_one(
             raw.health.probe_interval_secs,
             10,
             "health.probe_interval_secs",
         )?);
         let shutdown_grace = Duration::from_secs(raw.server.shutdown_grace_secs.unwrap_or(10));
-        let tls = raw.server.tls.clone().map(|t| TlsSettings {
-            cert_file: t.cert_file,
-            key_file: t.key_file,
-            client_ca_file: Some(t.client_ca_file),
-        });
-        match (raw.server.tcp, &tls, raw.server.danger_plaintext_tcp) {
-            (Some(_), None, false) => {
-                return Err(ConfigError::Invalid(
-                    "server.tcp needs [server.tls] (mutual TLS), or danger_plaintext_tcp = true for development on loopback".into(),
-                ));
-            }
-            (Some(_), Some(_), true) => {
-                return Err(ConfigError::Invalid(
-                    "server.danger_plaintext_tcp and [server.tls] exclude each other".into(),
-                ));
-            }
-            _ => {}
-        }
+        let tls = sections::server_tls(&raw.server)?;
         let listeners = limits::listener_limits(&raw.limits)?;
-        let state_sealing = raw
-            .server
-            .state_sealing
-            .clone()
-            .map(|s| SealingSource::from_raw(s, "server.state_sealing"))
-            .transpose()?;
-        if state_sealing.is_some() && raw.server.state_dir.is_none() {
-            return Err(ConfigError::Invalid(
-                "server.state_sealing needs server.state_dir (it seals the secrets kept there)"
-                    .into(),
-            ));
-        }
+        let state_sealing = sections::state_sealing(&raw.server)?;
         let (admin, admin_rules) = AdminConfig::from_raw(raw.admin)?;
         let service = ServiceOptions {
             admin_rules,
@@ -322,11 +220,7 @@ impl Config {
         };
         Ok(Self {
             shutdown_grace,
-            audit: AuditSettings {
-                output: audit_output,
-                include_context: raw.audit.include_context.unwrap_or(false),
-                on_failure,
-            },
+            audit,
             service,
             breaker,
             probe_interval,

@@ -6,6 +6,12 @@
 //! authentication (`http/`, docs/admin-api.md). The binary (`main.rs`) only
 //! parses the command line; everything lives here so tests can build it.
 //!
+//! The layers, bottom up (README.md, "Repository"): `config` →
+//! `backend/` → `service/` (with `lifecycle.rs`) → `grpc/` and `http/` →
+//! `daemon/` → `cli/`. Each reaches only downwards; kmsd's own types
+//! (secrets, contexts, crypto, error reasons) come from kms-core, and only
+//! the operator CLI and `kmsd bench` use kms-client.
+//!
 //! One request, end to end: `grpc/` (or `http/`) decodes and validates it,
 //! `service/` resolves the key and calls the active backend
 //! (`lifecycle.rs`), the backend (`backend/`) seals or opens a blob

@@ -108,271 +108,188 @@ pub struct Metrics {
     vault_node_serving: IntGaugeVec,
 }
 
-fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
-    // Invariant: every name below is registered once, with valid names and
-    // labels, so registration cannot fail.
-    registry
-        .register(Box::new(metric.clone()))
-        .unwrap_or_else(|e| unreachable!("metric registration: {e}"));
-    metric
+/// Creates metrics in one registry. Invariant: every name below is
+/// registered once, with valid names and labels, so neither definition nor
+/// registration can fail.
+#[derive(Clone, Copy)]
+struct Define<'r>(&'r Registry);
+
+impl Define<'_> {
+    fn register<T: prometheus::core::Collector + Clone + 'static>(self, metric: T) -> T {
+        self.0
+            .register(Box::new(metric.clone()))
+            .unwrap_or_else(|e| unreachable!("metric registration: {e}"));
+        metric
+    }
+
+    fn counter(self, name: &str, help: &str) -> IntCounter {
+        self.register(
+            IntCounter::with_opts(Opts::new(name, help))
+                .unwrap_or_else(|e| unreachable!("metric definition: {e}")),
+        )
+    }
+
+    fn gauge(self, name: &str, help: &str) -> IntGauge {
+        self.register(
+            IntGauge::with_opts(Opts::new(name, help))
+                .unwrap_or_else(|e| unreachable!("metric definition: {e}")),
+        )
+    }
+
+    /// A histogram with [`LATENCY_BUCKETS`].
+    fn histogram(self, name: &str, help: &str) -> Histogram {
+        self.register(
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
+                .unwrap_or_else(|e| unreachable!("metric definition: {e}")),
+        )
+    }
+
+    fn counter_vec(self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(
+            IntCounterVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable!("metric definition: {e}")),
+        )
+    }
+
+    fn gauge_vec(self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.register(
+            IntGaugeVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable!("metric definition: {e}")),
+        )
+    }
+
+    /// A histogram family with [`LATENCY_BUCKETS`].
+    fn histogram_vec(self, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+        self.register(
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .unwrap_or_else(|e| unreachable!("metric definition: {e}")),
+        )
+    }
 }
 
-macro_rules! new {
-    ($kind:ident, $opts:expr) => {
-        $kind::with_opts($opts).unwrap_or_else(|e| unreachable!("metric definition: {e}"))
-    };
-    ($kind:ident, $opts:expr, $labels:expr) => {
-        $kind::new($opts, $labels).unwrap_or_else(|e| unreachable!("metric definition: {e}"))
-    };
+/// The per-request series, resolved once: `requests[op][code]` and
+/// `latency[op]`.
+fn request_series(define: Define<'_>) -> (Vec<Vec<IntCounter>>, Vec<Histogram>) {
+    let requests = define.counter_vec(
+        "kmsd_requests_total",
+        "Requests served, by operation and gRPC status code.",
+        &["operation", "code"],
+    );
+    let latency = define.histogram_vec(
+        "kmsd_request_duration_seconds",
+        "Time to serve a request, by operation.",
+        &["operation"],
+    );
+    let requests = Operation::ALL
+        .iter()
+        .map(|op| {
+            CODES
+                .iter()
+                .map(|code| requests.with_label_values(&[op.as_str(), code_name(*code)]))
+                .collect()
+        })
+        .collect();
+    let latency = Operation::ALL
+        .iter()
+        .map(|op| latency.with_label_values(&[op.as_str()]))
+        .collect();
+    (requests, latency)
+}
+
+/// `kmsd_build_info`: one series, set once.
+fn build_info(define: Define<'_>) {
+    define
+        .gauge_vec(
+            "kmsd_build_info",
+            "Always 1; the labels say which kmsd this is.",
+            &["version"],
+        )
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
 }
 
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let requests_vec = register(
-            &registry,
-            new!(
-                IntCounterVec,
-                Opts::new(
-                    "kmsd_requests_total",
-                    "Requests served, by operation and gRPC status code."
-                ),
-                &["operation", "code"]
-            ),
-        );
-        let latency_vec = register(
-            &registry,
-            new!(
-                HistogramVec,
-                HistogramOpts::new(
-                    "kmsd_request_duration_seconds",
-                    "Time to serve a request, by operation."
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-                &["operation"]
-            ),
-        );
-        let requests = Operation::ALL
-            .iter()
-            .map(|op| {
-                CODES
-                    .iter()
-                    .map(|code| requests_vec.with_label_values(&[op.as_str(), code_name(*code)]))
-                    .collect()
-            })
-            .collect();
-        let latency = Operation::ALL
-            .iter()
-            .map(|op| latency_vec.with_label_values(&[op.as_str()]))
-            .collect();
-        let build_info = register(
-            &registry,
-            new!(
-                IntGaugeVec,
-                Opts::new(
-                    "kmsd_build_info",
-                    "Always 1; the labels say which kmsd this is."
-                ),
-                &["version"]
-            ),
-        );
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        let define = Define(&registry);
+        let (requests, latency) = request_series(define);
+        build_info(define);
         let metrics = Self {
             requests,
             latency,
-            in_flight: register(
-                &registry,
-                new!(
-                    IntGauge,
-                    Opts::new("kmsd_requests_in_flight", "Requests being served now.")
-                ),
+            in_flight: define.gauge("kmsd_requests_in_flight", "Requests being served now."),
+            backend_ops: define.counter_vec(
+                "kmsd_backend_operations_total",
+                "Calls from kmsd to its backend, by backend, operation and outcome (ok, or the error reason).",
+                &["backend", "operation", "outcome"],
             ),
-            backend_ops: register(
-                &registry,
-                new!(
-                    IntCounterVec,
-                    Opts::new(
-                        "kmsd_backend_operations_total",
-                        "Calls from kmsd to its backend, by backend, operation and outcome (ok, or the error reason)."
-                    ),
-                    &["backend", "operation", "outcome"]
-                ),
+            backend_latency: define.histogram_vec(
+                "kmsd_backend_operation_duration_seconds",
+                "Time a backend call takes, by backend and operation.",
+                &["backend", "operation"],
             ),
-            backend_latency: register(
-                &registry,
-                new!(
-                    HistogramVec,
-                    HistogramOpts::new(
-                        "kmsd_backend_operation_duration_seconds",
-                        "Time a backend call takes, by backend and operation."
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                    &["backend", "operation"]
-                ),
+            cache_lookups: define.counter_vec(
+                "kmsd_cache_lookups_total",
+                "Cache lookups, by cache and result (hit, miss, stale).",
+                &["cache", "result"],
             ),
-            cache_lookups: register(
-                &registry,
-                new!(
-                    IntCounterVec,
-                    Opts::new(
-                        "kmsd_cache_lookups_total",
-                        "Cache lookups, by cache and result (hit, miss, stale)."
-                    ),
-                    &["cache", "result"]
-                ),
+            cache_entries: define.gauge_vec("kmsd_cache_entries", "Entries held, by cache.", &["cache"]),
+            cache_evictions: define.counter_vec(
+                "kmsd_cache_evictions_total",
+                "Entries evicted, by cache and cause.",
+                &["cache", "cause"],
             ),
-            cache_entries: register(
-                &registry,
-                new!(
-                    IntGaugeVec,
-                    Opts::new("kmsd_cache_entries", "Entries held, by cache."),
-                    &["cache"]
-                ),
+            state: define.gauge_vec(
+                "kmsd_service_state",
+                "1 for the lifecycle state kmsd is in, 0 for the others.",
+                &["state"],
             ),
-            cache_evictions: register(
-                &registry,
-                new!(
-                    IntCounterVec,
-                    Opts::new(
-                        "kmsd_cache_evictions_total",
-                        "Entries evicted, by cache and cause."
-                    ),
-                    &["cache", "cause"]
-                ),
+            keys: define.gauge_vec("kmsd_keys", "Master keys in the active backend, by state.", &["state"]),
+            vault_token_ttl: define.gauge(
+                "kmsd_vault_token_ttl_seconds",
+                "Seconds the Vault token has left before it expires; -1 when kmsd holds no expiring credential.",
             ),
-            state: register(
-                &registry,
-                new!(
-                    IntGaugeVec,
-                    Opts::new(
-                        "kmsd_service_state",
-                        "1 for the lifecycle state kmsd is in, 0 for the others."
-                    ),
-                    &["state"]
-                ),
+            probe_success: define.gauge(
+                "kmsd_self_probe_success",
+                "1 if the last self-probe succeeded, else 0.",
             ),
-            keys: register(
-                &registry,
-                new!(
-                    IntGaugeVec,
-                    Opts::new("kmsd_keys", "Master keys in the active backend, by state."),
-                    &["state"]
-                ),
+            probe_last_success: define.gauge(
+                "kmsd_self_probe_last_success_timestamp_seconds",
+                "When the self-probe last succeeded, in Unix seconds.",
             ),
-            vault_token_ttl: register(
-                &registry,
-                new!(
-                    IntGauge,
-                    Opts::new(
-                        "kmsd_vault_token_ttl_seconds",
-                        "Seconds the Vault token has left before it expires; -1 when kmsd holds no expiring credential."
-                    )
-                ),
+            probe_duration: define.histogram("kmsd_self_probe_duration_seconds", "Time a self-probe takes."),
+            breaker_open: define.gauge_vec(
+                "kmsd_circuit_breaker_open",
+                "1 while the breaker in front of a backend is open.",
+                &["backend"],
             ),
-            probe_success: register(
-                &registry,
-                new!(
-                    IntGauge,
-                    Opts::new(
-                        "kmsd_self_probe_success",
-                        "1 if the last self-probe succeeded, else 0."
-                    )
-                ),
+            backend_degraded: define.gauge(
+                "kmsd_backend_degraded",
+                "1 while the active backend cannot be reached or its self-probe fails, whether or not kmsd still serves.",
             ),
-            probe_last_success: register(
-                &registry,
-                new!(
-                    IntGauge,
-                    Opts::new(
-                        "kmsd_self_probe_last_success_timestamp_seconds",
-                        "When the self-probe last succeeded, in Unix seconds."
-                    )
-                ),
+            audit_events: define.counter("kmsd_audit_events_total", "Audit lines written."),
+            audit_errors: define.counter(
+                "kmsd_audit_write_errors_total",
+                "Audit lines that could not be written.",
             ),
-            probe_duration: register(
-                &registry,
-                new!(
-                    Histogram,
-                    HistogramOpts::new(
-                        "kmsd_self_probe_duration_seconds",
-                        "Time a self-probe takes."
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec())
-                ),
+            config_info: define.gauge_vec(
+                "kmsd_config_info",
+                "Always 1; config_fingerprint identifies the non-secret configuration (sidecars of one deployment should agree).",
+                &["config_fingerprint", "backend_type"],
             ),
-            breaker_open: register(
-                &registry,
-                new!(
-                    IntGaugeVec,
-                    Opts::new(
-                        "kmsd_circuit_breaker_open",
-                        "1 while the breaker in front of a backend is open."
-                    ),
-                    &["backend"]
-                ),
+            vault_node_up: define.gauge_vec(
+                "kmsd_vault_node_up",
+                "1 if the configured Vault node answered its last health check or request, else 0.",
+                &["address"],
             ),
-            backend_degraded: register(
-                &registry,
-                new!(
-                    IntGauge,
-                    Opts::new(
-                        "kmsd_backend_degraded",
-                        "1 while the active backend cannot be reached or its self-probe fails, whether or not kmsd still serves."
-                    )
-                ),
-            ),
-            audit_events: register(
-                &registry,
-                new!(
-                    IntCounter,
-                    Opts::new("kmsd_audit_events_total", "Audit lines written.")
-                ),
-            ),
-            audit_errors: register(
-                &registry,
-                new!(
-                    IntCounter,
-                    Opts::new(
-                        "kmsd_audit_write_errors_total",
-                        "Audit lines that could not be written."
-                    )
-                ),
-            ),
-            config_info: register(
-                &registry,
-                new!(
-                    IntGaugeVec,
-                    Opts::new(
-                        "kmsd_config_info",
-                        "Always 1; config_fingerprint identifies the non-secret configuration (sidecars of one deployment should agree)."
-                    ),
-                    &["config_fingerprint", "backend_type"]
-                ),
-            ),
-            vault_node_up: register(
-                &registry,
-                new!(
-                    IntGaugeVec,
-                    Opts::new(
-                        "kmsd_vault_node_up",
-                        "1 if the configured Vault node answered its last health check or request, else 0."
-                    ),
-                    &["address"]
-                ),
-            ),
-            vault_node_serving: register(
-                &registry,
-                new!(
-                    IntGaugeVec,
-                    Opts::new(
-                        "kmsd_vault_node_serving",
-                        "1 for the Vault node kmsd sends to first (the active node when known), else 0."
-                    ),
-                    &["address"]
-                ),
+            vault_node_serving: define.gauge_vec(
+                "kmsd_vault_node_serving",
+                "1 for the Vault node kmsd sends to first (the active node when known), else 0.",
+                &["address"],
             ),
             registry,
         };
@@ -503,45 +420,4 @@ impl Default for Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_are_counted_by_operation_and_code() {
-        let metrics = Metrics::new();
-        metrics.request(Operation::Decrypt, Code::InvalidArgument, 0.001);
-        metrics.request(Operation::Decrypt, Code::InvalidArgument, 0.002);
-        metrics.request(Operation::GenerateDataKey, Code::Ok, 0.0001);
-        let text = metrics.encode();
-        assert!(
-            text.contains(r#"kmsd_requests_total{code="INVALID_ARGUMENT",operation="Decrypt"} 2"#),
-            "{text}"
-        );
-        assert!(text.contains(r#"kmsd_requests_total{code="OK",operation="GenerateDataKey"} 1"#));
-        assert!(text.contains(r#"kmsd_request_duration_seconds_count{operation="Decrypt"} 2"#));
-        assert!(text.contains(r#"kmsd_service_state{state="NotConfigured"} 1"#));
-        assert!(text.contains("kmsd_build_info{version="));
-    }
-
-    /// An undocumented metric does not exist for an operator.
-    #[test]
-    fn every_metric_is_documented() {
-        let docs = include_str!("../../docs/metrics.md");
-        let source = include_str!("metrics.rs");
-        let names: Vec<&str> = source
-            .split('"')
-            .filter(|s| {
-                s.len() > 5
-                    && s.starts_with("kmsd_")
-                    && s.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-            })
-            .collect();
-        assert!(names.len() >= 18, "{names:?}");
-        for name in names {
-            assert!(
-                docs.contains(&format!("`{name}`")),
-                "{name} is missing from docs/metrics.md"
-            );
-        }
-    }
-}
+mod tests;

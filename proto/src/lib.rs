@@ -2,6 +2,10 @@
 //!
 //! The `.proto` files live in `proto/kms/v1/`; `docs/api.md` documents every
 //! RPC, field and error.
+//!
+//! The bottom of the workspace (README.md, "Repository"): `kms-proto`
+//! (this crate), then `kms-core` (what both sides share), `kms-client`
+//! (the storage server's library) and `kmsd` (the daemon) build on it.
 #![forbid(unsafe_code)]
 
 /// The `kms.v1` package.

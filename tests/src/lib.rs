@@ -2,6 +2,11 @@
 //! (and optionally TCP) in a private temporary directory, and hands out
 //! clients for it. Every process is killed when its handle drops.
 //!
+//! This is the support crate of the test binaries under `tests/tests/`,
+//! so each helper is written once: [`rest`] (the SigV4-signing admin REST
+//! client), [`metrics`] (scraping a metrics listener), [`pki`] (test
+//! certificates) and [`raft`] (OpenBao Raft clusters).
+//!
 //! The binaries are built by `cargo build --workspace --all-targets` (the
 //! test script runs it first; [`binary`] runs it once per test process too,
 //! so `cargo test` alone never tests a stale binary). `--all-targets`
@@ -24,6 +29,7 @@ use std::{
 
 use kms_client::{ClientConfig, Endpoint, KmsClient, proto};
 
+pub mod metrics;
 pub mod pki;
 pub mod raft;
 pub mod rest;
@@ -396,6 +402,18 @@ impl Kmsd {
 impl Drop for Kmsd {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Kills a process started outside the harness (`kmsd serve --dev`, say)
+/// when the test ends, pass or fail.
+#[derive(Debug)]
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

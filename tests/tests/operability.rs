@@ -7,7 +7,11 @@
 use std::{io::Write, process::Stdio, time::Duration};
 
 use kms_client::proto;
-use kmsd_tests::{Kmsd, KmsdOptions, ctx, free_port, rest::AdminClient};
+use kmsd_tests::{
+    Kmsd, KmsdOptions, ctx, free_port,
+    metrics::{self, scrape},
+    rest::AdminClient,
+};
 
 fn with_metrics() -> (KmsdOptions, u16) {
     let port = free_port();
@@ -17,27 +21,9 @@ fn with_metrics() -> (KmsdOptions, u16) {
     (options, port)
 }
 
-async fn scrape(port: u16) -> String {
-    let http = AdminClient::new(port, "", "");
-    let reply = http.send(http.unsigned("GET", "/metrics", "")).await;
-    assert_eq!(reply.status, 200);
-    assert!(
-        reply.headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    reply.text
-}
-
-/// The value of one series, e.g. `kmsd_requests_total{code="OK",operation="Decrypt"}`.
+/// The value of one series, which must be exported.
 fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or_else(|| panic!("{series} is not exported"))
+    metrics::series(text, series).unwrap_or_else(|| panic!("{series} is not exported"))
 }
 
 #[tokio::test]

@@ -47,6 +47,19 @@ fn assert_absent(haystack: &[u8], secrets: &[(&str, Vec<u8>)], place: &str) {
     }
 }
 
+/// The secrets every run holds, whatever its backend: the Encrypt
+/// plaintext, the admin secret and the state sealing passphrase.
+fn common_secrets() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("the Encrypt plaintext", PLAINTEXT.to_vec()),
+        ("the admin secret", ADMIN_SECRET.as_bytes().to_vec()),
+        (
+            "the state sealing passphrase",
+            STATE_PASSPHRASE.as_bytes().to_vec(),
+        ),
+    ]
+}
+
 /// Starts kmsd with a state directory, an audit file, metrics, trace-level
 /// logs and the admin API: every output the search reads.
 async fn start_observed(mut options: KmsdOptions) -> (Kmsd, KmsClient, AdminClient, u16) {
@@ -73,8 +86,7 @@ async fn assert_nothing_leaked(
     secrets: &[(&str, Vec<u8>)],
     responses: Vec<(&str, Vec<u8>)>,
 ) {
-    let http = AdminClient::new(metrics_port, "", "");
-    let metrics = http.send(http.unsigned("GET", "/metrics", "")).await.text;
+    let metrics = kmsd_tests::metrics::scrape(metrics_port).await;
     let audit = std::fs::read(kmsd.dir().join("audit.log")).unwrap();
     assert!(audit.len() > 1000, "the audit log is suspiciously short");
     let outputs = [
@@ -91,47 +103,9 @@ async fn assert_nothing_leaked(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_secret_reaches_logs_audit_metrics_or_status() {
-    let mut options = KmsdOptions::local();
-    options.backend_toml = Some(format!(
-        "{}[backend.sealing]\npassphrase_env = \"KMSD_TEST_PASSPHRASE\"\n",
-        options.backend_toml.unwrap()
-    ));
-    options
-        .env
-        .push(("KMSD_TEST_PASSPHRASE".into(), PASSPHRASE.into()));
-    let (kmsd, client, rest, metrics_port) = start_observed(options).await;
-
-    // Every data-plane RPC.
-    let context = ctx(&[("bucket", "b"), ("object", "o")]);
-    let generated = client.generate_data_key(None, &context).await.unwrap();
-    let sealed_only = client
-        .generate_data_key_without_plaintext(None, &context)
-        .await
-        .unwrap();
-    let opened_only = client
-        .decrypt(&sealed_only.blob, &context, None)
-        .await
-        .unwrap();
-    let sealed = client.encrypt(None, PLAINTEXT, &context).await.unwrap();
-    client
-        .decrypt(&sealed.blob, &context, Some("default"))
-        .await
-        .unwrap();
-    client
-        .decrypt(&sealed.blob, &ctx(&[]), None)
-        .await
-        .unwrap_err();
-    let moved = client
-        .re_encrypt(&sealed.blob, &context, None, None)
-        .await
-        .unwrap();
-    client
-        .decrypt(&moved.blob.blob, &context, None)
-        .await
-        .unwrap();
-    // Every key-admin RPC.
+/// Calls every key-admin RPC once, on a new key `k2`, so each has its
+/// log and audit lines in the search.
+async fn every_key_admin_rpc(client: &KmsClient) {
     let mut admin = client.key_admin();
     admin
         .create_key(proto::CreateKeyRequest {
@@ -181,6 +155,49 @@ async fn no_secret_reaches_logs_audit_metrics_or_status() {
         })
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_logs_audit_metrics_or_status() {
+    let mut options = KmsdOptions::local();
+    options.backend_toml = Some(format!(
+        "{}[backend.sealing]\npassphrase_env = \"KMSD_TEST_PASSPHRASE\"\n",
+        options.backend_toml.unwrap()
+    ));
+    options
+        .env
+        .push(("KMSD_TEST_PASSPHRASE".into(), PASSPHRASE.into()));
+    let (kmsd, client, rest, metrics_port) = start_observed(options).await;
+
+    // Every data-plane RPC.
+    let context = ctx(&[("bucket", "b"), ("object", "o")]);
+    let generated = client.generate_data_key(None, &context).await.unwrap();
+    let sealed_only = client
+        .generate_data_key_without_plaintext(None, &context)
+        .await
+        .unwrap();
+    let opened_only = client
+        .decrypt(&sealed_only.blob, &context, None)
+        .await
+        .unwrap();
+    let sealed = client.encrypt(None, PLAINTEXT, &context).await.unwrap();
+    client
+        .decrypt(&sealed.blob, &context, Some("default"))
+        .await
+        .unwrap();
+    client
+        .decrypt(&sealed.blob, &ctx(&[]), None)
+        .await
+        .unwrap_err();
+    let moved = client
+        .re_encrypt(&sealed.blob, &context, None, None)
+        .await
+        .unwrap();
+    client
+        .decrypt(&moved.blob.blob, &context, None)
+        .await
+        .unwrap();
+    every_key_admin_rpc(&client).await;
     // The runtime admin API, over gRPC and REST, including a failed
     // configure carrying a secret-looking value.
     let mut runtime = client.admin();
@@ -236,21 +253,16 @@ async fn no_secret_reaches_logs_audit_metrics_or_status() {
     // API: opening a blob by hand is not possible, so the material is the
     // one thing the outputs cannot be searched for directly; the sealed key
     // files guarantee it is not on disk, see tests/tests/process/).
-    let secrets: Vec<(&str, Vec<u8>)> = vec![
+    let mut secrets = common_secrets();
+    secrets.extend([
         ("a data key", generated.key.expose_secret().to_vec()),
         (
             "a data key (without plaintext)",
             opened_only.plaintext.expose_secret().to_vec(),
         ),
         ("a REST data key", rest_dek),
-        ("the Encrypt plaintext", PLAINTEXT.to_vec()),
-        ("the admin secret", ADMIN_SECRET.as_bytes().to_vec()),
         ("the sealing passphrase", PASSPHRASE.as_bytes().to_vec()),
-        (
-            "the state sealing passphrase",
-            STATE_PASSPHRASE.as_bytes().to_vec(),
-        ),
-    ];
+    ]);
     let mut key_files = Vec::new();
     for entry in std::fs::read_dir(kmsd.dir().join("keys")).unwrap() {
         key_files.extend(std::fs::read(entry.unwrap().path()).unwrap());
@@ -303,20 +315,7 @@ async fn no_vault_token_or_data_key_reaches_any_output() {
         reopened.plaintext.expose_secret(),
         generated.key.expose_secret()
     );
-    let mut admin = client.key_admin();
-    admin
-        .create_key(proto::CreateKeyRequest {
-            key_id: "k2".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    admin
-        .rotate_key(proto::RotateKeyRequest {
-            key_id: "k2".into(),
-        })
-        .await
-        .unwrap();
+    every_key_admin_rpc(&client).await;
     let grpc_status = format!(
         "{:?}",
         client
@@ -351,18 +350,13 @@ async fn no_vault_token_or_data_key_reaches_any_output() {
                 && l.contains("\"intermediate_key\":\"")),
         "GenerateDataKey under an intermediate key is audited with its id"
     );
-    let secrets: Vec<(&str, Vec<u8>)> = vec![
+    let mut secrets = common_secrets();
+    secrets.extend([
         ("the Vault token", token.as_bytes().to_vec()),
         ("a refused Vault token", wrong_token.as_bytes().to_vec()),
         ("a data key", generated.key.expose_secret().to_vec()),
         ("a later data key", after.key.expose_secret().to_vec()),
-        ("the Encrypt plaintext", PLAINTEXT.to_vec()),
-        ("the admin secret", ADMIN_SECRET.as_bytes().to_vec()),
-        (
-            "the state sealing passphrase",
-            STATE_PASSPHRASE.as_bytes().to_vec(),
-        ),
-    ];
+    ]);
     assert!(
         kmsd.dir().join("state/runtime.json").exists(),
         "the REST reconfigure was persisted"

@@ -1,7 +1,10 @@
 //! Bucket default encryption: the PutBucketEncryption document, parsed,
 //! validated and written back.
 
-use quick_xml::{Reader, events::Event};
+use quick_xml::{
+    Reader,
+    events::{BytesRef, Event},
+};
 
 use super::SseError;
 
@@ -78,10 +81,7 @@ impl BucketEncryption {
         // the text into several, so "a &amp; b" would lose its spaces.
         // Values are trimmed whole at their closing tag instead.
         let mut reader = Reader::from_str(xml);
-        let mut path: Vec<String> = Vec::new();
-        let mut text = String::new();
-        let (mut rules, mut applies) = (0, 0);
-        let (mut algorithm, mut key_id, mut bucket_key) = (None, None, None);
+        let mut scan = Scan::default();
         loop {
             let event = reader
                 .read_event()
@@ -91,83 +91,25 @@ impl BucketEncryption {
                     let name = std::str::from_utf8(start.local_name().into_inner())
                         .map_err(|_| malformed("an element name is not UTF-8"))?
                         .to_owned();
-                    if path.is_empty() && name != ROOT {
-                        return Err(malformed(
-                            "the root is not ServerSideEncryptionConfiguration",
-                        ));
-                    }
-                    match (path.len(), name.as_str()) {
-                        (1, RULE) => rules += 1,
-                        (2, APPLY) if path[1] == RULE => applies += 1,
-                        _ => {}
-                    }
-                    path.push(name);
-                    text.clear();
+                    scan.start(name)?;
                 }
-                Event::Empty(_) if path.is_empty() => {
+                Event::Empty(_) if scan.path.is_empty() => {
                     return Err(malformed("an empty configuration"));
                 }
-                Event::Text(t) => text.push_str(
+                Event::Text(t) => scan.text.push_str(
                     &t.xml10_content()
                         .map_err(|_| malformed("text is not UTF-8"))?,
                 ),
-                Event::CData(t) => {
-                    text.push_str(&t.decode().map_err(|_| malformed("text is not UTF-8"))?)
-                }
-                Event::GeneralRef(r) => {
-                    let resolved = match r.resolve_char_ref() {
-                        Ok(Some(c)) => c,
-                        Ok(None) => match r.decode().as_deref() {
-                            Ok("amp") => '&',
-                            Ok("lt") => '<',
-                            Ok("gt") => '>',
-                            Ok("quot") => '"',
-                            Ok("apos") => '\'',
-                            _ => return Err(malformed("an unknown entity")),
-                        },
-                        Err(_) => return Err(malformed("an invalid character reference")),
-                    };
-                    text.push(resolved);
-                }
-                Event::End(_) => {
-                    let at: Vec<&str> = path.iter().map(String::as_str).collect();
-                    let value = std::mem::take(&mut text).trim().to_owned();
-                    let slot = match at.as_slice() {
-                        [ROOT, RULE, APPLY, ALGORITHM] => Some(&mut algorithm),
-                        [ROOT, RULE, APPLY, KEY_ID] => Some(&mut key_id),
-                        [ROOT, RULE, BUCKET_KEY] => Some(&mut bucket_key),
-                        _ => None,
-                    };
-                    if let Some(slot) = slot
-                        && slot.replace(value).is_some()
-                    {
-                        return Err(malformed("an element appears twice"));
-                    }
-                    path.pop();
-                }
+                Event::CData(t) => scan
+                    .text
+                    .push_str(&t.decode().map_err(|_| malformed("text is not UTF-8"))?),
+                Event::GeneralRef(r) => scan.text.push(entity(&r)?),
+                Event::End(_) => scan.end()?,
                 Event::Eof => break,
                 _ => {}
             }
         }
-        if !path.is_empty() {
-            return Err(malformed("the document ends inside an element"));
-        }
-        if rules != 1 {
-            return Err(malformed("exactly one Rule is required"));
-        }
-        if applies != 1 {
-            return Err(malformed(
-                "the Rule needs one ApplyServerSideEncryptionByDefault",
-            ));
-        }
-        let algorithm = algorithm.ok_or(malformed("SSEAlgorithm is missing"))?;
-        let bucket_key = match bucket_key.as_deref().map(str::trim) {
-            None => None,
-            Some("true") => Some(true),
-            Some("false") => Some(false),
-            Some(_) => return Err(malformed("BucketKeyEnabled must be true or false")),
-        };
-        Self::new(&algorithm, key_id.as_deref(), bucket_key)
+        scan.finish()
     }
 
     /// The configuration as GetBucketEncryption returns it.
@@ -186,5 +128,100 @@ impl BucketEncryption {
              <{BUCKET_KEY}>{}</{BUCKET_KEY}></{RULE}></{ROOT}>",
             self.bucket_key_enabled
         )
+    }
+}
+
+/// What [`BucketEncryption::from_xml`] has read so far.
+#[derive(Debug, Default)]
+struct Scan {
+    /// The open elements, root first.
+    path: Vec<String>,
+    /// The text of the innermost element, trimmed at its end.
+    text: String,
+    rules: usize,
+    applies: usize,
+    algorithm: Option<String>,
+    key_id: Option<String>,
+    bucket_key: Option<String>,
+}
+
+impl Scan {
+    fn start(&mut self, name: String) -> Result<(), SseError> {
+        if self.path.is_empty() && name != ROOT {
+            return Err(SseError::MalformedBucketEncryption(
+                "the root is not ServerSideEncryptionConfiguration",
+            ));
+        }
+        match (self.path.len(), name.as_str()) {
+            (1, RULE) => self.rules += 1,
+            (2, APPLY) if self.path[1] == RULE => self.applies += 1,
+            _ => {}
+        }
+        self.path.push(name);
+        self.text.clear();
+        Ok(())
+    }
+
+    /// An element closes: its text goes to the field it names, if any.
+    fn end(&mut self) -> Result<(), SseError> {
+        let at: Vec<&str> = self.path.iter().map(String::as_str).collect();
+        let value = std::mem::take(&mut self.text).trim().to_owned();
+        let slot = match at.as_slice() {
+            [ROOT, RULE, APPLY, ALGORITHM] => Some(&mut self.algorithm),
+            [ROOT, RULE, APPLY, KEY_ID] => Some(&mut self.key_id),
+            [ROOT, RULE, BUCKET_KEY] => Some(&mut self.bucket_key),
+            _ => None,
+        };
+        if let Some(slot) = slot
+            && slot.replace(value).is_some()
+        {
+            return Err(SseError::MalformedBucketEncryption(
+                "an element appears twice",
+            ));
+        }
+        self.path.pop();
+        Ok(())
+    }
+
+    /// The document has ended: checks its shape and validates the rule.
+    fn finish(self) -> Result<BucketEncryption, SseError> {
+        let malformed = SseError::MalformedBucketEncryption;
+        if !self.path.is_empty() {
+            return Err(malformed("the document ends inside an element"));
+        }
+        if self.rules != 1 {
+            return Err(malformed("exactly one Rule is required"));
+        }
+        if self.applies != 1 {
+            return Err(malformed(
+                "the Rule needs one ApplyServerSideEncryptionByDefault",
+            ));
+        }
+        let algorithm = self.algorithm.ok_or(malformed("SSEAlgorithm is missing"))?;
+        let bucket_key = match self.bucket_key.as_deref().map(str::trim) {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(_) => return Err(malformed("BucketKeyEnabled must be true or false")),
+        };
+        BucketEncryption::new(&algorithm, self.key_id.as_deref(), bucket_key)
+    }
+}
+
+/// The character an entity or character reference stands for: only the
+/// five XML entities are known (a document has no DTD to define more).
+fn entity(r: &BytesRef<'_>) -> Result<char, SseError> {
+    let malformed = SseError::MalformedBucketEncryption;
+    match r.resolve_char_ref() {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => match r.decode().as_deref() {
+            Ok("amp") => Ok('&'),
+            Ok("lt") => Ok('<'),
+            Ok("gt") => Ok('>'),
+            Ok("quot") => Ok('"'),
+            Ok("apos") => Ok('\''),
+            _ => Err(malformed("an unknown entity")),
+        },
+        Err(_) => Err(malformed("an invalid character reference")),
     }
 }

@@ -113,18 +113,7 @@ pub fn parse_customer_key(
     slot: KeySlot,
     transport: Transport,
 ) -> Result<Option<CustomerKey>, SseError> {
-    let [algorithm, key, md5] = match slot {
-        KeySlot::Object => [
-            names::CUSTOMER_ALGORITHM,
-            names::CUSTOMER_KEY,
-            names::CUSTOMER_KEY_MD5,
-        ],
-        KeySlot::CopySource => [
-            names::COPY_SOURCE_CUSTOMER_ALGORITHM,
-            names::COPY_SOURCE_CUSTOMER_KEY,
-            names::COPY_SOURCE_CUSTOMER_KEY_MD5,
-        ],
-    };
+    let [algorithm, key, md5] = customer_names(slot);
     let any = [algorithm, key, md5]
         .iter()
         .any(|name| headers.contains_key(*name));
@@ -231,4 +220,20 @@ pub fn parse_copy_source_headers(
     transport: Transport,
 ) -> Result<Option<CustomerKey>, SseError> {
     parse_customer_key(headers, KeySlot::CopySource, transport)
+}
+
+/// The SSE-C header names of `slot`: algorithm, key and key MD5.
+pub(crate) fn customer_names(slot: KeySlot) -> [&'static str; 3] {
+    match slot {
+        KeySlot::Object => [
+            names::CUSTOMER_ALGORITHM,
+            names::CUSTOMER_KEY,
+            names::CUSTOMER_KEY_MD5,
+        ],
+        KeySlot::CopySource => [
+            names::COPY_SOURCE_CUSTOMER_ALGORITHM,
+            names::COPY_SOURCE_CUSTOMER_KEY,
+            names::COPY_SOURCE_CUSTOMER_KEY_MD5,
+        ],
+    }
 }

@@ -97,44 +97,12 @@ impl StoredSse {
     pub fn from_map<K: AsRef<str>, V: AsRef<str>>(
         entries: impl IntoIterator<Item = (K, V)>,
     ) -> Result<Option<Self>, SseError> {
-        let corrupt = |what: &str| SseError::CorruptMetadata(what.to_owned());
-        let mut found: BTreeMap<String, String> = BTreeMap::new();
-        for (key, value) in entries {
-            let key = key.as_ref().to_ascii_lowercase();
-            let known = [
-                keys::MODE,
-                keys::CONTEXT,
-                keys::BUCKET_KEY_SALT,
-                keys::CUSTOMER_SALT,
-                keys::CUSTOMER_FINGERPRINT,
-                meta_keys::SEALED_KEY,
-                meta_keys::KEY_ID,
-            ];
-            if key.starts_with(keys::PREFIX) && !known.contains(&key.as_str()) {
-                return Err(SseError::CorruptMetadata(format!("unknown key {key}")));
-            }
-            if known.contains(&key.as_str())
-                && found
-                    .insert(key.clone(), value.as_ref().to_owned())
-                    .is_some()
-            {
-                return Err(SseError::CorruptMetadata(format!("{key} twice")));
-            }
-        }
+        let found = collect_known(entries)?;
         let Some(mode) = found.get(keys::MODE) else {
             return Ok(None);
         };
-        let hex32 = |name: &'static str| -> Result<Option<[u8; 32]>, SseError> {
-            found
-                .get(name)
-                .map(|value| {
-                    let mut out = [0u8; 32];
-                    hex::decode_to_slice(value, &mut out)
-                        .map_err(|_| corrupt(&format!("{name} is not 64 hex digits")))?;
-                    Ok(out)
-                })
-                .transpose()
-        };
+        refuse_foreign(mode, &found)?;
+        let hex32 = |name: &'static str| hex32(&found, name);
         let sealed = || -> Result<SealedKey, SseError> {
             let blob = found
                 .get(meta_keys::SEALED_KEY)
@@ -150,26 +118,6 @@ impl StoredSse {
                 bucket_key_salt: hex32(keys::BUCKET_KEY_SALT)?,
             })
         };
-        // Keys of another mode mean the entries were mixed up: refuse them.
-        let foreign: &[&str] = match mode.as_str() {
-            "SSE-C" => &[
-                keys::CONTEXT,
-                keys::BUCKET_KEY_SALT,
-                meta_keys::SEALED_KEY,
-                meta_keys::KEY_ID,
-            ],
-            "SSE-S3" => &[
-                keys::CONTEXT,
-                keys::CUSTOMER_SALT,
-                keys::CUSTOMER_FINGERPRINT,
-            ],
-            _ => &[keys::CUSTOMER_SALT, keys::CUSTOMER_FINGERPRINT],
-        };
-        if let Some(name) = foreign.iter().find(|name| found.contains_key(**name)) {
-            return Err(SseError::CorruptMetadata(format!(
-                "{name} does not belong to {mode}"
-            )));
-        }
         let stored = match mode.as_str() {
             "SSE-S3" => StoredSse::S3(sealed()?),
             "SSE-KMS" => {
@@ -214,7 +162,90 @@ impl StoredSse {
     }
 }
 
+fn corrupt(what: &str) -> SseError {
+    SseError::CorruptMetadata(what.to_owned())
+}
+
+/// The entries [`StoredSse::from_map`] reads, by lower-case name: an
+/// unknown `x-kms-sse-` name, or a name given twice, is refused.
+fn collect_known<K: AsRef<str>, V: AsRef<str>>(
+    entries: impl IntoIterator<Item = (K, V)>,
+) -> Result<BTreeMap<String, String>, SseError> {
+    const KNOWN: [&str; 7] = [
+        keys::MODE,
+        keys::CONTEXT,
+        keys::BUCKET_KEY_SALT,
+        keys::CUSTOMER_SALT,
+        keys::CUSTOMER_FINGERPRINT,
+        meta_keys::SEALED_KEY,
+        meta_keys::KEY_ID,
+    ];
+    let mut found = BTreeMap::new();
+    for (key, value) in entries {
+        let key = key.as_ref().to_ascii_lowercase();
+        let known = KNOWN.contains(&key.as_str());
+        if key.starts_with(keys::PREFIX) && !known {
+            return Err(SseError::CorruptMetadata(format!("unknown key {key}")));
+        }
+        if known
+            && found
+                .insert(key.clone(), value.as_ref().to_owned())
+                .is_some()
+        {
+            return Err(SseError::CorruptMetadata(format!("{key} twice")));
+        }
+    }
+    Ok(found)
+}
+
+/// Keys of another mode mean the entries were mixed up: refuse them.
+fn refuse_foreign(mode: &str, found: &BTreeMap<String, String>) -> Result<(), SseError> {
+    let foreign: &[&str] = match mode {
+        "SSE-C" => &[
+            keys::CONTEXT,
+            keys::BUCKET_KEY_SALT,
+            meta_keys::SEALED_KEY,
+            meta_keys::KEY_ID,
+        ],
+        "SSE-S3" => &[
+            keys::CONTEXT,
+            keys::CUSTOMER_SALT,
+            keys::CUSTOMER_FINGERPRINT,
+        ],
+        _ => &[keys::CUSTOMER_SALT, keys::CUSTOMER_FINGERPRINT],
+    };
+    match foreign.iter().find(|name| found.contains_key(**name)) {
+        Some(name) => Err(SseError::CorruptMetadata(format!(
+            "{name} does not belong to {mode}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A 32-byte value stored as hex, if present.
+fn hex32(
+    found: &BTreeMap<String, String>,
+    name: &'static str,
+) -> Result<Option<[u8; 32]>, SseError> {
+    found
+        .get(name)
+        .map(|value| {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(value, &mut out)
+                .map_err(|_| corrupt(&format!("{name} is not 64 hex digits")))?;
+            Ok(out)
+        })
+        .transpose()
+}
+
 /// An SSE object as stored: its encryption and its payload layout.
+///
+/// Why not [`metadata::ObjectMetadata`]: that is the envelope of a client
+/// sealing its own objects, where a sealed data key is always present.
+/// Here the key may be a bucket key plus a salt, or (SSE-C) not kept at
+/// all, and the S3 mode and context are stored too. The names they share
+/// (`x-kms-sealed-key`, `x-kms-key-id`, the layout) are written by the
+/// same code ([`metadata::keys`], [`metadata::layout_to_map`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {
     /// How its key is kept.

@@ -144,14 +144,11 @@ impl<R: AsyncRead + Unpin> AsyncBufRead for AsyncEncryptReader<R> {
 
 impl<R: AsyncRead + Unpin> AsyncRead for AsyncEncryptReader<R> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let available = ready!(self.as_mut().poll_fill_buf(cx))?;
-        let n = copy_out(available, out);
-        self.consume(n);
-        Poll::Ready(Ok(()))
+        poll_read_buffered(self, cx, out)
     }
 }
 
@@ -209,14 +206,11 @@ impl<R: AsyncRead + Unpin> AsyncBufRead for AsyncDecryptReader<R> {
 
 impl<R: AsyncRead + Unpin> AsyncRead for AsyncDecryptReader<R> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let available = ready!(self.as_mut().poll_fill_buf(cx))?;
-        let n = copy_out(available, out);
-        self.consume(n);
-        Poll::Ready(Ok(()))
+        poll_read_buffered(self, cx, out)
     }
 }
 
@@ -261,4 +255,18 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncDecryptWriter<W> {
         this.core.finish()?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
+}
+
+/// `AsyncRead::poll_read` of a reader that is its own `AsyncBufRead`:
+/// copies out what one fill makes available (the encrypt and decrypt
+/// readers share it).
+fn poll_read_buffered<T: AsyncBufRead>(
+    mut reader: Pin<&mut T>,
+    cx: &mut Context<'_>,
+    out: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    let available = ready!(reader.as_mut().poll_fill_buf(cx))?;
+    let n = copy_out(available, out);
+    reader.consume(n);
+    Poll::Ready(Ok(()))
 }

@@ -132,11 +132,7 @@ impl<R: Read> BufRead for EncryptReader<R> {
 
 impl<R: Read> Read for EncryptReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(out.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        read_buffered(self, out)
     }
 }
 
@@ -212,11 +208,7 @@ impl<R: Read> BufRead for DecryptReader<R> {
 
 impl<R: Read> Read for DecryptReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(out.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        read_buffered(self, out)
     }
 }
 
@@ -254,4 +246,14 @@ impl<W: Write> Write for DecryptWriter<W> {
         self.drain()?;
         self.inner.flush()
     }
+}
+
+/// `Read::read` of a reader that is its own `BufRead`: copies out what
+/// one fill makes available (the encrypt and decrypt readers share it).
+fn read_buffered(reader: &mut impl BufRead, out: &mut [u8]) -> io::Result<usize> {
+    let available = reader.fill_buf()?;
+    let n = available.len().min(out.len());
+    out[..n].copy_from_slice(&available[..n]);
+    reader.consume(n);
+    Ok(n)
 }

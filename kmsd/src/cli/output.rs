@@ -12,6 +12,8 @@ use kms_client::proto;
 use serde::Serialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
+use crate::http::key_view::{KEY_USAGE, KeyView, VersionView};
+
 /// Writes `text` and a newline to stdout.
 pub(crate) fn print_line(text: impl Display) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -51,45 +53,29 @@ pub(crate) fn time(ts: Option<prost_types::Timestamp>) -> Option<String> {
         .ok()
 }
 
-#[derive(Serialize)]
-pub(crate) struct KeyOut {
-    key_id: String,
-    state: &'static str,
-    description: String,
-    created_at: Option<String>,
-    deletion_date: Option<String>,
-    current_version: u32,
-    versions: Vec<VersionOut>,
-    backend: String,
-    tags: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Serialize)]
-struct VersionOut {
-    version: u32,
-    created_at: Option<String>,
-}
-
-pub(crate) fn key(meta: proto::KeyMetadata) -> KeyOut {
-    let state = match meta.state() {
+/// A key as `kmsd key …` prints it: the admin REST API's view, so a
+/// script reads the same fields from either.
+pub(crate) fn key(meta: proto::KeyMetadata) -> KeyView {
+    let key_state = match meta.state() {
         proto::KeyState::Enabled => "Enabled",
         proto::KeyState::Disabled => "Disabled",
         proto::KeyState::PendingDeletion => "PendingDeletion",
         proto::KeyState::Unspecified => "Unspecified",
     };
-    KeyOut {
+    KeyView {
         key_id: meta.key_id,
-        state,
+        key_state,
+        key_usage: KEY_USAGE,
         description: meta.description,
-        created_at: time(meta.created_at),
+        creation_date: time(meta.created_at),
         deletion_date: time(meta.deletion_date),
         current_version: meta.current_version,
         versions: meta
             .versions
             .into_iter()
-            .map(|v| VersionOut {
+            .map(|v| VersionView {
                 version: v.version,
-                created_at: time(v.created_at),
+                creation_date: time(v.created_at),
             })
             .collect(),
         backend: meta.backend,

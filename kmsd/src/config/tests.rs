@@ -1,6 +1,7 @@
 //! Parsing and validation of the configuration file.
 
 use super::*;
+use crate::audit::{AuditOutput, OnFailure};
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {

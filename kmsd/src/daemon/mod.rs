@@ -5,21 +5,23 @@
 mod accept;
 mod build;
 mod listen;
+mod listeners;
 mod reload;
 mod tasks;
 mod uds_authority;
 
 use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+use tokio::{sync::watch, task::JoinSet};
+use tonic_health::server::HealthReporter;
 
 pub use self::build::{BuildEnv, BuildError, build_backend, ensure_default_key};
 pub use self::reload::ReloadHooks;
 // `kmsd key backup`/`restore` read secret files as the daemon does.
 pub(crate) use self::build::read_sealing_secret;
 use self::{
-    accept::{Gate, descriptor_budget, fit_to_budget},
-    listen::{bind_unix, grpc_incoming, plaintext, server, unix_incoming, wait_for_shutdown},
+    accept::{descriptor_budget, fit_to_budget},
+    listeners::Listeners,
     reload::Reloader,
     tasks::{
         credential_gauges, deletion_sweeper, key_counts, readiness_loop, report_initial_readiness,
@@ -29,17 +31,15 @@ use self::{
 use crate::{
     audit::AuditLog,
     clock::{Clock, SystemClock},
-    cluster::Peers,
     config::Config,
     error::KmsError,
-    grpc,
-    http::{self, auth::AdminAuth, sigv4::HostPolicy},
+    http::auth::AdminAuth,
     lifecycle::Lifecycle,
     metrics::Metrics,
     persist::RuntimeStore,
     policy::Policy,
     service::Kms,
-    tls::{ALPN_GRPC, ALPN_HTTP, ReloadableTls},
+    tls::{ALPN_GRPC, ALPN_HTTP, ReloadableTls, TlsSettings},
 };
 
 /// Why the daemon could not start.
@@ -71,7 +71,7 @@ pub enum StartError {
     Reflection(#[from] tonic_reflection::server::Error),
     /// An admin secret key could not be read.
     #[error(transparent)]
-    AdminSecret(#[from] http::SecretError),
+    AdminSecret(#[from] crate::http::SecretError),
     /// The state directory's sealing secret could not be read.
     #[error("server.state_sealing: {0}")]
     StateSealing(#[source] BuildError),
@@ -165,6 +165,91 @@ pub async fn start_with(
         .as_ref()
         .map(|admin| AdminAuth::load(admin, Arc::new(SystemClock)).map(|auth| (admin.listen, auth)))
         .transpose()?;
+    let store = open_state(&config, reset_runtime_state).await?;
+    let kms = build_kms(&config, clock, store).await?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    report_initial_readiness(&kms, &health_reporter).await;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let [tcp_max, admin_max, metrics_max] = connection_limits(&config, admin.is_some());
+    let mut listeners = Listeners {
+        kms: &kms,
+        limits: config.listeners,
+        shutdown: &shutdown_rx,
+        tasks: JoinSet::new(),
+    };
+
+    let admin_tls = load_tls(config.admin.as_ref().and_then(|a| a.tls.clone()), ALPN_HTTP)?;
+    let tls = load_tls(config.listen.tls.clone(), ALPN_GRPC)?;
+    // Registered before any listener serves, so Admin Reload always finds it.
+    let reloader = Arc::new(Reloader::new(
+        config.clone(),
+        reload,
+        tls.iter()
+            .map(|t| ("grpc", Arc::clone(t)))
+            .chain(admin_tls.iter().map(|t| ("admin", Arc::clone(t))))
+            .collect(),
+        admin.as_ref().map(|(_, auth)| auth.credentials()),
+    ));
+    kms.set_reloader(Arc::clone(&reloader) as Arc<dyn crate::service::Reload>);
+    // Bound before the gRPC listeners serve, so that once kmsd answers
+    // gRPC (what readiness checks probe) the admin API answers too.
+    let admin_addr = match (admin, &config.admin) {
+        (Some((listen, auth)), Some(settings)) => Some(
+            listeners
+                .admin(
+                    listen,
+                    auth,
+                    settings,
+                    admin_tls.as_deref(),
+                    admin_max,
+                    &config,
+                )
+                .await?,
+        ),
+        _ => None,
+    };
+    if let Some(listen) = config.metrics_listen {
+        listeners.metrics(listen, metrics_max).await?;
+    }
+
+    // The TCP listener before the unix socket: once the unix socket
+    // answers (what the harness and local probes check), every listener does.
+    let tcp_addr = match config.listen.tcp {
+        Some(addr) => Some(
+            listeners
+                .grpc_tcp(addr, tls.as_deref(), tcp_max, &health_service)
+                .await?,
+        ),
+        None => None,
+    };
+    let unix_path = match &config.listen.unix {
+        Some((path, mode)) => {
+            listeners.grpc_unix(path, *mode, &config, &health_service)?;
+            Some(path.clone())
+        }
+        None => None,
+    };
+    let tasks = listeners.tasks;
+    spawn_background(&kms, &config, reloader, health_reporter, shutdown_rx);
+
+    Ok(RunningDaemon {
+        #[cfg(test)]
+        kms,
+        tcp_addr,
+        unix_path,
+        admin_addr,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Opens the state directory (if configured), unsealing it with
+/// `[server.state_sealing]`, and forgets what it holds when asked to.
+async fn open_state(
+    config: &Config,
+    reset_runtime_state: bool,
+) -> Result<Option<RuntimeStore>, StartError> {
     let sealing = config
         .state_sealing
         .as_ref()
@@ -194,6 +279,16 @@ pub async fn start_with(
         store.clear()?;
         tracing::info!("forgot the runtime state saved by the admin API (--reset-runtime-state)");
     }
+    Ok(store)
+}
+
+/// The service core: metrics, audit log, policy and lifecycle, with the
+/// backend restored or built from the config file.
+async fn build_kms(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    store: Option<RuntimeStore>,
+) -> Result<Kms, StartError> {
     let metrics = Metrics::new();
     let audit =
         AuditLog::open(&config.audit, metrics.clone()).map_err(|source| StartError::Listen {
@@ -230,19 +325,18 @@ pub async fn start_with(
     kms.lifecycle()
         .initialize(config.backend_raw.clone())
         .await?;
+    Ok(kms)
+}
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    report_initial_readiness(&kms, &health_reporter).await;
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-
-    // The TCP listeners share a descriptor budget, so the unix socket (and
-    // the backend, the audit log, key files) always has descriptors left.
+/// The connection limits of the gRPC TCP, admin and metrics listeners.
+/// The TCP listeners share a descriptor budget, so the unix socket (and
+/// the backend, the audit log, key files) always has descriptors left.
+fn connection_limits(config: &Config, admin: bool) -> [usize; 3] {
     let limits = config.listeners;
     let budget = descriptor_budget();
     let wanted = [
         config.listen.tcp.map(|_| limits.max_tcp_connections),
-        admin.as_ref().map(|_| limits.max_admin_connections),
+        admin.then_some(limits.max_admin_connections),
         config
             .metrics_listen
             .map(|_| limits.max_metrics_connections),
@@ -258,133 +352,30 @@ pub async fn start_with(
         );
     }
     let mut fitted = fitted.into_iter();
-    let [tcp_max, admin_max, metrics_max] =
-        wanted.map(|w| w.and_then(|_| fitted.next()).unwrap_or(1));
+    wanted.map(|w| w.and_then(|_| fitted.next()).unwrap_or(1))
+}
 
-    let admin_tls = match &config.admin {
-        Some(admin) => admin
-            .tls
-            .clone()
-            .map(|settings| ReloadableTls::load(settings, ALPN_HTTP))
-            .transpose()?
-            .map(Arc::new),
-        None => None,
-    };
-    let tls = config
-        .listen
-        .tls
-        .clone()
-        .map(|settings| ReloadableTls::load(settings, ALPN_GRPC))
+/// Loads a listener's certificate and key, to be reloaded on change.
+fn load_tls(
+    settings: Option<TlsSettings>,
+    alpn: &[&[u8]],
+) -> Result<Option<Arc<ReloadableTls>>, StartError> {
+    Ok(settings
+        .map(|settings| ReloadableTls::load(settings, alpn))
         .transpose()?
-        .map(Arc::new);
-    let reloadable_tls = tls
-        .iter()
-        .map(|t| ("grpc", Arc::clone(t)))
-        .chain(admin_tls.iter().map(|t| ("admin", Arc::clone(t))))
-        .collect();
-    let reloader = Arc::new(Reloader::new(
-        config.clone(),
-        reload,
-        reloadable_tls,
-        admin.as_ref().map(|(_, auth)| auth.credentials()),
-    ));
-    kms.set_reloader(Arc::clone(&reloader) as Arc<dyn crate::service::Reload>);
-    // Bound before the gRPC listeners serve, so that once kmsd answers
-    // gRPC (what readiness checks probe) the admin API answers too.
-    let admin_addr = match (admin, &config.admin) {
-        (Some((listen, auth)), Some(settings)) => {
-            let (listener, bound) = bind_tcp(listen).await?;
-            let hosts = HostPolicy::new(
-                settings
-                    .hosts
-                    .clone()
-                    .unwrap_or_else(|| default_hosts(bound)),
-                bound.port(),
-            );
-            tracing::info!(hosts = ?hosts.entries(), tls = admin_tls.is_some(), "admin API: requests must be signed for one of these hosts");
-            let router = http::router(
-                kms.clone(),
-                auth.with_hosts(hosts),
-                Peers::new(config.cluster.clone()),
-            );
-            let gate = Gate::new("admin", admin_max, &limits);
-            let tls = admin_tls.as_ref().map(|t| t.server_config());
-            let stop = shutdown_rx.clone();
-            tasks.spawn(async move {
-                listen::serve_http(listener, gate, tls, router, stop)
-                    .await
-                    .map_err(ServeError::Http)
-            });
-            Some(bound)
-        }
-        _ => None,
-    };
-    if let Some(listen) = config.metrics_listen {
-        let (listener, _) = bind_tcp(listen).await?;
-        let gate = Gate::new("metrics", metrics_max, &limits);
-        let router = http::public_router(kms.clone());
-        let stop = shutdown_rx.clone();
-        tasks.spawn(async move {
-            listen::serve_http(listener, gate, None, router, stop)
-                .await
-                .map_err(ServeError::Http)
-        });
-    }
+        .map(Arc::new))
+}
 
-    // The TCP listener before the unix socket: once the unix socket
-    // answers (what the harness and local probes check), every listener does.
-    let tcp_addr = match config.listen.tcp {
-        Some(addr) => {
-            let (listener, bound) = bind_tcp(addr).await?;
-            let routes = grpc::routes(&kms, health_service.clone())?;
-            let stop = wait_for_shutdown(shutdown_rx.clone());
-            let server = server().add_routes(routes);
-            let gate = Gate::new("grpc", tcp_max, &limits);
-            match &tls {
-                Some(tls) => {
-                    let incoming = grpc_incoming(
-                        listener,
-                        gate,
-                        shutdown_rx.clone(),
-                        listen::tls(tls.server_config()),
-                    );
-                    let serve = server.serve_with_incoming_shutdown(incoming, stop);
-                    tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
-                }
-                None => {
-                    tracing::warn!(%bound, "serving gRPC over PLAINTEXT TCP (danger_plaintext_tcp): anyone who can reach this port can use every key");
-                    let incoming = grpc_incoming(listener, gate, shutdown_rx.clone(), plaintext);
-                    let serve = server.serve_with_incoming_shutdown(incoming, stop);
-                    tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
-                }
-            }
-            Some(bound)
-        }
-        None => None,
-    };
-    let unix_path = match &config.listen.unix {
-        Some((path, mode)) => {
-            let listener = bind_unix(path, *mode).map_err(|source| StartError::Listen {
-                address: format!("unix:{}", path.display()),
-                source,
-            })?;
-            let routes = grpc::routes(&kms, health_service.clone())?;
-            let incoming = uds_authority::fix_incoming(unix_incoming(
-                listener,
-                config.listen.unix_allowed.clone(),
-                shutdown_rx.clone(),
-            ));
-            let stop = wait_for_shutdown(shutdown_rx.clone());
-            let serve = server()
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, stop);
-            tasks.spawn(async move { serve.await.map_err(ServeError::Grpc) });
-            Some(path.clone())
-        }
-        None => None,
-    };
+/// The background tasks: reloads (SIGHUP, changed files), readiness, key
+/// counts, the watchdog, credential gauges and the deletion sweep.
+fn spawn_background(
+    kms: &Kms,
+    config: &Config,
+    reloader: Arc<Reloader>,
+    health_reporter: HealthReporter,
+    shutdown_rx: watch::Receiver<bool>,
+) {
     tokio::spawn(reloader.run(kms.clone(), shutdown_rx.clone()));
-
     tokio::spawn(readiness_loop(
         kms.clone(),
         health_reporter,
@@ -403,40 +394,4 @@ pub async fn start_with(
         config.deletion_sweep_interval,
         shutdown_rx,
     ));
-
-    Ok(RunningDaemon {
-        #[cfg(test)]
-        kms,
-        tcp_addr,
-        unix_path,
-        admin_addr,
-        shutdown,
-        tasks,
-    })
-}
-
-/// Binds a TCP listener; returns it with its bound address (port 0 picks
-/// one).
-async fn bind_tcp(listen: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
-    let failed = |source| StartError::Listen {
-        address: listen.to_string(),
-        source,
-    };
-    let listener = TcpListener::bind(listen).await.map_err(failed)?;
-    let bound = listener.local_addr().map_err(failed)?;
-    Ok((listener, bound))
-}
-
-/// The hosts the admin API answers to unless `[admin] hosts` says: the
-/// bound address, `localhost` and the machine's hostname (each with the
-/// listener's port).
-fn default_hosts(bound: SocketAddr) -> Vec<String> {
-    let mut hosts = vec![bound.to_string(), "localhost".to_owned()];
-    let uname = rustix::system::uname();
-    if let Ok(name) = uname.nodename().to_str()
-        && !name.is_empty()
-    {
-        hosts.push(name.to_owned());
-    }
-    hosts
 }

@@ -5,7 +5,10 @@ use tonic::{Request, Response, Status};
 use zeroize::Zeroize;
 
 use super::identity::request_context;
-use crate::{alias::KeyRef, context::EncryptionContext, request::Operation, service::Kms};
+use crate::{
+    alias::KeyRef, backend::GeneratedKey, context::EncryptionContext, request::Operation,
+    service::Kms,
+};
 
 /// The data-plane gRPC service.
 #[derive(Debug, Clone)]
@@ -20,20 +23,32 @@ impl DataPlane {
     }
 }
 
+impl DataPlane {
+    /// GenerateDataKey and GenerateDataKeyWithoutPlaintext take the same
+    /// request and do the same work; only the response differs.
+    async fn generate(
+        &self,
+        request: Request<pb::GenerateDataKeyRequest>,
+        op: Operation,
+    ) -> Result<GeneratedKey, Status> {
+        let cx = request_context(&request);
+        let req = request.into_inner();
+        let key_id = KeyRef::parse_optional(&req.key_id)?;
+        let context = EncryptionContext::new(req.encryption_context)?;
+        Ok(self
+            .kms
+            .generate_data_key(&cx, op, key_id, &context)
+            .await?)
+    }
+}
+
 #[tonic::async_trait]
 impl KeyManagement for DataPlane {
     async fn generate_data_key(
         &self,
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Result<Response<pb::GenerateDataKeyResponse>, Status> {
-        let cx = request_context(&request);
-        let req = request.into_inner();
-        let key_id = KeyRef::parse_optional(&req.key_id)?;
-        let context = EncryptionContext::new(req.encryption_context)?;
-        let generated = self
-            .kms
-            .generate_data_key(&cx, Operation::GenerateDataKey, key_id, &context)
-            .await?;
+        let generated = self.generate(request, Operation::GenerateDataKey).await?;
         Ok(Response::new(pb::GenerateDataKeyResponse {
             plaintext: generated.key.expose_secret().to_vec(),
             ciphertext_blob: generated.sealed.blob,
@@ -46,18 +61,8 @@ impl KeyManagement for DataPlane {
         &self,
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Result<Response<pb::GenerateDataKeyWithoutPlaintextResponse>, Status> {
-        let cx = request_context(&request);
-        let req = request.into_inner();
-        let key_id = KeyRef::parse_optional(&req.key_id)?;
-        let context = EncryptionContext::new(req.encryption_context)?;
         let generated = self
-            .kms
-            .generate_data_key(
-                &cx,
-                Operation::GenerateDataKeyWithoutPlaintext,
-                key_id,
-                &context,
-            )
+            .generate(request, Operation::GenerateDataKeyWithoutPlaintext)
             .await?;
         Ok(Response::new(pb::GenerateDataKeyWithoutPlaintextResponse {
             ciphertext_blob: generated.sealed.blob,

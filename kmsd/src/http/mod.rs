@@ -22,6 +22,7 @@
 
 pub mod auth;
 mod error;
+pub(crate) mod key_view;
 mod routes_backup;
 mod routes_keys;
 mod routes_lifecycle;

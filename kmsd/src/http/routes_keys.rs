@@ -19,6 +19,7 @@ use super::{
     admin_path,
     auth::Caller,
     error::{ApiError, json_response, parse_body, parse_query},
+    key_view::{KEY_USAGE, KeyView},
 };
 use crate::{
     alias::KeyRef,
@@ -54,59 +55,10 @@ pub(super) fn routes() -> Router<Kms> {
         )
 }
 
-/// The one kind of key kmsd makes.
-const KEY_USAGE: &str = "EncryptDecrypt";
-
-#[derive(Debug, Serialize)]
-struct VersionJson {
-    version: u32,
-    creation_date: String,
-}
-
-/// A key's metadata, in the RustFS `key_metadata` shape plus kmsd's
-/// versions and backend.
-#[derive(Debug, Serialize)]
-struct KeyMetadataJson {
-    key_id: String,
-    key_state: &'static str,
-    key_usage: &'static str,
-    description: String,
-    creation_date: String,
-    deletion_date: Option<String>,
-    current_version: u32,
-    versions: Vec<VersionJson>,
-    backend: &'static str,
-    tags: BTreeMap<String, String>,
-}
-
-impl From<KeyMetadata> for KeyMetadataJson {
-    fn from(m: KeyMetadata) -> Self {
-        Self {
-            key_id: m.key_id.to_string(),
-            key_state: m.state.as_str(),
-            key_usage: KEY_USAGE,
-            description: m.description,
-            creation_date: rfc3339(m.created_at),
-            deletion_date: m.deletion_date.map(rfc3339),
-            current_version: m.current_version,
-            versions: m
-                .versions
-                .into_iter()
-                .map(|v| VersionJson {
-                    version: v.version,
-                    creation_date: rfc3339(v.created_at),
-                })
-                .collect(),
-            backend: m.backend.as_str(),
-            tags: m.tags,
-        }
-    }
-}
-
 #[derive(Debug, Serialize)]
 struct KeyJson {
     key_id: String,
-    key_metadata: KeyMetadataJson,
+    key_metadata: KeyView,
 }
 
 pub(super) fn key_response(status: StatusCode, meta: KeyMetadata) -> Response {
@@ -170,7 +122,7 @@ struct ListQuery {
 
 #[derive(Debug, Serialize)]
 struct ListJson {
-    keys: Vec<KeyMetadataJson>,
+    keys: Vec<KeyView>,
     truncated: bool,
     next_marker: Option<String>,
 }
@@ -205,7 +157,7 @@ async fn list_keys(
 
 #[derive(Debug, Serialize)]
 struct DescribeJson {
-    key_metadata: KeyMetadataJson,
+    key_metadata: KeyView,
 }
 
 async fn describe(kms: &Kms, cx: &RequestContext, key_id: &str) -> Result<Response, ApiError> {
@@ -313,7 +265,7 @@ struct DeleteRequest {
 struct DeletionJson {
     key_id: String,
     deletion_date: Option<String>,
-    key_metadata: KeyMetadataJson,
+    key_metadata: KeyView,
 }
 
 /// The request from the body or else the query; giving both is an error

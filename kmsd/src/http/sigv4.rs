@@ -44,9 +44,13 @@ pub use self::canonical::{canonical_request, signing_key, string_to_sign};
 use crate::crypto;
 
 mod canonical;
+mod error;
 mod scope;
 
-pub use self::scope::{Credentials, HostPolicy, Policy};
+pub use self::{
+    error::AuthError,
+    scope::{Credentials, HostPolicy, Policy},
+};
 
 /// The only algorithm accepted.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -54,137 +58,6 @@ pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 pub const SERVICE: &str = "s3";
 /// How far the request time may be from the server clock, either way.
 pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
-
-/// Why a request was not authenticated. Every variant is a 403.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    /// No Authorization header.
-    #[error("the request is not signed: send an AWS Signature Version 4 Authorization header")]
-    Missing,
-    /// Query-string authentication.
-    #[error(
-        "presigned (query-string) authentication is not supported; sign with the Authorization header"
-    )]
-    Presigned,
-    /// Temporary credentials.
-    #[error(
-        "temporary credentials (x-amz-security-token) are not supported; sign with an admin access key"
-    )]
-    SessionToken,
-    /// Another scheme than AWS4-HMAC-SHA256.
-    #[error("unsupported authorization scheme: only {ALGORITHM} is accepted")]
-    Algorithm,
-    /// The Authorization header does not parse.
-    #[error("malformed Authorization header: {0}")]
-    Malformed(&'static str),
-    /// The credential scope is not one kmsd accepts.
-    #[error("invalid credential scope: {0}")]
-    Scope(String),
-    /// `x-amz-date` is missing or malformed.
-    #[error("x-amz-date {0}")]
-    Date(&'static str),
-    /// The request is too old or too far in the future.
-    #[error(
-        "the request time {request} differs from the server time {server} by more than 15 minutes"
-    )]
-    Skewed {
-        /// The request's x-amz-date.
-        request: String,
-        /// The server's clock, in the same form.
-        server: String,
-    },
-    /// The access key id is not configured. Answered exactly like
-    /// [`AuthError::SignatureMismatch`]; the difference is only logged.
-    #[error("the access key id {0:?} is not known to this kmsd")]
-    UnknownAccessKey(String),
-    /// The request was signed for a host this kmsd does not answer to.
-    #[error(
-        "the request was signed for host {0:?}, which this kmsd does not answer to (see [admin] hosts)"
-    )]
-    Host(String),
-    /// The signature was already used (a replay, or an identical request
-    /// sent twice within one second).
-    #[error(
-        "this signature was already used: sign every request anew (an identical request sent within the same second has the same signature)"
-    )]
-    Replayed,
-    /// The request was signed before this kmsd started, so the replay
-    /// cache, which lives in memory, cannot vouch for it.
-    #[error(
-        "the request was signed before this kmsd started; sign it again (check the client's clock)"
-    )]
-    BeforeStart,
-    /// The replay cache is full of unexpired signatures.
-    #[error("too many admin requests in the last 15 minutes; retry later")]
-    ReplayCacheFull,
-    /// A header listed in SignedHeaders is not in the request.
-    #[error("header {0} is listed in SignedHeaders but missing from the request")]
-    MissingSignedHeader(String),
-    /// A header that must be signed is not.
-    #[error("header {0} is present but not signed")]
-    UnsignedHeader(String),
-    /// `UNSIGNED-PAYLOAD` or a streaming payload.
-    #[error(
-        "unsigned and streaming payloads are not accepted: set x-amz-content-sha256 to the SHA-256 of the body"
-    )]
-    UnsignedPayload,
-    /// `x-amz-content-sha256` is not a hex SHA-256.
-    #[error("x-amz-content-sha256 is not a hex SHA-256")]
-    MalformedContentSha256,
-    /// The body does not hash to the signed payload hash.
-    #[error("the body does not match the signed x-amz-content-sha256")]
-    ContentSha256Mismatch,
-    /// The signature is wrong.
-    #[error(
-        "the signature does not match: check the access key, the secret key, the region and how the request was signed"
-    )]
-    SignatureMismatch,
-}
-
-impl AuthError {
-    /// The S3 error code of the refusal.
-    pub fn s3_code(&self) -> &'static str {
-        match self {
-            AuthError::Missing
-            | AuthError::Presigned
-            | AuthError::SessionToken
-            | AuthError::Date(_)
-            | AuthError::MissingSignedHeader(_)
-            | AuthError::UnsignedHeader(_)
-            | AuthError::UnsignedPayload => "AccessDenied",
-            AuthError::Algorithm | AuthError::Malformed(_) | AuthError::Scope(_) => {
-                "AuthorizationHeaderMalformed"
-            }
-            AuthError::Skewed { .. } | AuthError::BeforeStart => "RequestTimeTooSkewed",
-            AuthError::MalformedContentSha256 | AuthError::ContentSha256Mismatch => {
-                "XAmzContentSHA256Mismatch"
-            }
-            AuthError::UnknownAccessKey(_) | AuthError::SignatureMismatch => {
-                "SignatureDoesNotMatch"
-            }
-            AuthError::Host(_) | AuthError::Replayed => "AccessDenied",
-            AuthError::ReplayCacheFull => "SlowDown",
-        }
-    }
-
-    /// The HTTP status of the refusal: 403, but 503 for a full replay
-    /// cache (nothing is wrong with the request itself).
-    pub fn http_status(&self) -> http::StatusCode {
-        match self {
-            AuthError::ReplayCacheFull => http::StatusCode::SERVICE_UNAVAILABLE,
-            _ => http::StatusCode::FORBIDDEN,
-        }
-    }
-
-    /// The message the caller sees: an unknown access key reads exactly
-    /// like a wrong signature.
-    pub fn public_message(&self) -> String {
-        match self {
-            AuthError::UnknownAccessKey(_) => AuthError::SignatureMismatch.to_string(),
-            other => other.to_string(),
-        }
-    }
-}
 
 /// The parsed `Authorization` header.
 #[derive(Debug, PartialEq, Eq)]
@@ -341,63 +214,11 @@ pub fn verify(
     policy: &Policy,
     now: OffsetDateTime,
 ) -> Result<Verified, AuthError> {
-    let presigned = parts.uri.query().is_some_and(|q| {
-        q.split('&').any(|pair| {
-            let name = pair.split('=').next().unwrap_or(pair);
-            name.eq_ignore_ascii_case("X-Amz-Signature")
-                || name.eq_ignore_ascii_case("X-Amz-Credential")
-        })
-    });
-    if presigned {
-        return Err(AuthError::Presigned);
-    }
-    if parts.headers.contains_key("x-amz-security-token") {
-        return Err(AuthError::SessionToken);
-    }
+    refuse_unsupported(parts)?;
     let header = single_header(&parts.headers, "authorization")?.ok_or(AuthError::Missing)?;
     let auth = parse_authorization(header)?;
-
-    if auth.service != policy.service {
-        return Err(AuthError::Scope(format!(
-            "service {:?}; kmsd accepts {:?}",
-            printable(auth.service),
-            policy.service
-        )));
-    }
-    if let Some(region) = &policy.region
-        && auth.region != region
-    {
-        return Err(AuthError::Scope(format!(
-            "region {:?}; this kmsd accepts {region:?}",
-            printable(auth.region)
-        )));
-    }
-    for required in ["host", "x-amz-date"] {
-        if !auth.signed_headers.contains(&required) {
-            return Err(AuthError::UnsignedHeader(required.to_owned()));
-        }
-    }
-    for name in parts.headers.keys() {
-        if name.as_str().starts_with("x-amz-") && !auth.signed_headers.contains(&name.as_str()) {
-            return Err(AuthError::UnsignedHeader(name.as_str().to_owned()));
-        }
-    }
-
-    let amz_date = single_header(&parts.headers, "x-amz-date")?
-        .ok_or(AuthError::MissingSignedHeader("x-amz-date".into()))?;
-    let time = parse_amz_date(amz_date).ok_or(AuthError::Date("is not YYYYMMDDTHHMMSSZ"))?;
-    if !amz_date.starts_with(auth.date) {
-        return Err(AuthError::Date(
-            "and the credential scope name different days",
-        ));
-    }
-    if (now - time).unsigned_abs() > policy.max_skew {
-        return Err(AuthError::Skewed {
-            request: amz_date.to_owned(),
-            server: format_amz_date(now),
-        });
-    }
-
+    check_scope(parts, &auth, policy)?;
+    let (amz_date, time) = check_date(parts, &auth, policy, now)?;
     if let Some(hosts) = &policy.hosts {
         let host = signed_host(parts).unwrap_or_default();
         if !hosts.allows(&host) {
@@ -414,15 +235,7 @@ pub fn verify(
     };
 
     let body_hash = hex::encode(crypto::sha256(body));
-    let payload_hash = match single_header(&parts.headers, "x-amz-content-sha256")? {
-        Some(v) if v == "UNSIGNED-PAYLOAD" || v.starts_with("STREAMING-") => {
-            return Err(AuthError::UnsignedPayload);
-        }
-        Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => v.to_owned(),
-        Some(_) => return Err(AuthError::MalformedContentSha256),
-        None => body_hash.clone(),
-    };
-
+    let payload_hash = payload_hash(parts, &body_hash)?;
     let canonical = canonical_request(parts, &auth.signed_headers, &payload_hash)?;
     let scope = format!(
         "{}/{}/{}/aws4_request",
@@ -452,6 +265,94 @@ pub fn verify(
         signature: auth.signature,
         signed_at: time,
     })
+}
+
+/// Refuses what kmsd does not take: presigned URLs and session tokens.
+fn refuse_unsupported(parts: &Parts) -> Result<(), AuthError> {
+    let presigned = parts.uri.query().is_some_and(|q| {
+        q.split('&').any(|pair| {
+            let name = pair.split('=').next().unwrap_or(pair);
+            name.eq_ignore_ascii_case("X-Amz-Signature")
+                || name.eq_ignore_ascii_case("X-Amz-Credential")
+        })
+    });
+    if presigned {
+        return Err(AuthError::Presigned);
+    }
+    if parts.headers.contains_key("x-amz-security-token") {
+        return Err(AuthError::SessionToken);
+    }
+    Ok(())
+}
+
+/// Checks the credential scope's service and region, and that `host`,
+/// `x-amz-date` and every `x-amz-*` header present are signed.
+fn check_scope(parts: &Parts, auth: &Authorization<'_>, policy: &Policy) -> Result<(), AuthError> {
+    if auth.service != policy.service {
+        return Err(AuthError::Scope(format!(
+            "service {:?}; kmsd accepts {:?}",
+            printable(auth.service),
+            policy.service
+        )));
+    }
+    if let Some(region) = &policy.region
+        && auth.region != region
+    {
+        return Err(AuthError::Scope(format!(
+            "region {:?}; this kmsd accepts {region:?}",
+            printable(auth.region)
+        )));
+    }
+    for required in ["host", "x-amz-date"] {
+        if !auth.signed_headers.contains(&required) {
+            return Err(AuthError::UnsignedHeader(required.to_owned()));
+        }
+    }
+    for name in parts.headers.keys() {
+        if name.as_str().starts_with("x-amz-") && !auth.signed_headers.contains(&name.as_str()) {
+            return Err(AuthError::UnsignedHeader(name.as_str().to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// The request's `x-amz-date` and the time it names, which must be the
+/// credential scope's day and within the allowed skew of `now`.
+fn check_date<'p>(
+    parts: &'p Parts,
+    auth: &Authorization<'_>,
+    policy: &Policy,
+    now: OffsetDateTime,
+) -> Result<(&'p str, OffsetDateTime), AuthError> {
+    let amz_date = single_header(&parts.headers, "x-amz-date")?
+        .ok_or(AuthError::MissingSignedHeader("x-amz-date".into()))?;
+    let time = parse_amz_date(amz_date).ok_or(AuthError::Date("is not YYYYMMDDTHHMMSSZ"))?;
+    if !amz_date.starts_with(auth.date) {
+        return Err(AuthError::Date(
+            "and the credential scope name different days",
+        ));
+    }
+    if (now - time).unsigned_abs() > policy.max_skew {
+        return Err(AuthError::Skewed {
+            request: amz_date.to_owned(),
+            server: format_amz_date(now),
+        });
+    }
+    Ok((amz_date, time))
+}
+
+/// The payload hash the signature covers: `x-amz-content-sha256`, or the
+/// body's own hash when the header is absent. Unsigned and streaming
+/// payloads are refused.
+fn payload_hash(parts: &Parts, body_hash: &str) -> Result<String, AuthError> {
+    match single_header(&parts.headers, "x-amz-content-sha256")? {
+        Some(v) if v == "UNSIGNED-PAYLOAD" || v.starts_with("STREAMING-") => {
+            Err(AuthError::UnsignedPayload)
+        }
+        Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(v.to_owned()),
+        Some(_) => Err(AuthError::MalformedContentSha256),
+        None => Ok(body_hash.to_owned()),
+    }
 }
 
 /// The host a request was signed for: its `Host` header, or the

@@ -89,7 +89,7 @@ impl Kms {
         op: Operation,
         active: &Active,
         key: Option<KeyRef>,
-        audit: &mut Audit<'_>,
+        audit: &mut Audit,
     ) -> Result<KeyId, KmsError> {
         let (key_id, alias) = match key {
             Some(KeyRef::Alias(alias)) => {
@@ -122,7 +122,7 @@ impl Kms {
         op: Operation,
         runtime: &Runtime,
         expected: Option<&KeyRef>,
-        audit: &mut Audit<'_>,
+        audit: &mut Audit,
     ) -> Result<Option<KeyId>, KmsError> {
         match expected {
             None => Ok(None),
@@ -145,7 +145,7 @@ impl Kms {
         active: &Active,
         destination: Option<KeyRef>,
         parsed: &ParsedBlob<'_>,
-        audit: &mut Audit<'_>,
+        audit: &mut Audit,
     ) -> Result<KeyId, KmsError> {
         let (key_id, alias) = match destination {
             Some(KeyRef::Alias(alias)) => {

@@ -26,7 +26,91 @@ pub struct ReEncrypted {
     pub sealed: Sealed,
 }
 
+/// What GenerateDataKey and Encrypt return: a result with a blob sealed
+/// under a key version, which the audit line records.
+trait HasSealed {
+    fn sealed(&self) -> &Sealed;
+}
+
+impl HasSealed for GeneratedKey {
+    fn sealed(&self) -> &Sealed {
+        &self.sealed
+    }
+}
+
+impl HasSealed for Sealed {
+    fn sealed(&self) -> &Sealed {
+        self
+    }
+}
+
 impl Kms {
+    /// Runs a data-plane operation: admission, then `body` (which resolves
+    /// and authorises the key, calls the backend and fills in the audit line
+    /// as it learns), then the audit line, with `context`, and metrics.
+    async fn on_data<T>(
+        &self,
+        cx: &RequestContext,
+        op: Operation,
+        context: &EncryptionContext,
+        body: impl AsyncFnOnce(&mut Audit) -> Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
+        let started = Instant::now();
+        let mut audit = Audit::default();
+        let result = async {
+            let _admission = self.admit()?;
+            body(&mut audit).await
+        }
+        .await;
+        self.finish_in_context(cx, op, started, &audit, Some(context), result)
+            .await
+    }
+
+    /// The sealing half of GenerateDataKey and Encrypt: resolves and
+    /// authorises the key, runs `call` against the active backend and
+    /// records the version and intermediate key that sealed the result.
+    async fn seal_with<T>(
+        &self,
+        cx: &RequestContext,
+        op: Operation,
+        key_id: Option<KeyRef>,
+        audit: &mut Audit,
+        backend_operation: &'static str,
+        call: impl AsyncFnOnce(&Active, &KeyId) -> Result<T, KmsError>,
+    ) -> Result<T, KmsError>
+    where
+        T: HasSealed,
+    {
+        let active = self.active()?;
+        let key_id = self.resolve_ref(cx, op, &active, key_id, audit).await?;
+        let result = self
+            .backend_call(&active, backend_operation, call(&active, &key_id))
+            .await?;
+        let sealed = result.sealed();
+        audit.key_version = Some(sealed.key_version);
+        audit.intermediate_key = blob::sealed_intermediate_key_id(&sealed.blob);
+        Ok(result)
+    }
+
+    /// Takes the running view, resolves the key a request expects (if it
+    /// names one), then parses the blob and checks it against that key and
+    /// the caller's policy: the start of Decrypt and ReEncrypt.
+    async fn running_parsed<'b>(
+        &self,
+        cx: &RequestContext,
+        op: Operation,
+        blob: &'b [u8],
+        expected_key_id: Option<&KeyRef>,
+        audit: &mut Audit,
+    ) -> Result<(Arc<Runtime>, ParsedBlob<'b>), KmsError> {
+        let runtime = self.inner.lifecycle.running()?;
+        let expected = self
+            .resolve_expected(cx, op, &runtime, expected_key_id, audit)
+            .await?;
+        let parsed = self.parse_for(cx, op, blob, expected.as_ref(), audit)?;
+        Ok((runtime, parsed))
+    }
+
     /// GenerateDataKey, and GenerateDataKeyWithoutPlaintext (`op`), which
     /// is the same work with the plaintext dropped by the caller.
     pub async fn generate_data_key(
@@ -36,30 +120,18 @@ impl Kms {
         key_id: Option<KeyRef>,
         context: &EncryptionContext,
     ) -> Result<GeneratedKey, KmsError> {
-        let started = Instant::now();
-        let mut audit = Audit {
-            context: Some(context),
-            ..Audit::default()
-        };
-        let result = async {
-            let _admission = self.admit()?;
-            let active = self.active()?;
-            let key_id = self
-                .resolve_ref(cx, op, &active, key_id, &mut audit)
-                .await?;
-            let generated = self
-                .backend_call(
-                    &active,
-                    "generate_data_key",
-                    active.backend.generate_data_key(&key_id, context),
-                )
-                .await?;
-            audit.key_version = Some(generated.sealed.key_version);
-            audit.intermediate_key = blob::sealed_intermediate_key_id(&generated.sealed.blob);
-            Ok(generated)
-        }
-        .await;
-        self.finish(cx, op, started, &audit, result).await
+        self.on_data(cx, op, context, async |audit| {
+            self.seal_with(
+                cx,
+                op,
+                key_id,
+                audit,
+                "generate_data_key",
+                async |active, key_id| active.backend.generate_data_key(key_id, context).await,
+            )
+            .await
+        })
+        .await
     }
 
     /// Encrypt.
@@ -70,37 +142,25 @@ impl Kms {
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<Sealed, KmsError> {
-        let started = Instant::now();
-        let mut audit = Audit {
-            context: Some(context),
-            ..Audit::default()
-        };
-        let result = async {
-            let _admission = self.admit()?;
+        let op = Operation::Encrypt;
+        self.on_data(cx, op, context, async |audit| {
             if plaintext.len() > MAX_PLAINTEXT_LEN {
                 return Err(KmsError::InvalidArgument(format!(
                     "plaintext is {} bytes; Encrypt takes at most {MAX_PLAINTEXT_LEN} (use GenerateDataKey for bulk data)",
                     plaintext.len()
                 )));
             }
-            let active = self.active()?;
-            let key_id = self
-                .resolve_ref(cx, Operation::Encrypt, &active, key_id, &mut audit)
-                .await?;
-            let sealed = self
-                .backend_call(
-                    &active,
-                    "encrypt",
-                    active.backend.encrypt(&key_id, plaintext, context),
-                )
-                .await?;
-            audit.key_version = Some(sealed.key_version);
-            audit.intermediate_key = blob::sealed_intermediate_key_id(&sealed.blob);
-            Ok(sealed)
-        }
-        .await;
-        self.finish(cx, Operation::Encrypt, started, &audit, result)
+            self.seal_with(
+                cx,
+                op,
+                key_id,
+                audit,
+                "encrypt",
+                async |active, key_id| active.backend.encrypt(key_id, plaintext, context).await,
+            )
             .await
+        })
+        .await
     }
 
     /// Decrypt.
@@ -111,31 +171,15 @@ impl Kms {
         context: &EncryptionContext,
         expected_key_id: Option<&KeyRef>,
     ) -> Result<Opened, KmsError> {
-        let started = Instant::now();
-        let mut audit = Audit {
-            context: Some(context),
-            ..Audit::default()
-        };
-        let result = async {
-            let _admission = self.admit()?;
-            let runtime = self.inner.lifecycle.running()?;
-            let expected = self
-                .resolve_expected(
-                    cx,
-                    Operation::Decrypt,
-                    &runtime,
-                    expected_key_id,
-                    &mut audit,
-                )
+        let op = Operation::Decrypt;
+        self.on_data(cx, op, context, async |audit| {
+            let (runtime, parsed) = self
+                .running_parsed(cx, op, blob, expected_key_id, audit)
                 .await?;
-            let parsed =
-                self.parse_for(cx, Operation::Decrypt, blob, expected.as_ref(), &mut audit)?;
             self.open(&runtime, &parsed, blob, context, &mut audit.offline)
                 .await
-        }
-        .await;
-        self.finish(cx, Operation::Decrypt, started, &audit, result)
-            .await
+        })
+        .await
     }
 
     /// ReEncrypt: open, then seal under the destination key (the blob's own
@@ -150,35 +194,16 @@ impl Kms {
         destination_key_id: Option<KeyRef>,
         destination_context: Option<&EncryptionContext>,
     ) -> Result<ReEncrypted, KmsError> {
-        let started = Instant::now();
-        let mut audit = Audit {
-            context: Some(source_context),
-            ..Audit::default()
-        };
-        let result = async {
-            let _admission = self.admit()?;
-            let runtime = self.inner.lifecycle.running()?;
+        let op = Operation::ReEncrypt;
+        self.on_data(cx, op, source_context, async |audit| {
+            let (runtime, parsed) = self
+                .running_parsed(cx, op, blob, expected_source_key_id, audit)
+                .await?;
             let Some(active) = runtime.active.clone() else {
                 return Err(KmsError::NotRunning(runtime.state.as_str()));
             };
-            let expected = self
-                .resolve_expected(
-                    cx,
-                    Operation::ReEncrypt,
-                    &runtime,
-                    expected_source_key_id,
-                    &mut audit,
-                )
-                .await?;
-            let parsed = self.parse_for(
-                cx,
-                Operation::ReEncrypt,
-                blob,
-                expected.as_ref(),
-                &mut audit,
-            )?;
             let destination = self
-                .resolve_destination(cx, &active, destination_key_id, &parsed, &mut audit)
+                .resolve_destination(cx, &active, destination_key_id, &parsed, audit)
                 .await?;
             let opened = self
                 .open(&runtime, &parsed, blob, source_context, &mut audit.offline)
@@ -199,10 +224,8 @@ impl Kms {
                 source_key_version: opened.key_version,
                 sealed,
             })
-        }
-        .await;
-        self.finish(cx, Operation::ReEncrypt, started, &audit, result)
-            .await
+        })
+        .await
     }
 
     /// Parses a blob, checks the expected key and the caller's policy for
@@ -213,7 +236,7 @@ impl Kms {
         op: Operation,
         blob: &'b [u8],
         expected_key_id: Option<&KeyId>,
-        audit: &mut Audit<'_>,
+        audit: &mut Audit,
     ) -> Result<ParsedBlob<'b>, KmsError> {
         let parsed = blob::parse(blob)?;
         audit.key_id = Some(parsed.header.key_id.clone());

@@ -21,15 +21,17 @@ use crate::{
 };
 
 /// What the audit line of a request names, filled in as it is learned.
+/// (The encryption context is passed to [`Kms::finish_in_context`] apart:
+/// without a borrowed field this type can be handed to the async closures
+/// of `data.rs`, which the `Send` check of the handlers needs.)
 #[derive(Debug, Default)]
-pub(super) struct Audit<'a> {
+pub(super) struct Audit {
     pub(super) key_id: Option<KeyId>,
     pub(super) key_version: Option<u32>,
     pub(super) destination_key_id: Option<KeyId>,
     pub(super) intermediate_key: Option<String>,
     pub(super) destination_intermediate_key: Option<String>,
     pub(super) alias: Option<crate::alias::AliasName>,
-    pub(super) context: Option<&'a EncryptionContext>,
     pub(super) offline: bool,
 }
 
@@ -112,7 +114,23 @@ impl Kms {
         cx: &RequestContext,
         op: Operation,
         started: Instant,
-        audit: &Audit<'_>,
+        audit: &Audit,
+        result: Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
+        self.finish_in_context(cx, op, started, audit, None, result)
+            .await
+    }
+
+    /// [`Self::finish`] of a request bound to an encryption context, which
+    /// the audit line records (its digest, and the entries with
+    /// `include_context`).
+    pub(super) async fn finish_in_context<T>(
+        &self,
+        cx: &RequestContext,
+        op: Operation,
+        started: Instant,
+        audit: &Audit,
+        context: Option<&EncryptionContext>,
         mut result: Result<T, KmsError>,
     ) -> Result<T, KmsError> {
         let log = &self.inner.audit;
@@ -122,7 +140,14 @@ impl Kms {
                 None => cx.caller.to_string(),
             };
             let written = self
-                .write_line(caller, op.as_str(), started, audit, result.as_ref().err())
+                .write_line(
+                    caller,
+                    op.as_str(),
+                    started,
+                    audit,
+                    context,
+                    result.as_ref().err(),
+                )
                 .await;
             if let Err(e) = written
                 && result.is_ok()
@@ -145,13 +170,13 @@ impl Kms {
         &self,
         operation: &'static str,
         started: Instant,
-        audit: &Audit<'_>,
+        audit: &Audit,
         error: Option<&KmsError>,
     ) {
         if self.inner.audit.is_enabled() {
             let caller = crate::request::Identity::Internal.to_string();
             let _ = self
-                .write_line(caller, operation, started, audit, error)
+                .write_line(caller, operation, started, audit, None, error)
                 .await;
         }
     }
@@ -161,7 +186,8 @@ impl Kms {
         caller: String,
         operation: &'static str,
         started: Instant,
-        audit: &Audit<'_>,
+        audit: &Audit,
+        context: Option<&EncryptionContext>,
         error: Option<&KmsError>,
     ) -> Result<(), WriteFailed> {
         let log = &self.inner.audit;
@@ -182,9 +208,8 @@ impl Kms {
             intermediate_key: audit.intermediate_key.as_deref(),
             destination_intermediate_key: audit.destination_intermediate_key.as_deref(),
             alias: audit.alias.as_ref().map(ToString::to_string),
-            context_sha256: audit.context.map(EncryptionContext::digest_hex),
-            context: audit
-                .context
+            context_sha256: context.map(EncryptionContext::digest_hex),
+            context: context
                 .filter(|_| log.include_context())
                 .map(EncryptionContext::entries),
             outcome: if error.is_none() { "ok" } else { "error" },

@@ -8,13 +8,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant, SystemTime},
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use kmsd_tests::{
-    Kmsd, KmsdOptions, binary, ctx, free_port, private_dir,
+    ChildGuard, Kmsd, KmsdOptions, binary, ctx, free_port, private_dir,
     rest::{AdminClient, Reply, run_awscurl, with_admin},
 };
 
@@ -135,16 +135,6 @@ async fn the_seed_awscurl_commands_work_unchanged() {
     assert!(stdout.contains("SignatureDoesNotMatch"), "{stdout}");
 }
 
-/// Kills a process started outside the harness when the test ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn dev_mode_prints_credentials_the_seed_commands_accept() {
     let dir = private_dir();
@@ -161,7 +151,7 @@ async fn dev_mode_prints_credentials_the_seed_commands_accept() {
         .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
         .spawn()
         .unwrap();
-    let _guard = Guard(child);
+    let _guard = ChildGuard(child);
     let admin = AdminClient::new(admin_port, "admin", "admin");
     let deadline = Instant::now() + Duration::from_secs(20);
     let printed = loop {

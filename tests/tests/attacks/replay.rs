@@ -4,14 +4,14 @@
 //! identical GETs within a second are not replays).
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant, SystemTime},
 };
 
 use bytes::Bytes;
 use http_body_util::Full;
 use kmsd_tests::{
-    Kmsd, KmsdOptions, binary, free_port,
+    ChildGuard, Kmsd, KmsdOptions, binary, free_port,
     pki::Ca,
     private_dir,
     rest::{AdminClient, awscurl, run_awscurl, with_admin},
@@ -78,16 +78,6 @@ async fn a_captured_request_is_accepted_once_and_only_here() {
     assert_eq!(admin.send(ok).await.status, 200);
 }
 
-/// Kills a process started outside the harness when the test ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `kmsd serve --dev`, and the seed's quick-start command exactly (but for
 /// the port), several times in a row: awscurl re-signs every call, and
 /// identical status polls within one second are not refused as replays.
@@ -106,7 +96,7 @@ async fn the_seed_awscurl_quick_start_works_against_dev_mode() {
         .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
         .spawn()
         .unwrap();
-    let _guard = Guard(child);
+    let _guard = ChildGuard(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::fs::read_to_string(&stdout)
         .unwrap_or_default()

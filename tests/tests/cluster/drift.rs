@@ -17,11 +17,9 @@ impl Sidecar {
     }
 
     async fn fingerprint_metric(&self) -> String {
-        let http = AdminClient::new(self.metrics_port, "", "");
-        let reply = http.send(http.unsigned("GET", "/metrics", "")).await;
-        assert_eq!(reply.status, 200);
-        kmsd::cluster::fingerprint_from_metrics(&reply.text)
-            .unwrap_or_else(|| panic!("no kmsd_config_info:\n{}", reply.text))
+        let text = kmsd_tests::metrics::scrape(self.metrics_port).await;
+        kmsd::cluster::fingerprint_from_metrics(&text)
+            .unwrap_or_else(|| panic!("no kmsd_config_info:\n{text}"))
             .to_owned()
     }
 

@@ -198,11 +198,7 @@ async fn kmsd_on_all_three_nodes_rides_out_kill_freeze_and_seal() {
         })
         .await;
     wait_all_up(&client, &cluster, &kmsd).await;
-    let metrics = AdminClient::new(metrics_port, "", "");
-    let text = metrics
-        .send(metrics.unsigned("GET", "/metrics", ""))
-        .await
-        .text;
+    let text = kmsd_tests::metrics::scrape(metrics_port).await;
     for address in cluster.addresses() {
         assert!(
             text.contains(&format!("kmsd_vault_node_up{{address=\"{address}\"}} 1")),

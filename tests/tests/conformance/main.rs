@@ -4,6 +4,7 @@
 // Test code: a failed unwrap is a failed test, with its context.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod aliases;
 mod data_plane;
 mod key_admin;
 mod lifecycle;
@@ -163,10 +164,10 @@ macro_rules! admin_tests_for {
 mod with_admin_api {
     admin_tests_for!(local, crate::Backend::Local,
         metadata_updates => crate::lifecycle::metadata_updates,
-        aliases_move_new_writes => crate::lifecycle::aliases_move_new_writes);
+        aliases_move_new_writes => crate::aliases::aliases_move_new_writes);
     admin_tests_for!(vault, crate::Backend::Vault,
         metadata_updates => crate::lifecycle::metadata_updates,
-        aliases_move_new_writes => crate::lifecycle::aliases_move_new_writes);
+        aliases_move_new_writes => crate::aliases::aliases_move_new_writes);
 }
 
 macro_rules! suite {

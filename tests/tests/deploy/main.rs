@@ -126,6 +126,7 @@ fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
 
 // === systemd ===
 
+mod backup;
 mod container;
 mod kubernetes;
 mod prometheus;

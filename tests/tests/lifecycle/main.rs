@@ -84,7 +84,13 @@ async fn status(client: &KmsClient) -> proto::StatusResponse {
 /// A kmsd started unconfigured, then configured through the admin API with
 /// a local backend in `keys-a` and started.
 async fn running_on_keys_a() -> (Kmsd, KmsClient) {
-    let kmsd = Kmsd::start(not_configured()).await;
+    running_on_keys_a_with(not_configured()).await
+}
+
+/// As [`running_on_keys_a`], started with `options` (which configure no
+/// backend): the prelude of every swap test.
+async fn running_on_keys_a_with(options: KmsdOptions) -> (Kmsd, KmsClient) {
+    let kmsd = Kmsd::start(options).await;
     let client = kmsd.client().await;
     configure(&client, &local_json(&kmsd, "keys-a"))
         .await
@@ -420,12 +426,7 @@ async fn swap_under_load(kmsd: &Kmsd, targets: &[String], pause: Duration) -> Ve
 /// and Decrypt: not one request may fail, and every blob opens at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swapping_backends_under_load_fails_no_request() {
-    let kmsd = Kmsd::start(not_configured()).await;
-    let admin = kmsd.client().await;
-    configure(&admin, &local_json(&kmsd, "keys-a"))
-        .await
-        .unwrap();
-    start(&admin).await.unwrap();
+    let (kmsd, _admin) = running_on_keys_a().await;
     let targets = ["keys-b", "keys-a", "keys-b", "keys-a", "keys-b"].map(|d| local_json(&kmsd, d));
     let blobs = swap_under_load(&kmsd, &targets, Duration::from_millis(150)).await;
     assert!(

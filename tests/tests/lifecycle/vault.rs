@@ -83,12 +83,7 @@ async fn an_inline_vault_token_is_persisted_only_sealed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swapping_between_local_and_vault_under_load_fails_no_request() {
     let openbao = kmsd_openbao_testkit::OpenBao::dev().await;
-    let kmsd = Kmsd::start(sealed_state()).await;
-    let admin = kmsd.client().await;
-    configure(&admin, &local_json(&kmsd, "keys-a"))
-        .await
-        .unwrap();
-    start(&admin).await.unwrap();
+    let (kmsd, _admin) = running_on_keys_a_with(sealed_state()).await;
     let (vault, local) = (vault_json(&openbao), local_json(&kmsd, "keys-a"));
     let targets = [vault.clone(), local.clone(), vault, local];
     let blobs = swap_under_load(&kmsd, &targets, Duration::from_millis(300)).await;

@@ -36,16 +36,16 @@ async fn the_cli_manages_keys_on_a_running_kmsd() {
         "team=storage",
     ]);
     assert_eq!(created["key_id"], "cli-key");
-    assert_eq!(created["state"], "Enabled");
+    assert_eq!(created["key_state"], "Enabled");
     assert_eq!(created["tags"]["team"], "storage");
     assert_eq!(cli(&["key", "rotate", "cli-key"])["current_version"], 2);
-    assert_eq!(cli(&["key", "disable", "cli-key"])["state"], "Disabled");
-    assert_eq!(cli(&["key", "enable", "cli-key"])["state"], "Enabled");
+    assert_eq!(cli(&["key", "disable", "cli-key"])["key_state"], "Disabled");
+    assert_eq!(cli(&["key", "enable", "cli-key"])["key_state"], "Enabled");
     let scheduled = cli(&["key", "schedule-deletion", "cli-key", "--days", "7"]);
-    assert_eq!(scheduled["state"], "PendingDeletion");
+    assert_eq!(scheduled["key_state"], "PendingDeletion");
     assert!(scheduled["deletion_date"].is_string());
     assert_eq!(
-        cli(&["key", "cancel-deletion", "cli-key"])["state"],
+        cli(&["key", "cancel-deletion", "cli-key"])["key_state"],
         "Disabled"
     );
     assert_eq!(
@@ -136,7 +136,7 @@ async fn dev_mode_needs_no_config_and_prints_its_endpoints() {
         for endpoint in &endpoints {
             let (ok, json, stderr) = run_cli(endpoint, &["key", "describe", "default"]);
             assert!(ok, "{stderr}");
-            let created_at = json["created_at"].as_str().unwrap().to_owned();
+            let created_at = json["creation_date"].as_str().unwrap().to_owned();
             // The second start finds the key made by the first.
             assert_eq!(first_key.get_or_insert(created_at.clone()), &created_at);
         }

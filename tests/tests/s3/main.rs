@@ -24,9 +24,7 @@ use std::{
 };
 
 use kms_client::proto;
-use kmsd_tests::{
-    Kmsd, KmsdOptions, binary, free_port, private_dir, rest::AdminClient, workspace_root,
-};
+use kmsd_tests::{Kmsd, KmsdOptions, binary, free_port, metrics, private_dir, workspace_root};
 
 mod boto3;
 mod bucket_keys;
@@ -55,17 +53,7 @@ async fn start_kmsd() -> (Kmsd, u16) {
 
 /// The value of one series of kmsd's metrics (0 if not exported yet).
 async fn metric(port: u16, series: &str) -> f64 {
-    let http = AdminClient::new(port, "", "");
-    let reply = http.send(http.unsigned("GET", "/metrics", "")).await;
-    assert_eq!(reply.status, 200);
-    reply
-        .text
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
+    metrics::series(&metrics::scrape(port).await, series).unwrap_or(0.0)
 }
 
 /// `kmsd_requests_total` of an operation that succeeded.

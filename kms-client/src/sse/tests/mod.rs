@@ -40,18 +40,7 @@ fn b64(bytes: &[u8]) -> String {
 /// The SSE-C triple for `key` in `slot`, as a client sends it.
 fn customer_headers(slot: KeySlot, key: &[u8]) -> Vec<(&'static str, String)> {
     let md5 = b64(&crate::crypto::md5(key));
-    let [a, k, m] = match slot {
-        KeySlot::Object => [
-            names::CUSTOMER_ALGORITHM,
-            names::CUSTOMER_KEY,
-            names::CUSTOMER_KEY_MD5,
-        ],
-        KeySlot::CopySource => [
-            names::COPY_SOURCE_CUSTOMER_ALGORITHM,
-            names::COPY_SOURCE_CUSTOMER_KEY,
-            names::COPY_SOURCE_CUSTOMER_KEY_MD5,
-        ],
-    };
+    let [a, k, m] = super::headers::customer_names(slot);
     vec![(a, "AES256".into()), (k, b64(key)), (m, md5)]
 }
 
