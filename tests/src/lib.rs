@@ -29,6 +29,7 @@ use std::{
 
 use kms_client::{ClientConfig, Endpoint, KmsClient, proto};
 
+pub mod load;
 pub mod metrics;
 pub mod pki;
 pub mod raft;

@@ -120,3 +120,30 @@ fn ring_sha256(data: &[u8]) -> [u8; 32] {
     out.copy_from_slice(digest.as_ref());
     out
 }
+
+/// A client of kmsd's mutual-TLS listener on 127.0.0.1:`port`, trusting
+/// `ca_pem` for the server (as `localhost`) and presenting `client`, if
+/// any; it never retries, so a refused handshake shows at once.
+pub async fn tls_client(
+    port: u16,
+    ca_pem: &str,
+    client: Option<&Issued>,
+) -> Result<kms_client::KmsClient, String> {
+    use kms_client::{ClientConfig, ClientIdentity, KmsClient, SecretBytes, TlsSettings};
+    let mut tls = TlsSettings::new(ca_pem.as_bytes().to_vec()).with_domain("localhost");
+    if let Some(client) = client {
+        tls = tls.with_identity(ClientIdentity::from_pem(
+            client.cert_pem.clone().into_bytes(),
+            SecretBytes::new(client.key_pem.clone().into_bytes()),
+        ));
+    }
+    let endpoint = format!("https://127.0.0.1:{port}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let mut config = ClientConfig::new(endpoint);
+    config.tls = Some(tls);
+    config.retry = kms_client::RetryPolicy::NEVER;
+    KmsClient::connect_with(config)
+        .await
+        .map_err(|e| e.to_string())
+}

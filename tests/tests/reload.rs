@@ -6,18 +6,12 @@
 // Test code: a failed unwrap is a failed test, with its context.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use kms_client::{ClientConfig, ClientIdentity, KmsClient, SecretBytes, TlsSettings};
 use kmsd_tests::{
     Kmsd, KmsdOptions, binary, ctx, free_port,
-    pki::{Ca, Issued},
+    load::{Counters, data_key_round_trips},
+    pki::{Ca, Issued, tls_client},
     rest::AdminClient,
 };
 
@@ -109,21 +103,6 @@ impl Setup {
     }
 }
 
-async fn tls_client(port: u16, ca_pem: &str, identity: &Issued) -> Result<KmsClient, String> {
-    let tls = TlsSettings::new(ca_pem.as_bytes().to_vec())
-        .with_domain("localhost")
-        .with_identity(ClientIdentity::from_pem(
-            identity.cert_pem.clone().into_bytes(),
-            SecretBytes::new(identity.key_pem.clone().into_bytes()),
-        ));
-    let mut config = ClientConfig::new(format!("https://127.0.0.1:{port}").parse().unwrap());
-    config.tls = Some(tls);
-    config.retry = kms_client::RetryPolicy::NEVER;
-    KmsClient::connect_with(config)
-        .await
-        .map_err(|e| e.to_string())
-}
-
 async fn setup() -> Setup {
     let ca = Ca::new("reload test CA");
     let operator = ca.client("operator", false);
@@ -158,78 +137,41 @@ async fn setup() -> Setup {
 /// Requests kmsd answers all along: data keys over one long-lived TLS
 /// connection and over the unix socket, and admin status calls.
 struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
+    counters: Counters,
     tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
 }
 
 impl Load {
     async fn start(s: &Setup, tls_trust: &str) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let tls = tls_client(s.grpc_port, tls_trust, &s.operator)
+        let counters = Counters::default();
+        let tls = tls_client(s.grpc_port, tls_trust, Some(&s.operator))
             .await
             .unwrap();
         let unix = s.kmsd.client().await;
+        let mut tasks = vec![
+            data_key_round_trips(tls, counters.clone()),
+            data_key_round_trips(unix, counters.clone()),
+        ];
         let admin = s.admin("ops", "ops-secret-0123456789");
-        let mut tasks = Vec::new();
-        for client in [tls, unix] {
-            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut errors = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let context = ctx(&[("bucket", "b")]);
-                    let result = match client.generate_data_key(None, &context).await {
-                        Ok(key) => client.decrypt(&key.blob, &context, None).await.map(drop),
-                        Err(e) => Err(e),
-                    };
-                    match result {
-                        Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            errors.push(e.to_string());
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                }
-                errors
-            }));
-        }
-        let (stop_admin, ok_admin, failed_admin) = (stop.clone(), ok.clone(), failed.clone());
+        let admin_counters = counters.clone();
         tasks.push(tokio::spawn(async move {
             let mut errors = Vec::new();
-            while !stop_admin.load(Ordering::Relaxed) {
+            while !admin_counters.stopped() {
                 let reply = admin.get("/kms/status").await;
-                if reply.status == 200 {
-                    ok_admin.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    errors.push(format!("status {}: {}", reply.status, reply.text));
-                    failed_admin.fetch_add(1, Ordering::Relaxed);
-                }
+                let result = match reply.status {
+                    200 => Ok(()),
+                    status => Err(format!("status {status}: {}", reply.text)),
+                };
+                admin_counters.record(result, &mut errors);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             errors
         }));
-        Self {
-            stop,
-            ok,
-            failed,
-            tasks,
-        }
+        Self { counters, tasks }
     }
 
     async fn finish(self) -> (u64, u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut errors = Vec::new();
-        for task in self.tasks {
-            errors.extend(task.await.unwrap());
-        }
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-            errors,
-        )
+        self.counters.finish(self.tasks).await
     }
 }
 
@@ -259,17 +201,17 @@ async fn reloads_put_new_files_in_force_under_load_and_a_broken_file_changes_not
     s.kmsd.signal("HUP");
     eventually(
         "the renewed certificate is served",
-        async || match tls_client(s.grpc_port, &renewed.cert_pem(), &s.operator).await {
+        async || match tls_client(s.grpc_port, &renewed.cert_pem(), Some(&s.operator)).await {
             Ok(client) => client.generate_data_key(None, &ctx(&[])).await.is_ok(),
             Err(_) => false,
         },
     )
     .await;
     assert!(
-        tls_client(s.grpc_port, &s.ca.cert_pem(), &s.operator)
+        tls_client(s.grpc_port, &s.ca.cert_pem(), Some(&s.operator))
             .await
             .is_err()
-            || tls_client(s.grpc_port, &s.ca.cert_pem(), &s.operator)
+            || tls_client(s.grpc_port, &s.ca.cert_pem(), Some(&s.operator))
                 .await
                 .unwrap()
                 .generate_data_key(None, &ctx(&[]))
@@ -284,7 +226,7 @@ async fn reloads_put_new_files_in_force_under_load_and_a_broken_file_changes_not
     let ops = s.admin("ops", "ops-secret-0123456789");
     let ops2 = s.admin("ops2", "ops2-secret-0123456789");
     assert_eq!(ops2.get("/kms/status").await.status, 403, "not a key yet");
-    let operator = tls_client(s.grpc_port, &renewed.cert_pem(), &s.operator)
+    let operator = tls_client(s.grpc_port, &renewed.cert_pem(), Some(&s.operator))
         .await
         .unwrap();
     operator.encrypt(None, b"x", &ctx(&[])).await.unwrap();
@@ -349,7 +291,7 @@ async fn reloads_put_new_files_in_force_under_load_and_a_broken_file_changes_not
         200,
         "ops2 was removed"
     );
-    let fresh = tls_client(s.grpc_port, &renewed.cert_pem(), &s.operator)
+    let fresh = tls_client(s.grpc_port, &renewed.cert_pem(), Some(&s.operator))
         .await
         .unwrap();
     fresh.generate_data_key(None, &ctx(&[])).await.unwrap();
@@ -392,7 +334,7 @@ async fn a_changed_listen_address_is_reported_not_applied() {
         serde_json::json!(["server"])
     );
     // Still served where it was.
-    let client = tls_client(s.grpc_port, &s.ca.cert_pem(), &s.operator)
+    let client = tls_client(s.grpc_port, &s.ca.cert_pem(), Some(&s.operator))
         .await
         .unwrap();
     client.generate_data_key(None, &ctx(&[])).await.unwrap();

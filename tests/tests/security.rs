@@ -7,10 +7,9 @@
 
 use std::time::Duration;
 
-use kms_client::{ClientConfig, ClientIdentity, KmsClient, SecretBytes, TlsSettings};
 use kmsd_tests::{
     Kmsd, KmsdOptions, ctx, free_port,
-    pki::{Ca, Issued},
+    pki::{Ca, Issued, tls_client},
 };
 use tonic::Code;
 
@@ -24,22 +23,6 @@ struct Setup {
     ca: Ca,
     alice: Issued,
     bob: Issued,
-}
-
-async fn tls_client(port: u16, ca_pem: &str, client: Option<&Issued>) -> Result<KmsClient, String> {
-    let mut tls = TlsSettings::new(ca_pem.as_bytes().to_vec()).with_domain("localhost");
-    if let Some(client) = client {
-        tls = tls.with_identity(ClientIdentity::from_pem(
-            client.cert_pem.clone().into_bytes(),
-            SecretBytes::new(client.key_pem.clone().into_bytes()),
-        ));
-    }
-    let mut config = ClientConfig::new(format!("https://127.0.0.1:{port}").parse().unwrap());
-    config.tls = Some(tls);
-    config.retry = kms_client::RetryPolicy::NEVER;
-    KmsClient::connect_with(config)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 fn policy(alice: &Issued, bob: &Issued) -> String {

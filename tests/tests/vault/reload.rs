@@ -2,10 +2,7 @@
 //! and token read again, a new login) and swapped in under load without a
 //! failed request; blobs sealed before open after.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, AtomicU64, Ordering},
-};
+use kmsd_tests::load::{Counters, data_key_round_trips};
 
 use super::*;
 
@@ -17,30 +14,10 @@ async fn a_reload_rebuilds_the_vault_backend_without_a_failed_request() {
     let context = ctx(&[("bucket", "b")]);
     let before = client.generate_data_key(None, &context).await.unwrap();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let counters = Counters::default();
     let mut load = Vec::new();
     for _ in 0..2 {
-        let client = kmsd.client().await;
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        load.push(tokio::spawn(async move {
-            let mut errors = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let context = ctx(&[("bucket", "b")]);
-                let result = match client.generate_data_key(None, &context).await {
-                    Ok(key) => client.decrypt(&key.blob, &context, None).await.map(drop),
-                    Err(e) => Err(e),
-                };
-                match result {
-                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
-                    Err(e) => {
-                        errors.push(e.to_string());
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-            errors
-        }));
+        load.push(data_key_round_trips(kmsd.client().await, counters.clone()));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     for _ in 0..3 {
@@ -54,17 +31,9 @@ async fn a_reload_rebuilds_the_vault_backend_without_a_failed_request() {
     }
     kmsd.signal("HUP");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut errors = Vec::new();
-    for task in load {
-        errors.extend(task.await.unwrap());
-    }
-    assert_eq!(
-        failed.load(Ordering::Relaxed),
-        0,
-        "requests failed during the reloads: {errors:?}"
-    );
-    assert!(ok.load(Ordering::Relaxed) > 20, "too little load");
+    let (ok, failed, errors) = counters.finish(load).await;
+    assert_eq!(failed, 0, "requests failed during the reloads: {errors:?}");
+    assert!(ok > 20, "too little load");
     let opened = client.decrypt(&before.blob, &context, None).await.unwrap();
     assert_eq!(opened.plaintext.expose_secret(), before.key.expose_secret());
     // One login at start, one per reload (three by the API, one by SIGHUP).
