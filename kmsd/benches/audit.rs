@@ -5,8 +5,9 @@
 //!
 //! - group commit: kmsd's `AuditWriter` (requests append to a shared
 //!   buffer and wait; one writer thread writes each batch with one call).
-//! - per line: each request takes a mutex over the file and writes its own
-//!   line on the runtime's worker, the simplest correct writer.
+//! - per line: `AuditWriter::inline`, what kmsd uses for a file: each
+//!   request takes a mutex over the file and writes its own line on the
+//!   runtime's worker.
 //!
 //! Both run on a two-worker tokio runtime with the same ~330-byte lines,
 //! in alternating rounds; each round's figure is lines per second and the
@@ -21,9 +22,8 @@
 
 use std::{
     fs::{File, OpenOptions},
-    io::Write,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -37,20 +37,7 @@ fn line(n: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-#[derive(Clone)]
-enum Sink {
-    Group(Arc<AuditWriter>),
-    PerLine(Arc<Mutex<File>>),
-}
-
-impl Sink {
-    async fn append(&self, line: Vec<u8>) {
-        match self {
-            Sink::Group(writer) => writer.append(line).await.unwrap(),
-            Sink::PerLine(file) => file.lock().unwrap().write_all(&line).unwrap(),
-        }
-    }
-}
+type Sink = Arc<AuditWriter>;
 
 fn open(path: &Path) -> File {
     OpenOptions::new()
@@ -79,7 +66,7 @@ async fn round(sink: &Sink, in_flight: usize, duration: Duration) -> Round {
             while Instant::now() < deadline {
                 let line = line(n);
                 let start = Instant::now();
-                sink.append(line).await;
+                sink.append(line).await.unwrap();
                 latencies.push(start.elapsed().as_secs_f64() * 1e6);
                 n += in_flight as u64;
             }
@@ -119,10 +106,17 @@ fn main() {
         .build()
         .unwrap();
     let metrics = Metrics::new();
-    let group = Sink::Group(Arc::new(
-        AuditWriter::start(Box::new(open(&dir.path().join("group.jsonl"))), metrics).unwrap(),
+    let group: Sink = Arc::new(
+        AuditWriter::start(
+            Box::new(open(&dir.path().join("group.jsonl"))),
+            metrics.clone(),
+        )
+        .unwrap(),
+    );
+    let per_line: Sink = Arc::new(AuditWriter::inline(
+        Box::new(open(&dir.path().join("line.jsonl"))),
+        metrics,
     ));
-    let per_line = Sink::PerLine(Arc::new(Mutex::new(open(&dir.path().join("line.jsonl")))));
 
     println!(
         "audit writer: group commit vs one write per line, file on disk, {rounds} rounds x {} ms (medians)",
