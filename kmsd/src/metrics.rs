@@ -106,6 +106,7 @@ pub struct Metrics {
     config_info: IntGaugeVec,
     vault_node_up: IntGaugeVec,
     vault_node_serving: IntGaugeVec,
+    reloads: IntCounterVec,
 }
 
 /// Creates metrics in one registry. Invariant: every name below is
@@ -291,6 +292,11 @@ impl Metrics {
                 "1 for the Vault node kmsd sends to first (the active node when known), else 0.",
                 &["address"],
             ),
+            reloads: define.counter_vec(
+                "kmsd_reloads_total",
+                "Reloads, by trigger (signal, api, file) and result (ok, refused).",
+                &["trigger", "result"],
+            ),
             registry,
         };
         metrics.set_state(ServiceState::NotConfigured);
@@ -362,6 +368,12 @@ impl Metrics {
                 .with_label_values(&[state])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Counts a reload: `trigger` is `signal`, `api` or `file`.
+    pub fn reload(&self, trigger: &str, ok: bool) {
+        let result = if ok { "ok" } else { "refused" };
+        self.reloads.with_label_values(&[trigger, result]).inc();
     }
 
     /// Sets whether a backend's breaker is open.

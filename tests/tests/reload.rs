@@ -308,6 +308,19 @@ async fn reloads_put_new_files_in_force_under_load_and_a_broken_file_changes_not
     assert!(report["reloaded"].to_string().contains("admin_access_keys"));
     assert_eq!(ops2.get("/kms/status").await.status, 403, "ops2 is gone");
 
+    // Counted by trigger and result; the admin listener serves /metrics too.
+    let metrics = kmsd_tests::metrics::scrape(s.admin_port).await;
+    let reloads = |trigger: &str, result: &str| {
+        kmsd_tests::metrics::series(
+            &metrics,
+            &format!("kmsd_reloads_total{{result=\"{result}\",trigger=\"{trigger}\"}}"),
+        )
+    };
+    assert_eq!(reloads("api", "ok"), Some(2.0), "{metrics}");
+    assert_eq!(reloads("api", "refused"), Some(1.0), "{metrics}");
+    assert_eq!(reloads("signal", "ok"), Some(1.0), "{metrics}");
+    assert_eq!(reloads("signal", "refused"), Some(1.0), "{metrics}");
+
     let (ok, failed, errors) = load.finish().await;
     assert_eq!(failed, 0, "requests failed during the reloads: {errors:?}");
     assert!(ok > 50, "too little load to mean anything: {ok}");

@@ -131,8 +131,15 @@ impl Reloader {
         }
     }
 
-    /// Everything, all or nothing (SIGHUP, Admin Reload).
-    async fn reload_all(&self, kms: &Kms) -> Result<ReloadReport, KmsError> {
+    /// Everything, all or nothing (SIGHUP, Admin Reload), counted by
+    /// `trigger` in `kmsd_reloads_total`.
+    async fn reload_all(&self, kms: &Kms, trigger: &str) -> Result<ReloadReport, KmsError> {
+        let result = self.reload_checked(kms).await;
+        kms.metrics().reload(trigger, result.is_ok());
+        result
+    }
+
+    async fn reload_checked(&self, kms: &Kms) -> Result<ReloadReport, KmsError> {
         let _one_at_a_time = self.serial.lock().await;
         let config = match &self.hooks {
             Some(hooks) => (hooks.load_config)().map_err(|e| refused("config file", e))?,
@@ -214,8 +221,13 @@ impl Reloader {
     /// reloaded alone; a broken one is logged and the old one stays.
     fn reload_changed_files(&self, kms: &Kms) {
         for (name, tls) in &self.tls {
-            if let Err(e) = tls.reload_if_changed() {
-                tracing::error!(listener = name, error = %e, "TLS reload failed; the previous certificate stays in use");
+            match tls.reload_if_changed() {
+                Ok(true) => kms.metrics().reload("file", true),
+                Ok(false) => {}
+                Err(e) => {
+                    kms.metrics().reload("file", false);
+                    tracing::error!(listener = name, error = %e, "TLS reload failed; the previous certificate stays in use");
+                }
             }
         }
         let (path, read_at) = match self.policy.lock() {
@@ -229,10 +241,12 @@ impl Reloader {
         }
         match Policy::from_file(&path) {
             Ok(policy) => {
+                kms.metrics().reload("file", true);
                 self.install_policy(kms, policy, Some(path.clone()));
                 tracing::info!(path = %path.display(), "policy reloaded");
             }
             Err(e) => {
+                kms.metrics().reload("file", false);
                 // Not again until the file changes once more.
                 if let Ok(mut current) = self.policy.lock() {
                     current.1 = now;
@@ -271,7 +285,7 @@ impl Reloader {
                 continue;
             }
             tracing::info!("SIGHUP: reloading");
-            if let Err(e) = self.reload_all(&kms).await {
+            if let Err(e) = self.reload_all(&kms, "signal").await {
                 tracing::error!(error = %e, "SIGHUP reload refused");
             }
         }
@@ -280,6 +294,6 @@ impl Reloader {
 
 impl Reload for Reloader {
     fn reload<'a>(&'a self, kms: &'a Kms) -> ReloadFuture<'a> {
-        Box::pin(self.reload_all(kms))
+        Box::pin(self.reload_all(kms, "api"))
     }
 }
