@@ -117,15 +117,6 @@ struct BackupJson {
     bytes: usize,
 }
 
-#[derive(Serialize)]
-struct RestoreJson {
-    dry_run: bool,
-    keys_in_bundle: usize,
-    restored: Vec<String>,
-    identical: Vec<String>,
-    skipped: Vec<String>,
-}
-
 pub(crate) async fn run_backup(args: BackupArgs) -> anyhow::Result<()> {
     let secret = args.secret.read()?;
     let backend = args.dir.open()?;
@@ -154,12 +145,5 @@ pub(crate) async fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
     let report = backend
         .restore(bundle, secret, args.dry_run, on_conflict)
         .await?;
-    let ids = |ids: Vec<crate::key_id::KeyId>| ids.iter().map(ToString::to_string).collect();
-    output::print_json(&RestoreJson {
-        dry_run: report.dry_run,
-        keys_in_bundle: report.keys_in_bundle,
-        restored: ids(report.restored),
-        identical: ids(report.identical),
-        skipped: ids(report.skipped),
-    })
+    output::print_json(&report)
 }

@@ -13,7 +13,7 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use kms_core::SecretBytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::{
@@ -111,15 +111,6 @@ async fn backup(
     Ok(response)
 }
 
-#[derive(Serialize)]
-struct RestoreJson {
-    dry_run: bool,
-    keys_in_bundle: usize,
-    restored: Vec<String>,
-    identical: Vec<String>,
-    skipped: Vec<String>,
-}
-
 async fn restore(
     State(kms): State<Kms>,
     Caller(cx): Caller,
@@ -136,15 +127,5 @@ async fn restore(
     let report = kms
         .restore(&cx, bundle, secret, body.dry_run, on_conflict)
         .await?;
-    let ids = |ids: Vec<crate::key_id::KeyId>| ids.iter().map(ToString::to_string).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &RestoreJson {
-            dry_run: report.dry_run,
-            keys_in_bundle: report.keys_in_bundle,
-            restored: ids(report.restored),
-            identical: ids(report.identical),
-            skipped: ids(report.skipped),
-        },
-    ))
+    Ok(json_response(StatusCode::OK, &report))
 }

@@ -51,6 +51,14 @@ async fn a_backup_restored_into_a_new_directory_opens_every_old_blob() {
         .await
         .unwrap();
     }
+    // Storage servers name `alias/photos`: it must survive the restore.
+    keys.clone()
+        .create_alias(kms_client::proto::CreateAliasRequest {
+            alias_name: "alias/photos".into(),
+            target_key_id: "app".into(),
+        })
+        .await
+        .unwrap();
     let mut blobs = Vec::new();
     for (round, key) in [None, Some("app"), Some("logs"), Some("app")]
         .into_iter()
@@ -97,6 +105,7 @@ async fn a_backup_restored_into_a_new_directory_opens_every_old_blob() {
     assert_eq!(bundle["format"], "kmsd-backup-v1");
     assert_eq!(bundle["manifest"]["keys"], 3, "default, app, logs");
     assert_eq!(bundle["manifest"]["versions"], 4);
+    assert_eq!(bundle["manifest"]["aliases"], 1);
     assert!(
         !bundle.to_string().contains("\"material\""),
         "no material outside the sealed payload"
@@ -143,7 +152,12 @@ async fn a_backup_restored_into_a_new_directory_opens_every_old_blob() {
         report["restored"],
         serde_json::json!(["app", "default", "logs"])
     );
+    assert_eq!(
+        report["aliases_restored"],
+        serde_json::json!(["alias/photos"])
+    );
     assert!(key_files(&new_dir).is_empty(), "a dry run writes nothing");
+    assert!(!new_dir.join("aliases.json").exists());
     let real = restore(&[]);
     assert!(real.status.success(), "{real:?}");
     assert_eq!(key_files(&new_dir), ["app.key", "default.key", "logs.key"]);
@@ -166,6 +180,16 @@ async fn a_backup_restored_into_a_new_directory_opens_every_old_blob() {
             .unwrap();
         assert_eq!(opened.plaintext.expose_secret(), plain.as_slice());
     }
+    // And new writes through the restored alias go to its key.
+    let through_alias = client
+        .encrypt(
+            Some("alias/photos"),
+            b"new object",
+            &ctx(&[("bucket", "b")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(through_alias.key_id, "app");
 
     // The CLI refuses a directory a kmsd serves.
     let busy = restore(&["--dry-run"]);

@@ -28,8 +28,9 @@ struct AliasesFile {
     aliases: Vec<AliasRecord>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct AliasRecord {
+/// One alias as stored: in this file and in backup bundles.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct AliasRecord {
     alias_name: String,
     target_key_id: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -38,7 +39,7 @@ struct AliasRecord {
     updated_at: OffsetDateTime,
 }
 
-type AliasMap = BTreeMap<AliasName, AliasEntry>;
+pub(super) type AliasMap = BTreeMap<AliasName, AliasEntry>;
 
 /// The aliases as loaded, or why the file could not be read (then every
 /// alias call fails, and no write replaces what may be a repairable file).
@@ -64,7 +65,7 @@ impl LocalAliases {
     }
 
     /// `f` of the aliases, unless the file was unreadable.
-    fn read<T>(&self, f: impl FnOnce(&AliasMap) -> T) -> Result<T, KmsError> {
+    pub(super) fn read<T>(&self, f: impl FnOnce(&AliasMap) -> T) -> Result<T, KmsError> {
         match self.map.load().as_ref() {
             Ok(map) => Ok(f(map)),
             Err(_) => Err(KmsError::Internal(format!(
@@ -80,7 +81,12 @@ fn parse(bytes: &[u8]) -> Result<AliasMap, String> {
     if file.format != ALIASES_FORMAT {
         return Err(format!("unknown format {}", file.format));
     }
-    file.aliases
+    from_records(file.aliases)
+}
+
+/// The aliases of stored records, or the first invalid one.
+pub(super) fn from_records(records: Vec<AliasRecord>) -> Result<AliasMap, String> {
+    records
         .into_iter()
         .map(|r| {
             let name = AliasName::parse(&r.alias_name).map_err(|e| e.to_string())?;
@@ -96,18 +102,25 @@ fn parse(bytes: &[u8]) -> Result<AliasMap, String> {
         .collect()
 }
 
+/// `entries` as stored records.
+pub(super) fn to_records<'a>(
+    entries: impl IntoIterator<Item = &'a AliasEntry>,
+) -> Vec<AliasRecord> {
+    entries
+        .into_iter()
+        .map(|e| AliasRecord {
+            alias_name: e.name.name().to_owned(),
+            target_key_id: e.target.to_string(),
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        })
+        .collect()
+}
+
 fn encode(map: &AliasMap) -> Result<Vec<u8>, KmsError> {
     let file = AliasesFile {
         format: ALIASES_FORMAT,
-        aliases: map
-            .values()
-            .map(|e| AliasRecord {
-                alias_name: e.name.name().to_owned(),
-                target_key_id: e.target.to_string(),
-                created_at: e.created_at,
-                updated_at: e.updated_at,
-            })
-            .collect(),
+        aliases: to_records(map.values()),
     };
     serde_json::to_vec_pretty(&file)
         .map_err(|e| KmsError::Internal(format!("encoding the aliases file: {e}")))
@@ -116,7 +129,7 @@ fn encode(map: &AliasMap) -> Result<Vec<u8>, KmsError> {
 impl LocalBackend {
     /// Writes `map` to the file, then makes it visible. The caller holds
     /// the writer lock.
-    async fn commit_aliases(&self, map: AliasMap) -> Result<(), KmsError> {
+    pub(super) async fn commit_aliases(&self, map: AliasMap) -> Result<(), KmsError> {
         let bytes = encode(&map)?;
         let dir = self.dir.clone();
         // Held until written: see `LocalBackend::lock`.

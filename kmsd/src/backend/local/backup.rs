@@ -15,12 +15,22 @@
 //! [`OnConflict::Fail`] (the default) the restore writes nothing and names
 //! them; with [`OnConflict::Skip`] it keeps the keys held here and restores
 //! the rest. A dry run answers the same report and writes nothing.
+//!
+//! Aliases travel with the keys (storage servers configured with
+//! `alias/<name>` need them for new writes). An alias held here that
+//! points at the same key is identical; one that points elsewhere is a
+//! conflict, under the same policy as keys. A restored alias keeps its
+//! dates.
+
+use std::collections::BTreeSet;
 
 use super::{
-    bundle::{self, BundleError},
+    aliases::{self, AliasMap, AliasRecord},
+    bundle::{self, BundleError, Contents},
     convert::check_shape,
     *,
 };
+use crate::alias::AliasName;
 
 /// What a restore does with a key that exists and differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -45,25 +55,38 @@ impl OnConflict {
     }
 }
 
-/// What a restore did (or, in a dry run, would do).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a restore did (or, in a dry run, would do). Its JSON form is the
+/// answer of `POST /kms/restore` and `kmsd key restore`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RestoreReport {
     /// Nothing was written.
     pub dry_run: bool,
     /// How many keys the bundle holds.
     pub keys_in_bundle: usize,
     /// Keys written from the bundle.
+    #[serde(serialize_with = "as_strings")]
     pub restored: Vec<KeyId>,
     /// Keys already held here with the same versions and material.
+    #[serde(serialize_with = "as_strings")]
     pub identical: Vec<KeyId>,
     /// Keys held here that differ, left as they are.
+    #[serde(serialize_with = "as_strings")]
     pub skipped: Vec<KeyId>,
+    /// Aliases written from the bundle.
+    #[serde(serialize_with = "as_strings")]
+    pub aliases_restored: Vec<AliasName>,
+    /// Aliases already held here, pointing at the same key.
+    #[serde(serialize_with = "as_strings")]
+    pub aliases_identical: Vec<AliasName>,
+    /// Aliases held here that point at another key, left as they are.
+    #[serde(serialize_with = "as_strings")]
+    pub aliases_skipped: Vec<AliasName>,
 }
 
 impl LocalBackend {
     /// Every key and version, sealed into a bundle under `secret`.
     pub async fn backup(&self, secret: SealingSecret) -> Result<Vec<u8>, KmsError> {
-        let records = {
+        let contents = {
             let _writing = self.writer.lock().await;
             let mut records = Vec::with_capacity(self.keys.len());
             for (key_id, entry) in self.keys.all() {
@@ -78,15 +101,22 @@ impl LocalBackend {
                     Entry::Unreadable => return Err(KmsError::KeyUnreadable(key_id)),
                 }
             }
-            records
+            let aliases: Vec<AliasRecord> = self.aliases.read(|map| {
+                aliases::to_records(map.values().filter(|a| !a.target.is_reserved()))
+            })?;
+            Contents {
+                keys: records,
+                aliases,
+            }
         };
         let now = self.clock.now();
-        let keys = records.len();
-        let bundle = tokio::task::spawn_blocking(move || bundle::seal(records, &secret, now))
+        let keys = contents.keys.len();
+        let aliases = contents.aliases.len();
+        let bundle = tokio::task::spawn_blocking(move || bundle::seal(contents, &secret, now))
             .await
             .map_err(|e| KmsError::Internal(format!("backup task failed: {e}")))?
             .map_err(bundle_error)?;
-        tracing::info!(dir = %self.dir.display(), keys, "key directory backed up");
+        tracing::info!(dir = %self.dir.display(), keys, aliases, "key directory backed up");
         Ok(bundle)
     }
 
@@ -98,21 +128,23 @@ impl LocalBackend {
         dry_run: bool,
         on_conflict: OnConflict,
     ) -> Result<RestoreReport, KmsError> {
-        let records = tokio::task::spawn_blocking(move || bundle::open(&bundle, &secret))
+        let contents = tokio::task::spawn_blocking(move || bundle::open(&bundle, &secret))
             .await
             .map_err(|e| KmsError::Internal(format!("restore task failed: {e}")))?
             .map_err(bundle_error)?;
         let _writing = self.writer.lock().await;
         let mut report = RestoreReport {
             dry_run,
-            keys_in_bundle: records.len(),
+            keys_in_bundle: contents.keys.len(),
             ..RestoreReport::default()
         };
         let mut conflicts = Vec::new();
         let mut to_write = Vec::new();
-        for record in records {
+        let mut in_bundle = BTreeSet::new();
+        for record in contents.keys {
             let key = self.key_of_record(record)?;
             let key_id = key.meta.key_id.clone();
+            in_bundle.insert(key_id.clone());
             match self.keys.get(&key_id).as_deref() {
                 None => to_write.push(key),
                 Some(Entry::Ready(held)) if self.same_material(held, &key)? => {
@@ -121,20 +153,14 @@ impl LocalBackend {
                 Some(_) => conflicts.push(key_id),
             }
         }
-        if !conflicts.is_empty() && on_conflict == OnConflict::Fail {
-            let shown: Vec<&str> = conflicts.iter().take(10).map(KeyId::as_str).collect();
-            return Err(KmsError::InvalidArgument(format!(
-                "{} key(s) of the bundle exist here with other material or versions ({}{}); nothing was restored (on_conflict \"skip\" keeps them and restores the rest)",
-                conflicts.len(),
-                shown.join(", "),
-                if conflicts.len() > shown.len() {
-                    ", …"
-                } else {
-                    ""
-                },
-            )));
+        let (new_aliases, alias_conflicts) =
+            self.sort_aliases(contents.aliases, &in_bundle, &mut report)?;
+        if (!conflicts.is_empty() || !alias_conflicts.is_empty()) && on_conflict == OnConflict::Fail
+        {
+            return Err(conflict_error(&conflicts, &alias_conflicts));
         }
         report.skipped = conflicts;
+        report.aliases_skipped = alias_conflicts;
         for key in to_write {
             let key_id = key.meta.key_id.clone();
             if !dry_run {
@@ -142,15 +168,64 @@ impl LocalBackend {
             }
             report.restored.push(key_id);
         }
+        if !new_aliases.is_empty() {
+            report.aliases_restored = new_aliases.keys().cloned().collect();
+            if !dry_run {
+                let mut map = self.aliases.read(AliasMap::clone)?;
+                map.extend(new_aliases);
+                self.commit_aliases(map).await?;
+            }
+        }
         tracing::info!(
             dir = %self.dir.display(),
             dry_run,
             restored = report.restored.len(),
             identical = report.identical.len(),
             skipped = report.skipped.len(),
+            aliases_restored = report.aliases_restored.len(),
+            aliases_skipped = report.aliases_skipped.len(),
             "restore from a backup bundle"
         );
         Ok(report)
+    }
+
+    /// The bundle's aliases that are new here, and the names of those that
+    /// point elsewhere here; identical ones go into `report`. Every alias
+    /// of a bundle must point at one of its keys.
+    fn sort_aliases(
+        &self,
+        records: Vec<AliasRecord>,
+        in_bundle: &BTreeSet<KeyId>,
+        report: &mut RestoreReport,
+    ) -> Result<(AliasMap, Vec<AliasName>), KmsError> {
+        let bad = |reason: String| {
+            KmsError::InvalidArgument(format!(
+                "the bundle holds an invalid alias record: {reason}"
+            ))
+        };
+        if records.is_empty() {
+            return Ok((AliasMap::new(), Vec::new()));
+        }
+        let incoming = aliases::from_records(records).map_err(bad)?;
+        let held = self.aliases.read(AliasMap::clone)?;
+        let mut new = AliasMap::new();
+        let mut conflicts = Vec::new();
+        for (name, entry) in incoming {
+            if !in_bundle.contains(&entry.target) {
+                return Err(bad(format!(
+                    "{name} points at {}, which is not in the bundle",
+                    entry.target
+                )));
+            }
+            match held.get(&name) {
+                None => {
+                    new.insert(name, entry);
+                }
+                Some(here) if here.target == entry.target => report.aliases_identical.push(name),
+                Some(_) => conflicts.push(name),
+            }
+        }
+        Ok((new, conflicts))
     }
 
     /// A version's material, unsealed if need be.
@@ -256,6 +331,46 @@ impl LocalBackend {
         }
         Ok(true)
     }
+}
+
+/// Why a restore with `OnConflict::Fail` wrote nothing: the first few
+/// conflicting keys and aliases by name.
+fn conflict_error(keys: &[KeyId], aliases: &[AliasName]) -> KmsError {
+    fn some<T: std::fmt::Display>(items: &[T], what: &str, differ: &str) -> Option<String> {
+        if items.is_empty() {
+            return None;
+        }
+        let shown: Vec<String> = items.iter().take(10).map(ToString::to_string).collect();
+        let more = if items.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        };
+        Some(format!(
+            "{} {what} of the bundle {differ} ({}{more})",
+            items.len(),
+            shown.join(", ")
+        ))
+    }
+    let parts: Vec<String> = [
+        some(keys, "key(s)", "exist here with other material or versions"),
+        some(aliases, "alias(es)", "exist here pointing at another key"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    KmsError::InvalidArgument(format!(
+        "{}; nothing was restored (on_conflict \"skip\" keeps them and restores the rest)",
+        parts.join("; ")
+    ))
+}
+
+/// Ids and names as their strings, in JSON.
+fn as_strings<S: serde::Serializer, T: std::fmt::Display>(
+    items: &[T],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(items.iter().map(ToString::to_string))
 }
 
 fn bundle_error(e: BundleError) -> KmsError {

@@ -306,3 +306,85 @@ async fn a_directory_with_an_unreadable_key_is_not_backed_up() {
         Err(KmsError::KeyUnreadable(_))
     ));
 }
+
+fn alias(s: &str) -> AliasName {
+    AliasName::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn aliases_travel_with_their_keys_under_the_conflict_policy() {
+    use crate::alias::AliasWrite;
+    let dir = private_dir();
+    let backend = open(dir.path(), None);
+    with_blobs(&backend).await;
+    for (name, target) in [("alias/photos", "a"), ("alias/logs", "b")] {
+        backend
+            .put_alias_locally(&alias(name), &id(target), AliasWrite::Create)
+            .await
+            .unwrap();
+    }
+    let bundle = backend.backup(key(1)).await.unwrap();
+    let text = String::from_utf8(bundle.clone()).unwrap();
+    assert!(text.contains("\"aliases\": 2"), "the manifest counts them");
+
+    // Into an empty directory: both aliases, with their dates.
+    let fresh_dir = private_dir();
+    let fresh = open(fresh_dir.path(), None);
+    let report = fresh
+        .restore(bundle.clone(), key(1), false, OnConflict::Fail)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.aliases_restored,
+        [alias("alias/logs"), alias("alias/photos")]
+    );
+    drop(fresh);
+    let fresh = open(fresh_dir.path(), None);
+    assert_eq!(
+        fresh.resolve_alias_locally(&alias("alias/photos")).unwrap(),
+        id("a")
+    );
+    assert_eq!(
+        fresh.list_aliases_locally().unwrap(),
+        backend.list_aliases_locally().unwrap()
+    );
+    let again = fresh
+        .restore(bundle.clone(), key(1), false, OnConflict::Fail)
+        .await
+        .unwrap();
+    assert_eq!(again.aliases_identical.len(), 2);
+    assert!(again.aliases_restored.is_empty());
+
+    // A directory where `alias/photos` points elsewhere: a conflict.
+    let target_dir = private_dir();
+    let target = open(target_dir.path(), None);
+    create(&target, "c").await;
+    target
+        .put_alias_locally(&alias("alias/photos"), &id("c"), AliasWrite::Create)
+        .await
+        .unwrap();
+    let err = target
+        .restore(bundle.clone(), key(1), false, OnConflict::Fail)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("alias/photos"), "{err}");
+    assert!(
+        target.describe_key(&id("a")).await.is_err(),
+        "nothing restored"
+    );
+    let report = target
+        .restore(bundle, key(1), false, OnConflict::Skip)
+        .await
+        .unwrap();
+    assert_eq!(report.aliases_skipped, [alias("alias/photos")]);
+    assert_eq!(report.aliases_restored, [alias("alias/logs")]);
+    assert_eq!(
+        target
+            .resolve_alias_locally(&alias("alias/photos"))
+            .unwrap(),
+        id("c"),
+        "kept"
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["aliases_skipped"], serde_json::json!(["alias/photos"]));
+}

@@ -11,7 +11,7 @@
 //!   "argon2": { "m_cost_kib": 65536, "t_cost": 3, "p_cost": 1 },
 //!   "check": "<base64: seed || AES-256-GCM of a fixed text>",
 //!   "manifest": {
-//!     "keys": 2, "versions": 3,
+//!     "keys": 2, "versions": 3, "aliases": 1,
 //!     "entries": [ { "key_id": "a", "current_version": 2 }, … ],
 //!     "payload_sha256": "<hex>"
 //!   },
@@ -27,7 +27,9 @@
 //! failing to open; the check value tells a wrong secret apart from a
 //! damaged bundle. Inside, every version's material is in the clear (the
 //! whole payload is sealed), so a bundle restores into a directory sealed
-//! under any secret, or none.
+//! under any secret, or none. The payload holds the aliases too (a bundle
+//! without any has no `aliases` in its manifest or payload, as bundles
+//! made before aliases were backed up, which still open).
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use super::{
+    aliases::AliasRecord,
     file::KeyFile,
     sealing::{BACKUP, Kdf, MIN_PASSPHRASE_LEN, Sealer, SealingSecret},
 };
@@ -95,6 +98,9 @@ struct BundleFile {
 pub(super) struct Manifest {
     pub(super) keys: usize,
     pub(super) versions: usize,
+    /// Absent (0) in bundles without aliases, so their digest is unchanged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) aliases: usize,
     pub(super) entries: Vec<ManifestEntry>,
     pub(super) payload_sha256: String,
 }
@@ -111,12 +117,27 @@ pub(super) struct ManifestEntry {
 #[serde(deny_unknown_fields)]
 struct Payload {
     keys: Vec<KeyFile>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    aliases: Vec<AliasRecord>,
 }
 
-/// Seals `keys` (every version with its `material`) into a bundle.
+/// What a bundle holds.
+#[derive(Debug)]
+pub(super) struct Contents {
+    /// Every key with every version's material.
+    pub(super) keys: Vec<KeyFile>,
+    /// Every alias (of a key in `keys`).
+    pub(super) aliases: Vec<AliasRecord>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Seals `contents` (every version with its `material`) into a bundle.
 /// Blocks for the KDF; call it from a blocking context.
 pub(super) fn seal(
-    keys: Vec<KeyFile>,
+    contents: Contents,
     secret: &SealingSecret,
     now: OffsetDateTime,
 ) -> Result<Vec<u8>, BundleError> {
@@ -125,6 +146,7 @@ pub(super) fn seal(
     {
         return Err(BundleError::WeakPassphrase);
     }
+    let Contents { keys, aliases } = contents;
     let entries: Vec<ManifestEntry> = keys
         .iter()
         .map(|k| ManifestEntry {
@@ -133,11 +155,14 @@ pub(super) fn seal(
         })
         .collect();
     let versions = keys.iter().map(|k| k.versions.len()).sum();
-    let payload =
-        Zeroizing::new(serde_json::to_vec(&Payload { keys }).map_err(|e| encode_failed(&e))?);
+    let alias_count = aliases.len();
+    let payload = Zeroizing::new(
+        serde_json::to_vec(&Payload { keys, aliases }).map_err(|e| encode_failed(&e))?,
+    );
     let manifest = Manifest {
         keys: entries.len(),
         versions,
+        aliases: alias_count,
         entries,
         payload_sha256: hex::encode(crypto::sha256(&payload)),
     };
@@ -160,9 +185,9 @@ pub(super) fn seal(
     serde_json::to_vec_pretty(&file).map_err(|e| encode_failed(&e))
 }
 
-/// Verifies and opens a bundle: its key records, in the bundle's order.
-/// Blocks for the KDF; call it from a blocking context.
-pub(super) fn open(bundle: &[u8], secret: &SealingSecret) -> Result<Vec<KeyFile>, BundleError> {
+/// Verifies and opens a bundle: its key records, in the bundle's order,
+/// and its aliases. Blocks for the KDF; call it from a blocking context.
+pub(super) fn open(bundle: &[u8], secret: &SealingSecret) -> Result<Contents, BundleError> {
     let file: BundleFile =
         serde_json::from_slice(bundle).map_err(|e| BundleError::Malformed(e.to_string()))?;
     if file.format != BUNDLE_FORMAT {
@@ -209,9 +234,8 @@ pub(super) fn open(bundle: &[u8], secret: &SealingSecret) -> Result<Vec<KeyFile>
             "the payload does not match the manifest",
         ));
     }
-    let keys = serde_json::from_slice::<Payload>(payload)
-        .map_err(|_| BundleError::Tampered("the payload is not a list of key records"))?
-        .keys;
+    let Payload { keys, aliases } = serde_json::from_slice::<Payload>(payload)
+        .map_err(|_| BundleError::Tampered("the payload is not a list of key records"))?;
     let listed = keys.iter().map(|k| ManifestEntry {
         key_id: k.key_id.clone(),
         current_version: k.current_version,
@@ -220,12 +244,13 @@ pub(super) fn open(bundle: &[u8], secret: &SealingSecret) -> Result<Vec<KeyFile>
     if !listed.eq(file.manifest.entries.iter().cloned())
         || file.manifest.keys != keys.len()
         || file.manifest.versions != versions
+        || file.manifest.aliases != aliases.len()
     {
         return Err(BundleError::Tampered(
             "the payload does not match the manifest",
         ));
     }
-    Ok(keys)
+    Ok(Contents { keys, aliases })
 }
 
 fn manifest_digest(manifest: &Manifest) -> Result<[u8; 32], BundleError> {
