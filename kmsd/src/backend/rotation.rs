@@ -114,7 +114,7 @@ pub fn requested_period(days: u32, secs: u64, min: Duration) -> Result<Duration,
 /// The configured minimum as a reader expects it: whole days as days.
 fn describe_min(min: Duration) -> String {
     let secs = min.as_secs();
-    if secs % SECS_PER_DAY == 0 {
+    if secs.is_multiple_of(SECS_PER_DAY) {
         format!("{}", secs / SECS_PER_DAY)
     } else {
         format!("{secs} seconds ({} days)", secs / SECS_PER_DAY)

@@ -229,7 +229,7 @@ pub(crate) async fn bad_periods_are_refused_precisely(backend: Backend) {
     let (node, _openbao) = start(backend).await;
     node.create("r2").await;
     let admin = node.client.key_admin();
-    let refused = |days: u32, secs: u64, expected: &'static str| {
+    let refused = |days: u32, secs: u64, expected: String| {
         let mut admin = admin.clone();
         async move {
             let err = assert_error(
@@ -244,27 +244,27 @@ pub(crate) async fn bad_periods_are_refused_precisely(backend: Backend) {
                 Code::InvalidArgument,
                 "INVALID_ARGUMENT",
             );
-            assert!(err.to_string().contains(expected), "{days}/{secs}: {err}");
+            assert!(err.to_string().contains(&expected), "{days}/{secs}: {err}");
         }
     };
     let range = "between 2 seconds (0 days) and 2560 days";
     refused(
         2561,
         0,
-        &format!("the rotation period is 2561 days; it must be {range}"),
+        format!("the rotation period is 2561 days; it must be {range}"),
     )
     .await;
     refused(
         0,
         1,
-        &format!("the rotation period is 1 seconds; it must be {range}"),
+        format!("the rotation period is 1 seconds; it must be {range}"),
     )
     .await;
-    refused(0, 2560 * 86_400 + 1, "2560 days").await;
+    refused(0, 2560 * 86_400 + 1, "2560 days".into()).await;
     refused(
         1,
         60,
-        "give rotation_period_in_days or rotation_period_seconds, not both",
+        "give rotation_period_in_days or rotation_period_seconds, not both".into(),
     )
     .await;
     // Nothing changed.

@@ -5,9 +5,12 @@
 use std::time::Duration;
 
 use super::*;
-use crate::backend::{
-    Rotation, RotationSchedule, StateChange,
-    vault::kv::{RotationClaim, Written},
+use crate::{
+    backend::{
+        Rotation, RotationSchedule, StateChange,
+        vault::kv::{RotationClaim, Written},
+    },
+    clock::Clock,
 };
 
 /// Two backends of one OpenBao sharing one manual clock, and a key `k`.
