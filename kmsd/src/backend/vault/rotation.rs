@@ -9,8 +9,9 @@
 //! rotates the Transit key, then rewrites the record without the claim
 //! and, for a scheduled rotation, with the next rotation date.
 //!
-//! A claimer that dies leaves its claim behind; after
-//! [`CLAIM_STALE_AFTER`] another kmsd takes it over. Transit's latest
+//! A claimer that dies, or whose Transit call failed (its answer may have
+//! been lost after the rotation happened), leaves its claim behind; after
+//! [`CLAIM_STALE_AFTER`] another kmsd (or itself) takes it over. Transit's latest
 //! version tells the new claimer whether the dead one had rotated: if it
 //! is past the claim's `from_version`, only the record is finished.
 
@@ -129,7 +130,14 @@ impl VaultBackend {
             return Ok(None);
         }
         if rotate && let Err(e) = self.keys.transit.rotate(key_id).await {
-            self.release(key_id, claim, claimed.clone(), None).await;
+            // A scheduled rotation keeps its claim: the rotation may have
+            // happened with its answer lost, and only a takeover (which
+            // compares Transit's version with the claim's) can tell
+            // without rotating twice. "If still at version n" needs no
+            // such care: a retry finds the version moved.
+            if let Want::Current(_) = want {
+                self.release(key_id, claim, claimed, None).await;
+            }
             return Err(e.into());
         }
         let moved = matches!(want, Want::Due(_)).then_some(now);
