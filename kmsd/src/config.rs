@@ -94,6 +94,8 @@ pub struct Config {
     pub mlock: bool,
     /// How often the deletion sweeper runs.
     pub deletion_sweep_interval: Duration,
+    /// How often the rotation sweep runs.
+    pub rotation_sweep_interval: Duration,
     /// The admin HTTP listener, if configured.
     pub admin: Option<AdminConfig>,
     /// Where to serve metrics and health probes alone.
@@ -214,8 +216,10 @@ impl Config {
         let listeners = limits::listener_limits(&raw.limits)?;
         let state_sealing = sections::state_sealing(&raw.server)?;
         let (admin, admin_rules) = AdminConfig::from_raw(raw.admin)?;
+        let (rotation_sweep_interval, min_rotation_period) = rotation_settings(&raw.keys)?;
         let service = ServiceOptions {
             admin_rules,
+            min_rotation_period,
             ..service
         };
         Ok(Self {
@@ -248,12 +252,35 @@ impl Config {
             state_dir: raw.server.state_dir,
             state_sealing,
             deletion_sweep_interval: Duration::from_secs(interval),
+            rotation_sweep_interval,
             admin,
             metrics_listen: raw.metrics.listen,
             cluster: ClusterSettings::from_raw(raw.cluster)?,
             listeners,
         })
     }
+}
+
+/// `[keys] rotation_sweep_interval_secs` and `min_rotation_period_secs`.
+fn rotation_settings(keys: &RawKeys) -> Result<(Duration, Duration), ConfigError> {
+    use crate::backend::rotation::{
+        MAX_ROTATION_PERIOD_DAYS, MIN_ROTATION_PERIOD_DAYS, SECS_PER_DAY,
+    };
+    let interval = sections::at_least_one(
+        keys.rotation_sweep_interval_secs,
+        60,
+        "keys.rotation_sweep_interval_secs",
+    )?;
+    let max = u64::from(MAX_ROTATION_PERIOD_DAYS) * SECS_PER_DAY;
+    let min = keys
+        .min_rotation_period_secs
+        .unwrap_or(u64::from(MIN_ROTATION_PERIOD_DAYS) * SECS_PER_DAY);
+    if min == 0 || min > max {
+        return Err(ConfigError::Invalid(format!(
+            "keys.min_rotation_period_secs is {min}; it must be between 1 and {max} ({MAX_ROTATION_PERIOD_DAYS} days)"
+        )));
+    }
+    Ok((Duration::from_secs(interval), Duration::from_secs(min)))
 }
 
 impl BackendSettings {

@@ -107,6 +107,8 @@ pub struct Metrics {
     vault_node_up: IntGaugeVec,
     vault_node_serving: IntGaugeVec,
     reloads: IntCounterVec,
+    // Automatic rotation.
+    key_rotations: IntCounterVec,
 }
 
 /// Creates metrics in one registry. Invariant: every name below is
@@ -297,9 +299,20 @@ impl Metrics {
                 "Reloads, by trigger (signal, api, file) and result (ok, refused).",
                 &["trigger", "result"],
             ),
+            key_rotations: define.counter_vec(
+                "kmsd_key_rotations_total",
+                "Key rotations, by trigger (manual, schedule) and result (ok, error).",
+                &["trigger", "result"],
+            ),
             registry,
         };
         metrics.set_state(ServiceState::NotConfigured);
+        // Every series from the start, so a rate over them has a base.
+        for trigger in ["manual", "schedule"] {
+            for result in ["ok", "error"] {
+                metrics.key_rotations.with_label_values(&[trigger, result]);
+            }
+        }
         metrics.vault_token_ttl.set(-1);
         metrics
     }
@@ -374,6 +387,15 @@ impl Metrics {
     pub fn reload(&self, trigger: &str, ok: bool) {
         let result = if ok { "ok" } else { "refused" };
         self.reloads.with_label_values(&[trigger, result]).inc();
+    }
+
+    /// Counts a key rotation: `trigger` is `manual` (RotateKey) or
+    /// `schedule` (the rotation sweep).
+    pub fn key_rotation(&self, trigger: &str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.key_rotations
+            .with_label_values(&[trigger, result])
+            .inc();
     }
 
     /// Sets whether a backend's breaker is open.

@@ -106,6 +106,13 @@ pub enum Operation {
     Backup,
     /// Admin: restore keys from a backup (REST `POST /kms/restore`).
     Restore,
+    // Automatic rotation (issue 20 item 3).
+    /// KeyAdmin.EnableKeyRotation
+    EnableKeyRotation,
+    /// KeyAdmin.DisableKeyRotation
+    DisableKeyRotation,
+    /// KeyAdmin.GetKeyRotationStatus
+    GetKeyRotationStatus,
 }
 
 /// Which part of the API an operation belongs to; policies grant them
@@ -122,7 +129,7 @@ pub enum Plane {
 
 impl Operation {
     /// Every operation, in a fixed order (the index of [`Self::index`]).
-    pub const ALL: [Operation; 29] = [
+    pub const ALL: [Operation; 32] = [
         Operation::GenerateDataKey,
         Operation::GenerateDataKeyWithoutPlaintext,
         Operation::Encrypt,
@@ -152,6 +159,10 @@ impl Operation {
         Operation::Reload,
         Operation::Backup,
         Operation::Restore,
+        // Automatic rotation.
+        Operation::EnableKeyRotation,
+        Operation::DisableKeyRotation,
+        Operation::GetKeyRotationStatus,
     ];
 
     /// The position in [`Self::ALL`].
@@ -191,6 +202,9 @@ impl Operation {
             Operation::Reload => "Reload",
             Operation::Backup => "Backup",
             Operation::Restore => "Restore",
+            Operation::EnableKeyRotation => "EnableKeyRotation",
+            Operation::DisableKeyRotation => "DisableKeyRotation",
+            Operation::GetKeyRotationStatus => "GetKeyRotationStatus",
         }
     }
 
@@ -216,7 +230,10 @@ impl Operation {
             | Operation::CreateAlias
             | Operation::UpdateAlias
             | Operation::DeleteAlias
-            | Operation::ListAliases => Plane::Keys,
+            | Operation::ListAliases
+            | Operation::EnableKeyRotation
+            | Operation::DisableKeyRotation
+            | Operation::GetKeyRotationStatus => Plane::Keys,
             Operation::Status
             | Operation::Configure
             | Operation::Start

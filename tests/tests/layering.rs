@@ -257,7 +257,7 @@ const VAULT_LAYERS: &[&str] = &[
     "summary",
 ];
 /// What the backend layer is made of: anything naming these reaches up.
-const VAULT_BACKEND: &[&str] = &["VaultBackend", "connect", "update", "TaskGuard"];
+const VAULT_BACKEND: &[&str] = &["VaultBackend", "connect", "update", "rotation", "TaskGuard"];
 
 /// Every `super::` import of a lower Vault module that names a module at
 /// its own level or above, or the backend.

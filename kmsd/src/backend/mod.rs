@@ -14,7 +14,11 @@ use std::{collections::BTreeMap, future::Future};
 use kms_core::{DataKey, SecretBytes};
 use time::OffsetDateTime;
 
-pub use self::{metadata_store::MetadataStore, update::MetadataChange};
+pub use self::{
+    metadata_store::MetadataStore,
+    rotation::{Rotation, RotationSchedule},
+    update::MetadataChange,
+};
 use crate::{
     blob::{BackendKind, ParsedBlob},
     clock::rfc3339,
@@ -75,6 +79,8 @@ pub struct KeyMetadata {
     pub backend: BackendKind,
     /// Free key-value labels.
     pub tags: BTreeMap<String, String>,
+    /// The automatic rotation schedule, when rotation is on.
+    pub rotation: Option<RotationSchedule>,
 }
 
 impl KeyMetadata {
@@ -312,6 +318,7 @@ macro_rules! dispatch_async {
 
 // After the dispatch macros, which it uses.
 mod metadata_store;
+pub mod rotation;
 
 impl Backend {
     /// Drops the backend's own caches (key metadata); returns how many

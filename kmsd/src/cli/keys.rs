@@ -89,6 +89,8 @@ enum KeyCommand {
         #[arg(long = "tag-key", required = true)]
         tag_keys: Vec<String>,
     },
+    /// Automatic rotation: enable, disable, status.
+    Rotation(super::rotation::RotationArgs),
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -107,13 +109,14 @@ pub(crate) async fn run_key(client: ClientArgs, args: KeyArgs) -> anyhow::Result
     let command = match args.command {
         KeyCommand::Backup(args) => return super::backup::run_backup(args).await,
         KeyCommand::Restore(args) => return super::backup::run_restore(args).await,
+        KeyCommand::Rotation(args) => return super::rotation::run(client, args).await,
         command => command,
     };
     let client = client.connect().await?;
     let mut admin = client.key_admin();
     let meta = match command {
-        KeyCommand::Backup(_) | KeyCommand::Restore(_) => {
-            anyhow::bail!("backup and restore are handled above")
+        KeyCommand::Backup(_) | KeyCommand::Restore(_) | KeyCommand::Rotation(_) => {
+            anyhow::bail!("backup, restore and rotation are handled above")
         }
         KeyCommand::Create {
             key_id,

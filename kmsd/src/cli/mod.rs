@@ -9,6 +9,7 @@ mod client;
 mod cluster;
 mod keys;
 mod output;
+mod rotation;
 mod serve;
 
 use std::process::ExitCode;

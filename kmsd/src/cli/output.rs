@@ -80,6 +80,11 @@ pub(crate) fn key(meta: proto::KeyMetadata) -> KeyView {
             .collect(),
         backend: meta.backend,
         tags: meta.tags,
+        rotation_enabled: meta.rotation_enabled,
+        rotation_period_seconds: meta
+            .rotation_enabled
+            .then_some(meta.rotation_period_seconds),
+        next_rotation_date: time(meta.next_rotation_date),
     }
 }
 

@@ -217,6 +217,13 @@ pub struct RawKeys {
     /// How often to destroy keys whose deletion window has passed, in
     /// seconds (default 60).
     pub deletion_sweep_interval_secs: Option<u64>,
+    // Automatic rotation.
+    /// How often to rotate keys whose rotation is due, in seconds
+    /// (default 60).
+    pub rotation_sweep_interval_secs: Option<u64>,
+    /// The shortest rotation period EnableKeyRotation accepts, in seconds
+    /// (default 90 days, AWS KMS's minimum; shorter only for tests).
+    pub min_rotation_period_secs: Option<u64>,
 }
 
 /// Log line format.

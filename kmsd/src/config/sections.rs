@@ -146,6 +146,8 @@ pub(super) fn service_options(
             offline: Duration::from_secs(cache.offline_secs.unwrap_or(0)),
         },
         admin_rules: AdminPlaneRules::default(),
+        // Set from `[keys]` by the caller.
+        ..ServiceOptions::default()
     })
 }
 

@@ -18,6 +18,9 @@ pub struct ServiceOptions {
     pub cache: CacheSettings,
     /// What a backend configuration given to the admin API may name.
     pub admin_rules: AdminPlaneRules,
+    /// The shortest automatic rotation period (`[keys]
+    /// min_rotation_period_secs`).
+    pub min_rotation_period: Duration,
 }
 
 impl Default for ServiceOptions {
@@ -27,6 +30,10 @@ impl Default for ServiceOptions {
             backend_timeout: Duration::from_secs(10),
             cache: CacheSettings::default(),
             admin_rules: AdminPlaneRules::default(),
+            min_rotation_period: Duration::from_secs(
+                u64::from(crate::backend::rotation::MIN_ROTATION_PERIOD_DAYS)
+                    * crate::backend::rotation::SECS_PER_DAY,
+            ),
         }
     }
 }

@@ -73,7 +73,7 @@ proptest::proptest! {
     fn config_parsing_never_panics(lines in proptest::collection::vec(
         (
             proptest::sample::select(vec!["server", "server.tls", "backend", "backend.sealing", "log", "audit", "limits", "cache", "breaker", "health", "metrics", "admin", "policy", "security", "keys", "nope"]),
-            proptest::sample::select(vec!["tcp", "unix_socket", "unix_socket_mode", "backend_type", "key_dir", "default_key_id", "passphrase_env", "output", "max_concurrent_requests", "data_key_ttl_secs", "failure_threshold", "probe_interval_secs", "listen", "file", "mlock", "level", "format", "danger_plaintext_tcp", "cert_file", "state_dir", "on_failure", "attempt_timeout_ms", "hedge_after_ms", "cache_ttl_seconds"]),
+            proptest::sample::select(vec!["tcp", "unix_socket", "unix_socket_mode", "backend_type", "key_dir", "default_key_id", "passphrase_env", "output", "max_concurrent_requests", "data_key_ttl_secs", "failure_threshold", "probe_interval_secs", "listen", "file", "mlock", "level", "format", "danger_plaintext_tcp", "cert_file", "state_dir", "on_failure", "attempt_timeout_ms", "hedge_after_ms", "cache_ttl_seconds", "rotation_sweep_interval_secs", "min_rotation_period_secs"]),
             proptest::sample::select(vec!["\"127.0.0.1:0\"", "\"/abs/path\"", "\"rel\"", "\"local\"", "\"vault\"", "0", "1", "-1", "18446744073709551616", "true", "\"0660\"", "\"stdout\"", "\"refuse\"", "\"continue\"", "[]", "{}", "\"\u{0}\""]),
         ),
         0..12,
@@ -133,5 +133,30 @@ fn mistakes_are_named() {
     ] {
         let err = parse(text).unwrap_err().to_string();
         assert!(err.contains(needle), "{text:?}: {err}");
+    }
+}
+
+#[test]
+fn rotation_settings_default_to_aws_and_are_bounded() {
+    let parse = |keys: &str| {
+        let raw: RawConfig = toml::from_str(&format!("[keys]\n{keys}\n")).unwrap();
+        Config::from_raw(raw)
+    };
+    let config = parse("").unwrap();
+    assert_eq!(config.rotation_sweep_interval, Duration::from_secs(60));
+    assert_eq!(
+        config.service.min_rotation_period,
+        Duration::from_secs(90 * 86_400)
+    );
+    let config = parse("rotation_sweep_interval_secs = 1\nmin_rotation_period_secs = 2").unwrap();
+    assert_eq!(config.rotation_sweep_interval, Duration::from_secs(1));
+    assert_eq!(config.service.min_rotation_period, Duration::from_secs(2));
+    for bad in [
+        "rotation_sweep_interval_secs = 0",
+        "min_rotation_period_secs = 0",
+        "min_rotation_period_secs = 221184001",
+    ] {
+        let err = parse(bad).unwrap_err().to_string();
+        assert!(err.contains("keys."), "{bad}: {err}");
     }
 }

@@ -25,7 +25,7 @@ use self::{
     reload::Reloader,
     tasks::{
         credential_gauges, deletion_sweeper, key_counts, readiness_loop, report_initial_readiness,
-        watchdog,
+        rotation_sweeper, watchdog,
     },
 };
 use crate::{
@@ -389,6 +389,11 @@ fn spawn_background(
     ));
     tokio::spawn(watchdog(shutdown_rx.clone()));
     tokio::spawn(credential_gauges(kms.clone(), shutdown_rx.clone()));
+    tokio::spawn(rotation_sweeper(
+        kms.clone(),
+        config.rotation_sweep_interval,
+        shutdown_rx.clone(),
+    ));
     tokio::spawn(deletion_sweeper(
         kms.clone(),
         config.deletion_sweep_interval,

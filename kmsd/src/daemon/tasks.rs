@@ -1,5 +1,5 @@
-//! Background tasks: readiness and the self-probe, deletion sweeps, key
-//! counts, and the systemd watchdog.
+//! Background tasks: readiness and the self-probe, deletion and rotation
+//! sweeps, key counts, and the systemd watchdog.
 
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,24 @@ pub(crate) async fn deletion_sweeper(kms: Kms, every: Duration, stop: watch::Rec
         match kms.sweep_deletions().await {
             Ok(_) | Err(KmsError::NotRunning(_)) => {}
             Err(e) => tracing::error!(error = %e, "deletion sweep failed"),
+        }
+    }
+}
+
+/// Rotates keys whose automatic rotation is due. Every kmsd runs it; the
+/// backend makes each due key rotate once (backend/rotation.rs).
+pub(crate) async fn rotation_sweeper(kms: Kms, every: Duration, stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    // A sweep that overran (a slow Vault) is not followed by a burst.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = wait_for_shutdown(stop.clone()) => return,
+        }
+        match kms.sweep_rotations().await {
+            Ok(_) | Err(KmsError::NotRunning(_)) => {}
+            Err(e) => tracing::error!(error = %e, "rotation sweep failed"),
         }
     }
 }

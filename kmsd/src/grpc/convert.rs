@@ -25,6 +25,7 @@ pub(crate) fn key_state(state: KeyState) -> pb::KeyState {
 }
 
 pub(crate) fn key_metadata(meta: KeyMetadata) -> pb::KeyMetadata {
+    let rotation = meta.rotation;
     pb::KeyMetadata {
         key_id: meta.key_id.to_string(),
         state: key_state(meta.state).into(),
@@ -42,6 +43,23 @@ pub(crate) fn key_metadata(meta: KeyMetadata) -> pb::KeyMetadata {
             .collect(),
         backend: meta.backend.as_str().to_owned(),
         tags: meta.tags,
+        rotation_enabled: rotation.is_some(),
+        rotation_period_seconds: rotation.map_or(0, |r| r.period_secs),
+        next_rotation_date: rotation.map(|r| timestamp(r.next_rotation)),
+    }
+}
+
+/// GetKeyRotationStatus's answer from the key's metadata.
+pub(crate) fn rotation_status(meta: &KeyMetadata) -> pb::GetKeyRotationStatusResponse {
+    let rotation = meta.rotation;
+    let secs = rotation.map_or(0, |r| r.period_secs);
+    pb::GetKeyRotationStatusResponse {
+        key_id: meta.key_id.to_string(),
+        rotation_enabled: rotation.is_some(),
+        rotation_period_in_days: u32::try_from(secs / crate::backend::rotation::SECS_PER_DAY)
+            .unwrap_or(u32::MAX),
+        rotation_period_seconds: secs,
+        next_rotation_date: rotation.map(|r| timestamp(r.next_rotation)),
     }
 }
 

@@ -4,7 +4,7 @@ use kms_proto::v1::{self as pb, key_admin_server::KeyAdmin};
 use tonic::{Request, Response, Status};
 
 use super::{
-    convert::{alias, key_metadata},
+    convert::{alias, key_metadata, rotation_status},
     identity::request_context,
 };
 use crate::{
@@ -266,5 +266,48 @@ impl KeyAdmin for KeyAdminService {
             aliases: page.aliases.into_iter().map(alias).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
+    }
+
+    async fn enable_key_rotation(
+        &self,
+        request: Request<pb::EnableKeyRotationRequest>,
+    ) -> Result<Response<pb::EnableKeyRotationResponse>, Status> {
+        let cx = request_context(&request);
+        let req = request.into_inner();
+        let key_id = KeyId::parse(&req.key_id)?;
+        let meta = self
+            .kms
+            .enable_key_rotation(
+                &cx,
+                &key_id,
+                req.rotation_period_in_days,
+                req.rotation_period_seconds,
+            )
+            .await?;
+        Ok(Response::new(pb::EnableKeyRotationResponse {
+            key_metadata: Some(key_metadata(meta)),
+        }))
+    }
+
+    async fn disable_key_rotation(
+        &self,
+        request: Request<pb::DisableKeyRotationRequest>,
+    ) -> Result<Response<pb::DisableKeyRotationResponse>, Status> {
+        let cx = request_context(&request);
+        let key_id = KeyId::parse(&request.into_inner().key_id)?;
+        let meta = self.kms.disable_key_rotation(&cx, &key_id).await?;
+        Ok(Response::new(pb::DisableKeyRotationResponse {
+            key_metadata: Some(key_metadata(meta)),
+        }))
+    }
+
+    async fn get_key_rotation_status(
+        &self,
+        request: Request<pb::GetKeyRotationStatusRequest>,
+    ) -> Result<Response<pb::GetKeyRotationStatusResponse>, Status> {
+        let cx = request_context(&request);
+        let key_id = KeyId::parse(&request.into_inner().key_id)?;
+        let meta = self.kms.key_rotation_status(&cx, &key_id).await?;
+        Ok(Response::new(rotation_status(&meta)))
     }
 }

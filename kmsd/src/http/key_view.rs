@@ -38,6 +38,11 @@ pub(crate) struct KeyView {
     pub(crate) versions: Vec<VersionView>,
     pub(crate) backend: String,
     pub(crate) tags: BTreeMap<String, String>,
+    /// Automatic rotation: on or off, its period, the next rotation (RFC
+    /// 3339 UTC); the last two are `null` while it is off.
+    pub(crate) rotation_enabled: bool,
+    pub(crate) rotation_period_seconds: Option<u64>,
+    pub(crate) next_rotation_date: Option<String>,
 }
 
 impl From<KeyMetadata> for KeyView {
@@ -60,6 +65,9 @@ impl From<KeyMetadata> for KeyView {
                 .collect(),
             backend: m.backend.as_str().to_owned(),
             tags: m.tags,
+            rotation_enabled: m.rotation.is_some(),
+            rotation_period_seconds: m.rotation.map(|r| r.period_secs),
+            next_rotation_date: m.rotation.map(|r| rfc3339(r.next_rotation)),
         }
     }
 }

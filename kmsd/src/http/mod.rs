@@ -9,6 +9,7 @@
 //!  │   ├─ routes_keys      keys, generate-data-key
 //!  │   ├─ routes_lifecycle keys/update-description, keys/tag, keys/untag,
 //!  │   │                   aliases
+//!  │   ├─ routes_rotation  keys/rotation/{enable,disable,status}
 //!  │   └─ routes_backup    backup, restore
 //!  └─ public_router()  /health/live, /health/ready, /health/backend, /metrics
 //!                      (also served alone on the `[metrics]` listener)
@@ -26,6 +27,7 @@ pub(crate) mod key_view;
 mod routes_backup;
 mod routes_keys;
 mod routes_lifecycle;
+mod routes_rotation;
 mod routes_service;
 pub mod sigv4;
 
@@ -78,6 +80,7 @@ fn admin_routes(kms: Kms, auth: AdminAuth) -> Router {
         .merge(routes_service::routes())
         .merge(routes_keys::routes())
         .merge(routes_lifecycle::routes())
+        .merge(routes_rotation::routes())
         .merge(routes_backup::routes())
         .route(admin_path!("/{*rest}"), any(route_not_found))
         .route_layer(middleware::from_fn_with_state(auth, auth::require_sigv4))

@@ -171,15 +171,18 @@ impl Kms {
         cx: &RequestContext,
         key_id: &KeyId,
     ) -> Result<KeyMetadata, KmsError> {
-        self.on_key(
-            cx,
-            Operation::RotateKey,
-            key_id,
-            Ok(()),
-            "rotate_key",
-            async |active| active.backend.rotate_key(key_id).await,
-        )
-        .await
+        let result = self
+            .on_key(
+                cx,
+                Operation::RotateKey,
+                key_id,
+                Ok(()),
+                "rotate_key",
+                async |active| active.backend.rotate_key(key_id).await,
+            )
+            .await;
+        self.inner.metrics.key_rotation("manual", result.is_ok());
+        result
     }
 
     /// EnableKey, DisableKey and CancelKeyDeletion.

@@ -15,6 +15,7 @@ mod keys;
 mod metadata;
 mod observe;
 mod reload;
+mod rotation;
 
 use std::{sync::Arc, time::Duration};
 
@@ -67,6 +68,8 @@ struct Inner {
     probe: std::sync::Mutex<health::Probe>,
     /// What a backend configuration given to the admin API may name.
     admin_rules: crate::config::AdminPlaneRules,
+    /// The shortest automatic rotation period EnableKeyRotation accepts.
+    min_rotation_period: Duration,
     /// What Admin Reload calls, registered by the daemon.
     reloader: std::sync::OnceLock<Arc<dyn Reload>>,
 }
@@ -97,6 +100,7 @@ impl Kms {
                 policy: arc_swap::ArcSwap::from_pointee(policy),
                 probe: std::sync::Mutex::new(health::Probe::NotYet),
                 admin_rules: options.admin_rules,
+                min_rotation_period: options.min_rotation_period,
                 reloader: std::sync::OnceLock::new(),
             }),
         }

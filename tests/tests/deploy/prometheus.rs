@@ -57,6 +57,7 @@ fn alert_rules_pass_promtool_and_every_alert_is_unit_tested() {
         "KmsdSelfProbeFailing",
         "KmsdAuditWriteErrors",
         "KmsdConfigDrift",
+        "KmsdScheduledRotationFailing",
     ] {
         assert!(alerts.contains(required), "no {required} alert");
     }

@@ -108,6 +108,19 @@ async fn call(
                 alias_name: format!("alias/a-{n}"),
             })
             .await),
+        "EnableKeyRotation" => map(admin
+            .enable_key_rotation(proto::EnableKeyRotationRequest {
+                key_id: key,
+                rotation_period_in_days: 90,
+                rotation_period_seconds: 0,
+            })
+            .await),
+        "DisableKeyRotation" => map(admin
+            .disable_key_rotation(proto::DisableKeyRotationRequest { key_id: key })
+            .await),
+        "GetKeyRotationStatus" => map(admin
+            .get_key_rotation_status(proto::GetKeyRotationStatusRequest { key_id: key })
+            .await),
         "Status" => map(runtime.status(proto::StatusRequest {}).await),
         "ClearCache" => map(runtime.clear_cache(proto::ClearCacheRequest {}).await),
         "Configure" => map(runtime
@@ -128,7 +141,7 @@ async fn call(
     }
 }
 
-const OPERATIONS: [&str; 26] = [
+const OPERATIONS: [&str; 29] = [
     "GenerateDataKey",
     "GenerateDataKeyWithoutPlaintext",
     "Encrypt",
@@ -149,6 +162,9 @@ const OPERATIONS: [&str; 26] = [
     "UpdateAlias",
     "ListAliases",
     "DeleteAlias",
+    "EnableKeyRotation",
+    "DisableKeyRotation",
+    "GetKeyRotationStatus",
     "Status",
     "ClearCache",
     "Configure",
@@ -180,6 +196,9 @@ fn expected(identity: &str, op: &str) -> bool {
             | "UpdateAlias"
             | "ListAliases"
             | "DeleteAlias"
+            | "EnableKeyRotation"
+            | "DisableKeyRotation"
+            | "GetKeyRotationStatus"
     );
     match identity {
         "alice" => data && op != "Encrypt",

@@ -305,6 +305,7 @@ impl LocalBackend {
                 versions: infos,
                 backend: BackendKind::Local,
                 tags: record.tags,
+                rotation: record.rotation,
             },
             versions,
         })

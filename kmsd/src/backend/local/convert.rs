@@ -31,6 +31,7 @@ pub(super) fn to_file(key: &LocalKey) -> KeyFile {
                 },
             })
             .collect(),
+        rotation: key.meta.rotation,
     }
 }
 
@@ -94,6 +95,7 @@ pub(super) fn load_key(
             versions: infos,
             backend: BackendKind::Local,
             tags: file.tags,
+            rotation: file.rotation,
         },
         versions,
     })

@@ -56,6 +56,9 @@ pub(super) struct KeyFile {
     pub(super) deletion_date: Option<OffsetDateTime>,
     pub(super) current_version: u32,
     pub(super) versions: Vec<VersionFile>,
+    /// Automatic rotation, when on (absent in files of older kmsd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) rotation: Option<crate::backend::RotationSchedule>,
 }
 
 /// One version inside a key file.

@@ -12,6 +12,7 @@ mod error;
 mod file;
 mod key;
 mod open;
+mod rotation;
 pub mod scale;
 mod sealing;
 mod update;
@@ -224,6 +225,7 @@ impl KeyBackend for LocalBackend {
                 }],
                 backend: BackendKind::Local,
                 tags: new.tags,
+                rotation: None,
             },
             versions: vec![version],
         };
@@ -250,25 +252,8 @@ impl KeyBackend for LocalBackend {
     async fn rotate_key(&self, key_id: &KeyId) -> Result<KeyMetadata, KmsError> {
         let _writing = self.writer.lock().await;
         let old = self.key(key_id)?;
-        if old.meta.state == KeyState::PendingDeletion {
-            return Err(KmsError::InvalidStateTransition {
-                key_id: key_id.clone(),
-                state: old.meta.state.as_str(),
-                action: "rotate",
-            });
-        }
-        let next = old.meta.current_version.checked_add(1).ok_or_else(|| {
-            KmsError::InvalidArgument(format!("key {key_id} has reached its last version"))
-        })?;
-        let mut meta = old.meta.clone();
-        meta.current_version = next;
-        meta.versions.push(VersionInfo {
-            version: next,
-            created_at: self.clock.now(),
-        });
-        let mut versions = old.versions.clone();
-        versions.push(self.new_version(key_id, next)?);
-        self.commit(LocalKey { meta, versions }).await
+        let key = self.with_new_version(key_id, &old)?;
+        self.commit(key).await
     }
 
     async fn change_state(

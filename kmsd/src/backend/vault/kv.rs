@@ -20,7 +20,10 @@ use vaultrs::api::kv2::{
 };
 
 use super::{client::VaultClient, error::VaultError};
-use crate::{backend::KeyState, key_id::KeyId};
+use crate::{
+    backend::{KeyState, RotationSchedule},
+    key_id::KeyId,
+};
 
 /// The record format this kmsd writes.
 pub(crate) const RECORD_FORMAT: u32 = 1;
@@ -50,6 +53,25 @@ pub(crate) struct KeyRecord {
     /// Set exactly while pending deletion.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub(crate) deletion_date: Option<OffsetDateTime>,
+    /// Automatic rotation, when on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rotation: Option<RotationSchedule>,
+    /// Set while a kmsd rotates the key under a claim (`rotation.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rotation_claim: Option<RotationClaim>,
+}
+
+/// A kmsd's claim to rotate a key: written by check-and-set before the
+/// Transit rotation and removed after it, so that of several kmsd sharing
+/// one Vault only the one whose claim was written rotates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RotationClaim {
+    /// When it was written; an old claim is a claimer that died.
+    #[serde(with = "time::serde::rfc3339")]
+    pub(crate) at: OffsetDateTime,
+    /// The Transit version the claimer rotates from: a later claimer
+    /// finding Transit past it knows the rotation happened.
+    pub(crate) from_version: u32,
 }
 
 /// A record and the KV version it was read at (for check-and-set).

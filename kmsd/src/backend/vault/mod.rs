@@ -28,8 +28,8 @@
 //!    records), with `batch`, `cache` and `intermediate`;
 //! 5. keys: `metadata` (`Keys`: engines + cache), `wrap`
 //!    (sealing and opening), `sweep` (the deletion sweep);
-//! 6. the backend: this file, `connect`, `update` and `summary`, which
-//!    compose the rest into [`KeyBackend`].
+//! 6. the backend: this file, `connect`, `update`, `rotation` and
+//!    `summary`, which compose the rest into [`KeyBackend`].
 
 mod aliases;
 mod auth;
@@ -43,6 +43,7 @@ mod kv;
 mod metadata;
 mod nodes;
 mod request;
+mod rotation;
 mod sender;
 pub mod settings;
 mod summary;
@@ -244,6 +245,8 @@ impl KeyBackend for VaultBackend {
             tags: new.tags,
             created_at: self.clock.now(),
             deletion_date: None,
+            rotation: None,
+            rotation_claim: None,
         };
         if self.keys.records.write(&record, 0).await? == Written::Conflict {
             return Err(KmsError::KeyAlreadyExists(key_id));

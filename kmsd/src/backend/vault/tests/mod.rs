@@ -7,6 +7,7 @@ mod data_plane;
 mod faults;
 mod intermediate;
 mod nodes;
+mod rotation;
 mod secrets;
 mod shared;
 
