@@ -107,6 +107,7 @@ pub struct Metrics {
     vault_node_up: IntGaugeVec,
     vault_node_serving: IntGaugeVec,
     reloads: IntCounterVec,
+    key_imports: IntCounterVec,
 }
 
 /// Creates metrics in one registry. Invariant: every name below is
@@ -297,6 +298,11 @@ impl Metrics {
                 "Reloads, by trigger (signal, api, file) and result (ok, refused).",
                 &["trigger", "result"],
             ),
+            key_imports: define.counter_vec(
+                "kmsd_key_imports_total",
+                "ImportKey calls, by result (ok, token_not_found, token_expired, invalid, denied, error).",
+                &["result"],
+            ),
             registry,
         };
         metrics.set_state(ServiceState::NotConfigured);
@@ -374,6 +380,11 @@ impl Metrics {
     pub fn reload(&self, trigger: &str, ok: bool) {
         let result = if ok { "ok" } else { "refused" };
         self.reloads.with_label_values(&[trigger, result]).inc();
+    }
+
+    /// Counts an ImportKey by its result, one of a closed set.
+    pub fn key_import(&self, result: &'static str) {
+        self.key_imports.with_label_values(&[result]).inc();
     }
 
     /// Sets whether a backend's breaker is open.

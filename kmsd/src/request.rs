@@ -106,6 +106,11 @@ pub enum Operation {
     Backup,
     /// Admin: restore keys from a backup (REST `POST /kms/restore`).
     Restore,
+    // Import of key material (bring your own key).
+    /// KeyAdmin.GetParametersForImport
+    GetParametersForImport,
+    /// KeyAdmin.ImportKey
+    ImportKey,
 }
 
 /// Which part of the API an operation belongs to; policies grant them
@@ -122,7 +127,7 @@ pub enum Plane {
 
 impl Operation {
     /// Every operation, in a fixed order (the index of [`Self::index`]).
-    pub const ALL: [Operation; 29] = [
+    pub const ALL: [Operation; 31] = [
         Operation::GenerateDataKey,
         Operation::GenerateDataKeyWithoutPlaintext,
         Operation::Encrypt,
@@ -152,6 +157,9 @@ impl Operation {
         Operation::Reload,
         Operation::Backup,
         Operation::Restore,
+        // Import of key material.
+        Operation::GetParametersForImport,
+        Operation::ImportKey,
     ];
 
     /// The position in [`Self::ALL`].
@@ -191,6 +199,8 @@ impl Operation {
             Operation::Reload => "Reload",
             Operation::Backup => "Backup",
             Operation::Restore => "Restore",
+            Operation::GetParametersForImport => "GetParametersForImport",
+            Operation::ImportKey => "ImportKey",
         }
     }
 
@@ -216,7 +226,9 @@ impl Operation {
             | Operation::CreateAlias
             | Operation::UpdateAlias
             | Operation::DeleteAlias
-            | Operation::ListAliases => Plane::Keys,
+            | Operation::ListAliases
+            | Operation::GetParametersForImport
+            | Operation::ImportKey => Plane::Keys,
             Operation::Status
             | Operation::Configure
             | Operation::Start

@@ -89,9 +89,15 @@ enum KeyCommand {
         #[arg(long = "tag-key", required = true)]
         tag_keys: Vec<String>,
     },
+    /// Create a key from your own 32 bytes of material: gets import
+    /// parameters, wraps the material here, imports it.
+    Import(super::import::ImportArgs),
+    /// Get import parameters (a token and an RSA public key) to wrap key
+    /// material yourself.
+    ImportParameters(super::import::ImportParametersArgs),
 }
 
-fn parse_pair(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_pair(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("expected key=value, got {s:?}"))
@@ -107,13 +113,20 @@ pub(crate) async fn run_key(client: ClientArgs, args: KeyArgs) -> anyhow::Result
     let command = match args.command {
         KeyCommand::Backup(args) => return super::backup::run_backup(args).await,
         KeyCommand::Restore(args) => return super::backup::run_restore(args).await,
+        KeyCommand::Import(args) => return super::import::run_import(client, args).await,
+        KeyCommand::ImportParameters(args) => {
+            return super::import::run_parameters(client, args).await;
+        }
         command => command,
     };
     let client = client.connect().await?;
     let mut admin = client.key_admin();
     let meta = match command {
-        KeyCommand::Backup(_) | KeyCommand::Restore(_) => {
-            anyhow::bail!("backup and restore are handled above")
+        KeyCommand::Backup(_)
+        | KeyCommand::Restore(_)
+        | KeyCommand::Import(_)
+        | KeyCommand::ImportParameters(_) => {
+            anyhow::bail!("backup, restore and import are handled above")
         }
         KeyCommand::Create {
             key_id,

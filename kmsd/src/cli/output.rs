@@ -80,6 +80,12 @@ pub(crate) fn key(meta: proto::KeyMetadata) -> KeyView {
             .collect(),
         backend: meta.backend,
         tags: meta.tags,
+        // An older kmsd does not say: its keys are all its own.
+        origin: if meta.origin.is_empty() {
+            "KMSD".to_owned()
+        } else {
+            meta.origin
+        },
     }
 }
 

@@ -38,6 +38,8 @@ pub(crate) struct KeyView {
     pub(crate) versions: Vec<VersionView>,
     pub(crate) backend: String,
     pub(crate) tags: BTreeMap<String, String>,
+    /// `KMSD` or `EXTERNAL` (imported), as AWS KMS's `Origin`.
+    pub(crate) origin: String,
 }
 
 impl From<KeyMetadata> for KeyView {
@@ -60,6 +62,7 @@ impl From<KeyMetadata> for KeyView {
                 .collect(),
             backend: m.backend.as_str().to_owned(),
             tags: m.tags,
+            origin: m.origin.as_str().to_owned(),
         }
     }
 }

@@ -11,6 +11,7 @@ mod aliases;
 mod backup;
 mod data;
 mod health;
+mod import;
 mod keys;
 mod metadata;
 mod observe;
@@ -26,6 +27,7 @@ pub use crate::config::ServiceOptions;
 
 #[cfg(test)]
 pub use self::health::PROBE_KEY_ID;
+pub use self::import::ImportRequest;
 pub use self::keys::{
     DEFAULT_PAGE_SIZE, MAX_DELETION_WINDOW_DAYS, MAX_PAGE_SIZE, MIN_DELETION_WINDOW_DAYS,
 };
@@ -69,6 +71,8 @@ struct Inner {
     admin_rules: crate::config::AdminPlaneRules,
     /// What Admin Reload calls, registered by the daemon.
     reloader: std::sync::OnceLock<Arc<dyn Reload>>,
+    /// Pending import tokens (ImportKey).
+    imports: crate::import::ImportTokens,
 }
 
 impl Kms {
@@ -98,6 +102,7 @@ impl Kms {
                 probe: std::sync::Mutex::new(health::Probe::NotYet),
                 admin_rules: options.admin_rules,
                 reloader: std::sync::OnceLock::new(),
+                imports: crate::import::ImportTokens::new(options.imports),
             }),
         }
     }

@@ -108,6 +108,20 @@ async fn call(
                 alias_name: format!("alias/a-{n}"),
             })
             .await),
+        "GetParametersForImport" => map(admin
+            .get_parameters_for_import(proto::GetParametersForImportRequest {
+                key_id: format!("alice-imp-{n}"),
+            })
+            .await),
+        // A token kmsd never issued: allowed callers hear NOT_FOUND.
+        "ImportKey" => map(admin
+            .import_key(proto::ImportKeyRequest {
+                import_token: "imp-none".into(),
+                key_id: format!("alice-imp-{n}"),
+                encrypted_key_material: vec![0; 384],
+                ..Default::default()
+            })
+            .await),
         "Status" => map(runtime.status(proto::StatusRequest {}).await),
         "ClearCache" => map(runtime.clear_cache(proto::ClearCacheRequest {}).await),
         "Configure" => map(runtime
@@ -128,7 +142,7 @@ async fn call(
     }
 }
 
-const OPERATIONS: [&str; 26] = [
+const OPERATIONS: [&str; 28] = [
     "GenerateDataKey",
     "GenerateDataKeyWithoutPlaintext",
     "Encrypt",
@@ -149,6 +163,8 @@ const OPERATIONS: [&str; 26] = [
     "UpdateAlias",
     "ListAliases",
     "DeleteAlias",
+    "GetParametersForImport",
+    "ImportKey",
     "Status",
     "ClearCache",
     "Configure",
@@ -180,6 +196,8 @@ fn expected(identity: &str, op: &str) -> bool {
             | "UpdateAlias"
             | "ListAliases"
             | "DeleteAlias"
+            | "GetParametersForImport"
+            | "ImportKey"
     );
     match identity {
         "alice" => data && op != "Encrypt",

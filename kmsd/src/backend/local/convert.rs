@@ -13,6 +13,7 @@ pub(super) fn to_file(key: &LocalKey) -> KeyFile {
         created_at: key.meta.created_at,
         deletion_date: key.meta.deletion_date,
         current_version: key.meta.current_version,
+        origin: key.meta.origin,
         versions: key
             .meta
             .versions
@@ -94,6 +95,7 @@ pub(super) fn load_key(
             versions: infos,
             backend: BackendKind::Local,
             tags: file.tags,
+            origin: file.origin,
         },
         versions,
     })

@@ -20,7 +20,10 @@ use vaultrs::api::kv2::{
 };
 
 use super::{client::VaultClient, error::VaultError};
-use crate::{backend::KeyState, key_id::KeyId};
+use crate::{
+    backend::{KeyOrigin, KeyState},
+    key_id::KeyId,
+};
 
 /// The record format this kmsd writes.
 pub(crate) const RECORD_FORMAT: u32 = 1;
@@ -50,6 +53,10 @@ pub(crate) struct KeyRecord {
     /// Set exactly while pending deletion.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub(crate) deletion_date: Option<OffsetDateTime>,
+    /// `External` for imported keys; absent (kmsd) otherwise. Transit's
+    /// own `imported_key` flag cannot say it: a rotation clears it.
+    #[serde(default, skip_serializing_if = "KeyOrigin::is_kmsd")]
+    pub(crate) origin: KeyOrigin,
 }
 
 /// A record and the KV version it was read at (for check-and-set).
