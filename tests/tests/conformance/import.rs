@@ -208,6 +208,16 @@ pub(crate) async fn imported_material_is_the_key(mut fx: Fixture) {
         b"from the cli"
     );
 
+    // Counted (before the restart below resets the counters).
+    let metrics = fx.rest().get("/metrics").await.text;
+    let ok = kmsd_tests::metrics::series(&metrics, "kmsd_key_imports_total{result=\"ok\"}");
+    assert_eq!(ok, Some(3.0), "{metrics}");
+    let spent = kmsd_tests::metrics::series(
+        &metrics,
+        "kmsd_key_imports_total{result=\"token_not_found\"}",
+    );
+    assert_eq!(spent, Some(1.0));
+
     // Rotation adds a generated version; the origin stays, old blobs open.
     let rotated = rpc(fx
         .client
@@ -272,14 +282,6 @@ pub(crate) async fn imported_material_is_the_key(mut fx: Fixture) {
     assert!(!log.contains(&params.import_token));
     assert!(!log.contains(&hex::encode(material)));
     assert!(!log.contains(&B64.encode(material)));
-    let metrics = fx.rest().get("/metrics").await.text;
-    let ok = kmsd_tests::metrics::series(&metrics, "kmsd_key_imports_total{result=\"ok\"}");
-    assert_eq!(ok, Some(3.0), "{metrics}");
-    let spent = kmsd_tests::metrics::series(
-        &metrics,
-        "kmsd_key_imports_total{result=\"token_not_found\"}",
-    );
-    assert_eq!(spent, Some(1.0));
 }
 
 /// Tokens: single use (even when the import fails), bound to their key,
