@@ -158,6 +158,17 @@ impl State {
 pub struct ImportTokens {
     state: Mutex<State>,
     limits: ImportLimits,
+    /// One key pair generated ahead, once imports are in use: RSA-3072
+    /// generation takes about a second (more on a busy host), longer than
+    /// a client's usual deadline should have to cover. Not a token: it
+    /// belongs to nobody until issued, and is wiped on drop like any.
+    spare: std::sync::Arc<Mutex<Spare>>,
+}
+
+#[derive(Default)]
+struct Spare {
+    key: Option<Generated>,
+    refilling: bool,
 }
 
 impl std::fmt::Debug for ImportTokens {
@@ -174,24 +185,52 @@ impl ImportTokens {
         Self {
             state: Mutex::default(),
             limits,
+            spare: std::sync::Arc::default(),
         }
     }
 
+    /// The spare key pair, or a fresh one; then a spare is made ready for
+    /// the next call, in the background.
+    async fn key_pair(&self) -> Result<Generated, KmsError> {
+        let taken = lock(&self.spare).key.take();
+        let pair = match taken {
+            Some(pair) => pair,
+            None => generate().await?,
+        };
+        let refill = {
+            let mut spare = lock(&self.spare);
+            let start = spare.key.is_none() && !spare.refilling;
+            spare.refilling |= start;
+            start
+        };
+        if refill {
+            let spare = std::sync::Arc::clone(&self.spare);
+            tokio::spawn(async move {
+                let generated = generate().await.ok();
+                let mut spare = lock(&spare);
+                spare.refilling = false;
+                if spare.key.is_none() {
+                    spare.key = generated;
+                }
+            });
+        }
+        Ok(pair)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock leaves a consistent map (every
-        // change is one insert or remove), so a poisoned lock is usable.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Issues a token with a fresh wrapping key, bound to `key_id` if one
-    /// is named. Refused while `max_pending` tokens are pending.
+    /// is named. Refused while `max_pending` tokens are pending. Its TTL
+    /// runs from when the key is ready, not from the call, so a slow
+    /// generation does not eat the caller's time.
     pub async fn issue(
         &self,
-        now: OffsetDateTime,
+        clock: impl Fn() -> OffsetDateTime,
         key_id: Option<KeyId>,
     ) -> Result<ImportParameters, KmsError> {
+        let now = clock();
         {
             let mut state = self.lock();
             state.purge(now, self.limits.token_ttl);
@@ -203,7 +242,8 @@ impl ImportTokens {
             }
             state.generating += 1;
         }
-        let generated = generate().await;
+        let generated = self.key_pair().await;
+        let now = clock();
         let mut state = self.lock();
         state.generating -= 1;
         let (private, public_key_der, public_key_pem) = generated?;
@@ -273,6 +313,14 @@ pub fn wrap_material(public_key_der: &[u8], material: &[u8]) -> Result<Vec<u8>, 
 }
 
 type Generated = (RsaPrivateKey, Vec<u8>, String);
+
+/// A panic while holding one of these locks leaves consistent data (every
+/// change is one insert, remove or take), so a poisoned lock is usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// A fresh RSA key pair and its public half in DER and PEM, generated off
 /// the async runtime (it takes a good part of a second).

@@ -15,7 +15,7 @@ fn tokens(ttl: u64, max_pending: usize) -> ImportTokens {
 async fn wrapped_material_comes_back_once() {
     let tokens = tokens(60, 4);
     let key_id = KeyId::parse("byok").unwrap();
-    let params = tokens.issue(at(0), Some(key_id.clone())).await.unwrap();
+    let params = tokens.issue(|| at(0), Some(key_id.clone())).await.unwrap();
     assert!(
         params
             .public_key_pem
@@ -39,8 +39,8 @@ async fn wrapped_material_comes_back_once() {
 #[tokio::test]
 async fn material_of_another_length_or_key_is_refused() {
     let tokens = tokens(60, 4);
-    let a = tokens.issue(at(0), None).await.unwrap();
-    let b = tokens.issue(at(0), None).await.unwrap();
+    let a = tokens.issue(|| at(0), None).await.unwrap();
+    let b = tokens.issue(|| at(0), None).await.unwrap();
     let short = wrap_material(&a.public_key_der, &[1u8; 16]).unwrap();
     let err = tokens
         .redeem(at(1), &a.token)
@@ -62,16 +62,16 @@ async fn material_of_another_length_or_key_is_refused() {
 #[tokio::test]
 async fn tokens_expire_and_are_capped() {
     let tokens = tokens(10, 2);
-    let a = tokens.issue(at(0), None).await.unwrap();
-    let _b = tokens.issue(at(1), None).await.unwrap();
+    let a = tokens.issue(|| at(0), None).await.unwrap();
+    let _b = tokens.issue(|| at(1), None).await.unwrap();
     assert!(matches!(
-        tokens.issue(at(2), None).await,
+        tokens.issue(|| at(2), None).await,
         Err(KmsError::Overloaded(_))
     ));
     assert_eq!(tokens.pending(at(2)), 2);
     // a expired at 10: it no longer counts, and is answered as expired.
     assert_eq!(tokens.pending(at(10)), 1);
-    let _c = tokens.issue(at(10), None).await.unwrap();
+    let _c = tokens.issue(|| at(10), None).await.unwrap();
     assert!(matches!(
         tokens.redeem(at(12), &a.token),
         Err(KmsError::ImportTokenExpired)

@@ -50,8 +50,8 @@ impl Kms {
             let _admission = self.admit()?;
             self.active()?;
             self.authorize(cx, Operation::GetParametersForImport, key_id.as_ref())?;
-            let now = self.inner.clock.now();
-            self.inner.imports.issue(now, key_id.clone()).await
+            let clock = || self.inner.clock.now();
+            self.inner.imports.issue(clock, key_id.clone()).await
         }
         .await;
         self.finish(

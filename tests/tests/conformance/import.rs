@@ -17,6 +17,9 @@ use tonic::Code;
 
 use crate::Fixture;
 
+/// The deadline of calls that may wait for an RSA key generation.
+const PATIENT: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn rpc<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<T, kms_client::Error> {
     r.map(tonic::Response::into_inner)
         .map_err(kms_client::Error::from)
@@ -109,17 +112,20 @@ pub(crate) async fn imported_material_is_the_key(mut fx: Fixture) {
     let context = ctx(&[("bucket", "photos"), ("object", "cat.jpg")]);
     let context_json = r#"{"bucket": "photos", "object": "cat.jpg"}"#;
     let material = random_material();
+    // The first import parameters wait for an RSA key generation, which a
+    // busy test host can stretch past the client's default 5 s.
+    let patient = fx.kmsd.client_with(|c| c.timeout = PATIENT).await;
 
     // gRPC.
     let key_id = unique("byok");
-    let params = parameters(&fx.client, &key_id).await.unwrap();
+    let params = parameters(&patient, &key_id).await.unwrap();
     assert_eq!(params.wrapping_algorithm, "RSAES_OAEP_SHA_256");
     assert_eq!(params.key_id, key_id);
     assert!(params.import_token.starts_with("imp-"));
     assert!(!params.public_key.is_empty());
     let wrapped = wrap(&dir, &params.public_key_pem, &material);
     assert_eq!(wrapped.len(), 384, "RSA-3072");
-    let meta = import(&fx.client, &params.import_token, "", wrapped)
+    let meta = import(&patient, &params.import_token, "", wrapped)
         .await
         .unwrap();
     assert_eq!(meta.key_id, key_id, "the id the token was bound to");
@@ -209,7 +215,11 @@ pub(crate) async fn imported_material_is_the_key(mut fx: Fixture) {
     );
 
     // Counted (before the restart below resets the counters).
-    let metrics = fx.rest().get("/metrics").await.text;
+    let metrics = fx
+        .rest()
+        .send(fx.rest().unsigned("GET", "/metrics", ""))
+        .await
+        .text;
     let ok = kmsd_tests::metrics::series(&metrics, "kmsd_key_imports_total{result=\"ok\"}");
     assert_eq!(ok, Some(3.0), "{metrics}");
     let spent = kmsd_tests::metrics::series(
@@ -290,9 +300,9 @@ pub(crate) async fn imported_material_is_the_key(mut fx: Fixture) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_tokens_are_single_use_bound_short_lived_and_capped() {
     let mut options = KmsdOptions::local();
-    options.extra_toml = "[limits]\nimport_token_ttl_secs = 3\nmax_pending_imports = 2\n".into();
+    options.extra_toml = "[limits]\nimport_token_ttl_secs = 5\nmax_pending_imports = 2\n".into();
     let kmsd = Kmsd::start(options).await;
-    let client = kmsd.client().await;
+    let client = kmsd.client_with(|c| c.timeout = PATIENT).await;
     let dir = kmsd.dir().to_path_buf();
 
     // Wrong length: refused, and the token is spent.
@@ -360,7 +370,7 @@ async fn import_tokens_are_single_use_bound_short_lived_and_capped() {
     // Expiry.
     let late = parameters(&client, "late").await.unwrap();
     let wrapped = wrap(&dir, &late.public_key_pem, &random_material());
-    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5200)).await;
     assert_error(
         import(&client, &late.import_token, "late", wrapped).await,
         Code::FailedPrecondition,
