@@ -104,6 +104,10 @@ reasons! {
     AliasAlreadyExists => "ALIAS_ALREADY_EXISTS",
     /// A reload found a broken file; the previous settings stay in force.
     ReloadFailed => "RELOAD_FAILED",
+    /// No pending import token has this id (never issued, or spent).
+    ImportTokenNotFound => "IMPORT_TOKEN_NOT_FOUND",
+    /// The import token's time to live has passed.
+    ImportTokenExpired => "IMPORT_TOKEN_EXPIRED",
 }
 
 impl fmt::Display for ErrorReason {

@@ -155,6 +155,13 @@ pub enum KmsError {
         "the audit log cannot be written ({0}); kmsd refuses requests it cannot audit (audit.on_failure = \"refuse\")"
     )]
     AuditUnavailable(String),
+    /// No pending import token has this id: never issued, or already
+    /// spent (each is good for one ImportKey).
+    #[error("import token not found: it was never issued or has been used")]
+    ImportTokenNotFound,
+    /// The import token's time to live has passed.
+    #[error("the import token has expired; get new import parameters")]
+    ImportTokenExpired,
     /// A bug or an unexpected local failure; the detail is only logged.
     #[error("internal error: {0}")]
     Internal(String),
@@ -211,6 +218,8 @@ impl KmsError {
             KmsError::PermissionDenied => (Code::PermissionDenied, R::PermissionDenied),
             KmsError::Overloaded(_) => (Code::ResourceExhausted, R::Overloaded),
             KmsError::AuditUnavailable(_) => (Code::Unavailable, R::AuditUnavailable),
+            KmsError::ImportTokenNotFound => (Code::NotFound, R::ImportTokenNotFound),
+            KmsError::ImportTokenExpired => (Code::FailedPrecondition, R::ImportTokenExpired),
             KmsError::Internal(_) => (Code::Internal, R::Internal),
         }
     }
@@ -233,7 +242,8 @@ impl KmsError {
             | KmsError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
             KmsError::KeyNotFound(_)
             | KmsError::KeyVersionNotFound { .. }
-            | KmsError::AliasNotFound(_) => StatusCode::NOT_FOUND,
+            | KmsError::AliasNotFound(_)
+            | KmsError::ImportTokenNotFound => StatusCode::NOT_FOUND,
             KmsError::KeyAlreadyExists(_)
             | KmsError::AliasAlreadyExists(_)
             | KmsError::NoDefaultKey
@@ -242,7 +252,8 @@ impl KmsError {
             | KmsError::InvalidStateTransition { .. }
             | KmsError::BackendNotConfigured(_)
             | KmsError::InvalidServiceState { .. }
-            | KmsError::ReloadFailed(_) => StatusCode::CONFLICT,
+            | KmsError::ReloadFailed(_)
+            | KmsError::ImportTokenExpired => StatusCode::CONFLICT,
             // The caller's own credentials are fine; the key store refused
             // kmsd's, so this is an upstream failure, not a 403.
             KmsError::BackendPermissionDenied { .. } => StatusCode::BAD_GATEWAY,

@@ -61,6 +61,8 @@ pub(crate) mod hardening;
 #[allow(unreachable_pub)]
 pub(crate) mod http;
 #[allow(unreachable_pub)]
+pub(crate) mod import;
+#[allow(unreachable_pub)]
 pub(crate) mod key_id;
 #[allow(unreachable_pub)]
 pub(crate) mod lifecycle;

@@ -109,6 +109,7 @@ pub struct Metrics {
     reloads: IntCounterVec,
     // Automatic rotation.
     key_rotations: IntCounterVec,
+    key_imports: IntCounterVec,
 }
 
 /// Creates metrics in one registry. Invariant: every name below is
@@ -304,6 +305,11 @@ impl Metrics {
                 "Key rotations, by trigger (manual, schedule) and result (ok, error).",
                 &["trigger", "result"],
             ),
+            key_imports: define.counter_vec(
+                "kmsd_key_imports_total",
+                "ImportKey calls, by result (ok, token_not_found, token_expired, invalid, denied, error).",
+                &["result"],
+            ),
             registry,
         };
         metrics.set_state(ServiceState::NotConfigured);
@@ -396,6 +402,11 @@ impl Metrics {
         self.key_rotations
             .with_label_values(&[trigger, result])
             .inc();
+    }
+
+    /// Counts an ImportKey by its result, one of a closed set.
+    pub fn key_import(&self, result: &'static str) {
+        self.key_imports.with_label_values(&[result]).inc();
     }
 
     /// Sets whether a backend's breaker is open.

@@ -113,6 +113,11 @@ pub enum Operation {
     DisableKeyRotation,
     /// KeyAdmin.GetKeyRotationStatus
     GetKeyRotationStatus,
+    // Import of key material (bring your own key).
+    /// KeyAdmin.GetParametersForImport
+    GetParametersForImport,
+    /// KeyAdmin.ImportKey
+    ImportKey,
 }
 
 /// Which part of the API an operation belongs to; policies grant them
@@ -129,7 +134,7 @@ pub enum Plane {
 
 impl Operation {
     /// Every operation, in a fixed order (the index of [`Self::index`]).
-    pub const ALL: [Operation; 32] = [
+    pub const ALL: [Operation; 34] = [
         Operation::GenerateDataKey,
         Operation::GenerateDataKeyWithoutPlaintext,
         Operation::Encrypt,
@@ -163,6 +168,9 @@ impl Operation {
         Operation::EnableKeyRotation,
         Operation::DisableKeyRotation,
         Operation::GetKeyRotationStatus,
+        // Import of key material.
+        Operation::GetParametersForImport,
+        Operation::ImportKey,
     ];
 
     /// The position in [`Self::ALL`].
@@ -205,6 +213,8 @@ impl Operation {
             Operation::EnableKeyRotation => "EnableKeyRotation",
             Operation::DisableKeyRotation => "DisableKeyRotation",
             Operation::GetKeyRotationStatus => "GetKeyRotationStatus",
+            Operation::GetParametersForImport => "GetParametersForImport",
+            Operation::ImportKey => "ImportKey",
         }
     }
 
@@ -234,6 +244,7 @@ impl Operation {
             | Operation::EnableKeyRotation
             | Operation::DisableKeyRotation
             | Operation::GetKeyRotationStatus => Plane::Keys,
+            Operation::GetParametersForImport | Operation::ImportKey => Plane::Keys,
             Operation::Status
             | Operation::Configure
             | Operation::Start

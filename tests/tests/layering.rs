@@ -249,6 +249,7 @@ const VAULT_LAYERS: &[&str] = &[
     "kv",
     "aliases",
     "transit",
+    "byok",
     "intermediate",
     // keys
     "metadata",

@@ -91,9 +91,15 @@ enum KeyCommand {
     },
     /// Automatic rotation: enable, disable, status.
     Rotation(super::rotation::RotationArgs),
+    /// Create a key from your own 32 bytes of material: gets import
+    /// parameters, wraps the material here, imports it.
+    Import(super::import::ImportArgs),
+    /// Get import parameters (a token and an RSA public key) to wrap key
+    /// material yourself.
+    ImportParameters(super::import::ImportParametersArgs),
 }
 
-fn parse_pair(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_pair(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("expected key=value, got {s:?}"))
@@ -110,13 +116,21 @@ pub(crate) async fn run_key(client: ClientArgs, args: KeyArgs) -> anyhow::Result
         KeyCommand::Backup(args) => return super::backup::run_backup(args).await,
         KeyCommand::Restore(args) => return super::backup::run_restore(args).await,
         KeyCommand::Rotation(args) => return super::rotation::run(client, args).await,
+        KeyCommand::Import(args) => return super::import::run_import(client, args).await,
+        KeyCommand::ImportParameters(args) => {
+            return super::import::run_parameters(client, args).await;
+        }
         command => command,
     };
     let client = client.connect().await?;
     let mut admin = client.key_admin();
     let meta = match command {
-        KeyCommand::Backup(_) | KeyCommand::Restore(_) | KeyCommand::Rotation(_) => {
-            anyhow::bail!("backup, restore and rotation are handled above")
+        KeyCommand::Backup(_)
+        | KeyCommand::Restore(_)
+        | KeyCommand::Rotation(_)
+        | KeyCommand::Import(_)
+        | KeyCommand::ImportParameters(_) => {
+            anyhow::bail!("backup, restore, rotation and import are handled above")
         }
         KeyCommand::Create {
             key_id,

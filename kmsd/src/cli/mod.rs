@@ -7,6 +7,7 @@ mod backup;
 mod bench;
 mod client;
 mod cluster;
+mod import;
 mod keys;
 mod output;
 mod rotation;

@@ -85,6 +85,12 @@ pub(crate) fn key(meta: proto::KeyMetadata) -> KeyView {
             .rotation_enabled
             .then_some(meta.rotation_period_seconds),
         next_rotation_date: time(meta.next_rotation_date),
+        // An older kmsd does not say: its keys are all its own.
+        origin: if meta.origin.is_empty() {
+            "KMSD".to_owned()
+        } else {
+            meta.origin
+        },
     }
 }
 

@@ -100,6 +100,10 @@ pub struct RawLimits {
     /// A TCP connection without a byte either way for this long is closed,
     /// in seconds (default 300).
     pub idle_timeout_secs: Option<u64>,
+    /// How long an import token can be used, in seconds (default 600).
+    pub import_token_ttl_secs: Option<u64>,
+    /// Import tokens pending at once (default 16).
+    pub max_pending_imports: Option<usize>,
 }
 
 /// `[cache]`.

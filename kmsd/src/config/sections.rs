@@ -146,8 +146,30 @@ pub(super) fn service_options(
             offline: Duration::from_secs(cache.offline_secs.unwrap_or(0)),
         },
         admin_rules: AdminPlaneRules::default(),
+        imports: import_limits(limits)?,
         // Set from `[keys]` by the caller.
         ..ServiceOptions::default()
+    })
+}
+
+/// `[limits] import_token_ttl_secs` and `max_pending_imports`.
+fn import_limits(limits: &RawLimits) -> Result<crate::import::ImportLimits, ConfigError> {
+    let defaults = crate::import::ImportLimits::default();
+    Ok(crate::import::ImportLimits {
+        token_ttl: Duration::from_secs(at_least_one(
+            limits.import_token_ttl_secs,
+            defaults.token_ttl.as_secs(),
+            "limits.import_token_ttl_secs",
+        )?),
+        max_pending: match limits.max_pending_imports {
+            Some(0) => {
+                return Err(ConfigError::Invalid(
+                    "limits.max_pending_imports must be at least 1".into(),
+                ));
+            }
+            Some(n) => n,
+            None => defaults.max_pending,
+        },
     })
 }
 

@@ -21,6 +21,8 @@ pub struct ServiceOptions {
     /// The shortest automatic rotation period (`[keys]
     /// min_rotation_period_secs`).
     pub min_rotation_period: Duration,
+    /// Import tokens: their TTL and how many may be pending.
+    pub imports: crate::import::ImportLimits,
 }
 
 impl Default for ServiceOptions {
@@ -34,6 +36,7 @@ impl Default for ServiceOptions {
                 u64::from(crate::backend::rotation::MIN_ROTATION_PERIOD_DAYS)
                     * crate::backend::rotation::SECS_PER_DAY,
             ),
+            imports: crate::import::ImportLimits::default(),
         }
     }
 }

@@ -43,6 +43,7 @@ pub(crate) fn key_metadata(meta: KeyMetadata) -> pb::KeyMetadata {
             .collect(),
         backend: meta.backend.as_str().to_owned(),
         tags: meta.tags,
+        origin: meta.origin.as_str().to_owned(),
         rotation_enabled: rotation.is_some(),
         rotation_period_seconds: rotation.map_or(0, |r| r.period_secs),
         next_rotation_date: rotation.map(|r| timestamp(r.next_rotation)),
@@ -60,6 +61,19 @@ pub(crate) fn rotation_status(meta: &KeyMetadata) -> pb::GetKeyRotationStatusRes
             .unwrap_or(u32::MAX),
         rotation_period_seconds: secs,
         next_rotation_date: rotation.map(|r| timestamp(r.next_rotation)),
+    }
+}
+
+pub(crate) fn import_parameters(
+    params: crate::import::ImportParameters,
+) -> pb::GetParametersForImportResponse {
+    pb::GetParametersForImportResponse {
+        import_token: params.token,
+        public_key: params.public_key_der,
+        public_key_pem: params.public_key_pem,
+        wrapping_algorithm: crate::import::WRAPPING_ALGORITHM.to_owned(),
+        expires_at: Some(timestamp(params.expires_at)),
+        key_id: params.key_id.map(|k| k.to_string()).unwrap_or_default(),
     }
 }
 

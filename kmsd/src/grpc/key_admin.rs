@@ -4,7 +4,7 @@ use kms_proto::v1::{self as pb, key_admin_server::KeyAdmin};
 use tonic::{Request, Response, Status};
 
 use super::{
-    convert::{alias, key_metadata, rotation_status},
+    convert::{alias, import_parameters, key_metadata, rotation_status},
     identity::request_context,
 };
 use crate::{
@@ -12,7 +12,7 @@ use crate::{
     backend::{MetadataChange, StateChange},
     key_id::KeyId,
     request::RequestContext,
-    service::Kms,
+    service::{ImportRequest, Kms},
 };
 
 /// The key-admin gRPC service.
@@ -309,5 +309,33 @@ impl KeyAdmin for KeyAdminService {
         let key_id = KeyId::parse(&request.into_inner().key_id)?;
         let meta = self.kms.key_rotation_status(&cx, &key_id).await?;
         Ok(Response::new(rotation_status(&meta)))
+    }
+    async fn get_parameters_for_import(
+        &self,
+        request: Request<pb::GetParametersForImportRequest>,
+    ) -> Result<Response<pb::GetParametersForImportResponse>, Status> {
+        let cx = request_context(&request);
+        let key_id = KeyId::parse_optional(&request.into_inner().key_id)?;
+        let params = self.kms.get_parameters_for_import(&cx, key_id).await?;
+        Ok(Response::new(import_parameters(params)))
+    }
+
+    async fn import_key(
+        &self,
+        request: Request<pb::ImportKeyRequest>,
+    ) -> Result<Response<pb::ImportKeyResponse>, Status> {
+        let cx = request_context(&request);
+        let req = request.into_inner();
+        let import = ImportRequest {
+            key_id: KeyId::parse_optional(&req.key_id)?,
+            import_token: req.import_token,
+            encrypted_key_material: req.encrypted_key_material,
+            description: req.description,
+            tags: req.tags,
+        };
+        let meta = self.kms.import_key(&cx, import).await?;
+        Ok(Response::new(pb::ImportKeyResponse {
+            key_metadata: Some(key_metadata(meta)),
+        }))
     }
 }

@@ -43,6 +43,8 @@ pub(crate) struct KeyView {
     pub(crate) rotation_enabled: bool,
     pub(crate) rotation_period_seconds: Option<u64>,
     pub(crate) next_rotation_date: Option<String>,
+    /// `KMSD` or `EXTERNAL` (imported), as AWS KMS's `Origin`.
+    pub(crate) origin: String,
 }
 
 impl From<KeyMetadata> for KeyView {
@@ -68,6 +70,7 @@ impl From<KeyMetadata> for KeyView {
             rotation_enabled: m.rotation.is_some(),
             rotation_period_seconds: m.rotation.map(|r| r.period_secs),
             next_rotation_date: m.rotation.map(|r| rfc3339(r.next_rotation)),
+            origin: m.origin.as_str().to_owned(),
         }
     }
 }

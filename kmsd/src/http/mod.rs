@@ -25,6 +25,7 @@ pub mod auth;
 mod error;
 pub(crate) mod key_view;
 mod routes_backup;
+mod routes_import;
 mod routes_keys;
 mod routes_lifecycle;
 mod routes_rotation;
@@ -82,6 +83,7 @@ fn admin_routes(kms: Kms, auth: AdminAuth) -> Router {
         .merge(routes_lifecycle::routes())
         .merge(routes_rotation::routes())
         .merge(routes_backup::routes())
+        .merge(routes_import::routes())
         .route(admin_path!("/{*rest}"), any(route_not_found))
         .route_layer(middleware::from_fn_with_state(auth, auth::require_sigv4))
         .with_state(kms)

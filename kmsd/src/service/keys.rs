@@ -310,7 +310,7 @@ impl Kms {
 }
 
 /// What CreateKey's request must satisfy before the backend is asked.
-fn validate_new_key(
+pub(super) fn validate_new_key(
     key_id: &KeyId,
     description: &str,
     tags: &BTreeMap<String, String>,
@@ -385,7 +385,7 @@ fn decode_page_token(token: &str) -> Result<Option<KeyId>, KmsError> {
 }
 
 /// A random key id in UUID v4 form.
-fn random_key_id() -> Result<KeyId, KmsError> {
+pub(super) fn random_key_id() -> Result<KeyId, KmsError> {
     let mut b = crypto::random_array::<16>().map_err(|e| KmsError::Internal(e.to_string()))?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;

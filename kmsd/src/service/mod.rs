@@ -11,6 +11,7 @@ mod aliases;
 mod backup;
 mod data;
 mod health;
+mod import;
 mod keys;
 mod metadata;
 mod observe;
@@ -27,6 +28,7 @@ pub use crate::config::ServiceOptions;
 
 #[cfg(test)]
 pub use self::health::PROBE_KEY_ID;
+pub use self::import::ImportRequest;
 pub use self::keys::{
     DEFAULT_PAGE_SIZE, MAX_DELETION_WINDOW_DAYS, MAX_PAGE_SIZE, MIN_DELETION_WINDOW_DAYS,
 };
@@ -72,6 +74,8 @@ struct Inner {
     min_rotation_period: Duration,
     /// What Admin Reload calls, registered by the daemon.
     reloader: std::sync::OnceLock<Arc<dyn Reload>>,
+    /// Pending import tokens (ImportKey).
+    imports: crate::import::ImportTokens,
 }
 
 impl Kms {
@@ -102,6 +106,7 @@ impl Kms {
                 admin_rules: options.admin_rules,
                 min_rotation_period: options.min_rotation_period,
                 reloader: std::sync::OnceLock::new(),
+                imports: crate::import::ImportTokens::new(options.imports),
             }),
         }
     }

@@ -6,6 +6,7 @@
 
 mod aliases;
 mod data_plane;
+mod import;
 mod key_admin;
 mod lifecycle;
 
@@ -163,9 +164,11 @@ macro_rules! admin_tests_for {
 
 mod with_admin_api {
     admin_tests_for!(local, crate::Backend::Local,
+        imported_material_is_the_key => crate::import::imported_material_is_the_key,
         metadata_updates => crate::lifecycle::metadata_updates,
         aliases_move_new_writes => crate::aliases::aliases_move_new_writes);
     admin_tests_for!(vault, crate::Backend::Vault,
+        imported_material_is_the_key => crate::import::imported_material_is_the_key,
         metadata_updates => crate::lifecycle::metadata_updates,
         aliases_move_new_writes => crate::aliases::aliases_move_new_writes);
 }

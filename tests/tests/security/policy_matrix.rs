@@ -121,6 +121,20 @@ async fn call(
         "GetKeyRotationStatus" => map(admin
             .get_key_rotation_status(proto::GetKeyRotationStatusRequest { key_id: key })
             .await),
+        "GetParametersForImport" => map(admin
+            .get_parameters_for_import(proto::GetParametersForImportRequest {
+                key_id: format!("alice-imp-{n}"),
+            })
+            .await),
+        // A token kmsd never issued: allowed callers hear NOT_FOUND.
+        "ImportKey" => map(admin
+            .import_key(proto::ImportKeyRequest {
+                import_token: "imp-none".into(),
+                key_id: format!("alice-imp-{n}"),
+                encrypted_key_material: vec![0; 384],
+                ..Default::default()
+            })
+            .await),
         "Status" => map(runtime.status(proto::StatusRequest {}).await),
         "ClearCache" => map(runtime.clear_cache(proto::ClearCacheRequest {}).await),
         "Configure" => map(runtime
@@ -141,7 +155,7 @@ async fn call(
     }
 }
 
-const OPERATIONS: [&str; 29] = [
+const OPERATIONS: [&str; 31] = [
     "GenerateDataKey",
     "GenerateDataKeyWithoutPlaintext",
     "Encrypt",
@@ -165,6 +179,8 @@ const OPERATIONS: [&str; 29] = [
     "EnableKeyRotation",
     "DisableKeyRotation",
     "GetKeyRotationStatus",
+    "GetParametersForImport",
+    "ImportKey",
     "Status",
     "ClearCache",
     "Configure",
@@ -199,6 +215,8 @@ fn expected(identity: &str, op: &str) -> bool {
             | "EnableKeyRotation"
             | "DisableKeyRotation"
             | "GetKeyRotationStatus"
+            | "GetParametersForImport"
+            | "ImportKey"
     );
     match identity {
         "alice" => data && op != "Encrypt",

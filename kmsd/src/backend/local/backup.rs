@@ -306,6 +306,7 @@ impl LocalBackend {
                 backend: BackendKind::Local,
                 tags: record.tags,
                 rotation: record.rotation,
+                origin: record.origin,
             },
             versions,
         })

@@ -13,6 +13,7 @@ pub(super) fn to_file(key: &LocalKey) -> KeyFile {
         created_at: key.meta.created_at,
         deletion_date: key.meta.deletion_date,
         current_version: key.meta.current_version,
+        origin: key.meta.origin,
         versions: key
             .meta
             .versions
@@ -96,6 +97,7 @@ pub(super) fn load_key(
             backend: BackendKind::Local,
             tags: file.tags,
             rotation: file.rotation,
+            origin: file.origin,
         },
         versions,
     })

@@ -14,9 +14,12 @@
 //!   "versions": [
 //!     { "version": 1, "created_at": "…", "material": "<base64, 32 bytes>" },
 //!     { "version": 2, "created_at": "…", "sealed_material": "<base64>" }
-//!   ]
+//!   ],
+//!   "origin": "External"
 //! }
 //! ```
+//!
+//! `origin` is written only for imported keys (ImportKey).
 //!
 //! A directory is either unsealed (every version has `material`) or sealed
 //! (every version has `sealed_material`, see `sealing.rs`), never mixed.
@@ -32,7 +35,11 @@ use time::OffsetDateTime;
 use zeroize::{Zeroize, Zeroizing};
 
 pub(super) use crate::fsutil::{ensure_private_dir, loose_mode_bits, remove_durably, write_atomic};
-use crate::{backend::KeyState, crypto::KEY_LEN, key_id::KeyId};
+use crate::{
+    backend::{KeyOrigin, KeyState},
+    crypto::KEY_LEN,
+    key_id::KeyId,
+};
 
 /// Key files are named `<key id>.key`.
 pub(super) const KEY_FILE_SUFFIX: &str = ".key";
@@ -59,6 +66,10 @@ pub(super) struct KeyFile {
     /// Automatic rotation, when on (absent in files of older kmsd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) rotation: Option<crate::backend::RotationSchedule>,
+    /// `External` for imported keys; absent (kmsd) otherwise, so files of
+    /// generated keys are as before.
+    #[serde(default, skip_serializing_if = "KeyOrigin::is_kmsd")]
+    pub(super) origin: KeyOrigin,
 }
 
 /// One version inside a key file.

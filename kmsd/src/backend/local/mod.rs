@@ -37,8 +37,8 @@ use self::{
     key::{Entry, KeyMap, LocalKey, LocalVersion, Stored},
 };
 use super::{
-    GeneratedKey, KeyBackend, KeyMetadata, KeyState, NewKey, Opened, Sealed, StateChange, Sweep,
-    VersionInfo,
+    GeneratedKey, KeyBackend, KeyMetadata, KeyOrigin, KeyState, NewKey, Opened, Sealed,
+    StateChange, Sweep, VersionInfo,
 };
 use crate::{
     blob::{self, BackendKind, BlobHeader, LocalPayload, ParsedBlob},
@@ -209,27 +209,23 @@ impl KeyBackend for LocalBackend {
         if self.keys.contains(&new.key_id) {
             return Err(KmsError::KeyAlreadyExists(new.key_id));
         }
-        let now = self.clock.now();
         let version = self.new_version(&new.key_id, 1)?;
-        let key = LocalKey {
-            meta: KeyMetadata {
-                key_id: new.key_id,
-                state: KeyState::Enabled,
-                description: new.description,
-                created_at: now,
-                deletion_date: None,
-                current_version: 1,
-                versions: vec![VersionInfo {
-                    version: 1,
-                    created_at: now,
-                }],
-                backend: BackendKind::Local,
-                tags: new.tags,
-                rotation: None,
-            },
-            versions: vec![version],
-        };
-        self.commit(key).await
+        self.commit(self.first_version(new, version, KeyOrigin::Kmsd))
+            .await
+    }
+
+    async fn import_key(
+        &self,
+        new: NewKey,
+        material: Zeroizing<[u8; KEY_LEN]>,
+    ) -> Result<KeyMetadata, KmsError> {
+        let _writing = self.writer.lock().await;
+        if self.keys.contains(&new.key_id) {
+            return Err(KmsError::KeyAlreadyExists(new.key_id));
+        }
+        let version = self.version_of(&new.key_id, 1, material)?;
+        self.commit(self.first_version(new, version, KeyOrigin::External))
+            .await
     }
 
     async fn describe_key(&self, key_id: &KeyId) -> Result<KeyMetadata, KmsError> {

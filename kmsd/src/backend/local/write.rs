@@ -11,6 +11,17 @@ impl LocalBackend {
         version: u32,
     ) -> Result<Arc<LocalVersion>, KmsError> {
         let material = Zeroizing::new(crypto::random_array::<KEY_LEN>().map_err(internal)?);
+        self.version_of(key_id, version, material)
+    }
+
+    /// A version holding `material` (generated, or imported by a caller),
+    /// stored as the directory stores every version: sealed or plain.
+    pub(super) fn version_of(
+        &self,
+        key_id: &KeyId,
+        version: u32,
+        material: Zeroizing<[u8; KEY_LEN]>,
+    ) -> Result<Arc<LocalVersion>, KmsError> {
         let stored = match &self.sealer {
             Some(sealer) => {
                 Stored::Sealed(sealer.seal(key_id, version, &material).map_err(internal)?)
@@ -21,6 +32,35 @@ impl LocalBackend {
             wrapping: WrappingKey::new(&material, BLOB_DOMAIN),
             stored,
         }))
+    }
+
+    /// A new key whose only version is `version`.
+    pub(super) fn first_version(
+        &self,
+        new: NewKey,
+        version: Arc<LocalVersion>,
+        origin: KeyOrigin,
+    ) -> LocalKey {
+        let now = self.clock.now();
+        LocalKey {
+            meta: KeyMetadata {
+                key_id: new.key_id,
+                state: KeyState::Enabled,
+                description: new.description,
+                created_at: now,
+                deletion_date: None,
+                current_version: 1,
+                versions: vec![VersionInfo {
+                    version: 1,
+                    created_at: now,
+                }],
+                backend: BackendKind::Local,
+                tags: new.tags,
+                rotation: None,
+                origin,
+            },
+            versions: vec![version],
+        }
     }
 
     /// Writes the key's file, then makes the new state visible.

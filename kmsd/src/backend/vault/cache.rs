@@ -182,6 +182,7 @@ mod tests {
             backend: BackendKind::Vault,
             tags: Default::default(),
             rotation: None,
+            origin: Default::default(),
         }
     }
 

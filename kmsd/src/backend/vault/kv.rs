@@ -21,7 +21,7 @@ use vaultrs::api::kv2::{
 
 use super::{client::VaultClient, error::VaultError};
 use crate::{
-    backend::{KeyState, RotationSchedule},
+    backend::{KeyOrigin, KeyState, RotationSchedule},
     key_id::KeyId,
 };
 
@@ -53,6 +53,10 @@ pub(crate) struct KeyRecord {
     /// Set exactly while pending deletion.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub(crate) deletion_date: Option<OffsetDateTime>,
+    /// `External` for imported keys; absent (kmsd) otherwise. Transit's
+    /// own `imported_key` flag cannot say it: a rotation clears it.
+    #[serde(default, skip_serializing_if = "KeyOrigin::is_kmsd")]
+    pub(crate) origin: KeyOrigin,
     /// Automatic rotation, when on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) rotation: Option<RotationSchedule>,

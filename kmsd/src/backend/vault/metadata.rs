@@ -154,5 +154,6 @@ pub(super) fn compose(key_id: &KeyId, record: &KeyRecord, transit: &TransitKey) 
         backend: BackendKind::Vault,
         tags: record.tags.clone(),
         rotation: record.rotation,
+        origin: record.origin,
     }
 }

@@ -25,7 +25,8 @@
 //! 3. authenticated client: `auth` (the token and its lifecycle; the one
 //!    place a token is attached) and `client` (one re-login on 403);
 //! 4. endpoints: `transit`, `kv`, `aliases` (the two engines and the alias
-//!    records), with `batch`, `cache` and `intermediate`;
+//!    records), with `batch`, `cache`, `byok` (Transit's key import) and
+//!    `intermediate`;
 //! 5. keys: `metadata` (`Keys`: engines + cache), `wrap`
 //!    (sealing and opening), `sweep` (the deletion sweep);
 //! 6. the backend: this file, `connect`, `update`, `rotation` and
@@ -34,6 +35,7 @@
 mod aliases;
 mod auth;
 mod batch;
+mod byok;
 mod cache;
 mod client;
 mod connect;
@@ -76,7 +78,8 @@ use self::{
     metadata::{Keys, compose},
 };
 use super::{
-    GeneratedKey, KeyBackend, KeyMetadata, KeyState, NewKey, Opened, Sealed, StateChange, Sweep,
+    GeneratedKey, KeyBackend, KeyMetadata, KeyOrigin, KeyState, NewKey, Opened, Sealed,
+    StateChange, Sweep,
 };
 use crate::{
     blob::{BackendKind, ParsedBlob},
@@ -171,6 +174,50 @@ impl VaultBackend {
     }
 }
 
+impl VaultBackend {
+    /// Refuses an id that already has a record (or a damaged one).
+    async fn check_new(&self, key_id: &KeyId) -> Result<(), KmsError> {
+        match self.keys.records.read(key_id).await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) | Err(VaultError::Decode { .. }) => {
+                Err(KmsError::KeyAlreadyExists(key_id.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes the record of a key whose Transit key now exists.
+    async fn record_new(&self, new: NewKey, origin: KeyOrigin) -> Result<KeyMetadata, KmsError> {
+        let key_id = new.key_id;
+        let transit = self.keys.transit.read(&key_id).await?.ok_or_else(|| {
+            KmsError::Internal(format!("Transit did not keep the new key {key_id}"))
+        })?;
+        if let Some(reason) = transit.unsuitable() {
+            return Err(KmsError::InvalidArgument(format!(
+                "a Transit key named {key_id} already exists and kmsd cannot adopt it: {reason}"
+            )));
+        }
+        let record = KeyRecord {
+            format: RECORD_FORMAT,
+            key_id: key_id.to_string(),
+            state: KeyState::Enabled,
+            description: new.description,
+            tags: new.tags,
+            created_at: self.clock.now(),
+            deletion_date: None,
+            rotation: None,
+            rotation_claim: None,
+            origin,
+        };
+        if self.keys.records.write(&record, 0).await? == Written::Conflict {
+            return Err(KmsError::KeyAlreadyExists(key_id));
+        }
+        let meta = compose(&key_id, &record, &transit);
+        self.keys.cache.put(meta.clone());
+        Ok(meta)
+    }
+}
+
 impl KeyBackend for VaultBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Vault
@@ -217,43 +264,28 @@ impl KeyBackend for VaultBackend {
     }
 
     async fn create_key(&self, new: NewKey) -> Result<KeyMetadata, KmsError> {
-        let key_id = new.key_id;
-        match self.keys.records.read(&key_id).await {
-            Ok(None) => {}
-            Ok(Some(_)) | Err(VaultError::Decode { .. }) => {
-                return Err(KmsError::KeyAlreadyExists(key_id));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.check_new(&new.key_id).await?;
         // Transit first: a record never points at a missing Transit key. A
         // failure between the two leaves a Transit key without a record,
         // which is not a kmsd key; creating the id again adopts it.
-        self.keys.transit.create(&key_id).await?;
-        let transit = self.keys.transit.read(&key_id).await?.ok_or_else(|| {
-            KmsError::Internal(format!("Transit did not keep the new key {key_id}"))
-        })?;
-        if let Some(reason) = transit.unsuitable() {
-            return Err(KmsError::InvalidArgument(format!(
-                "a Transit key named {key_id} already exists and kmsd cannot adopt it: {reason}"
-            )));
+        self.keys.transit.create(&new.key_id).await?;
+        self.record_new(new, KeyOrigin::Kmsd).await
+    }
+
+    async fn import_key(
+        &self,
+        new: NewKey,
+        material: Zeroizing<[u8; crypto::KEY_LEN]>,
+    ) -> Result<KeyMetadata, KmsError> {
+        self.check_new(&new.key_id).await?;
+        // Importing into an existing Transit key would add nothing kmsd
+        // could tell apart from Transit's own material: refused.
+        if self.keys.transit.read(&new.key_id).await?.is_some() {
+            return Err(KmsError::KeyAlreadyExists(new.key_id));
         }
-        let record = KeyRecord {
-            format: RECORD_FORMAT,
-            key_id: key_id.to_string(),
-            state: KeyState::Enabled,
-            description: new.description,
-            tags: new.tags,
-            created_at: self.clock.now(),
-            deletion_date: None,
-            rotation: None,
-            rotation_claim: None,
-        };
-        if self.keys.records.write(&record, 0).await? == Written::Conflict {
-            return Err(KmsError::KeyAlreadyExists(key_id));
-        }
-        let meta = compose(&key_id, &record, &transit);
-        self.keys.cache.put(meta.clone());
-        Ok(meta)
+        byok::import(&self.keys.transit, &new.key_id, &material).await?;
+        drop(material);
+        self.record_new(new, KeyOrigin::External).await
     }
 
     async fn describe_key(&self, key_id: &KeyId) -> Result<KeyMetadata, KmsError> {

@@ -185,6 +185,16 @@ impl Transit {
         }
     }
 
+    /// The authenticated client (for `byok`, which calls this mount too).
+    pub(crate) fn client(&self) -> &VaultClient {
+        &self.client
+    }
+
+    /// The mount path.
+    pub(crate) fn mount(&self) -> &str {
+        &self.mount
+    }
+
     /// Creates the key, or does nothing if it exists (so a create that
     /// failed half-way can be retried).
     pub(crate) async fn create(&self, key_id: &KeyId) -> Result<(), VaultError> {
