@@ -104,6 +104,9 @@ reasons! {
     AliasAlreadyExists => "ALIAS_ALREADY_EXISTS",
     /// A reload found a broken file; the previous settings stay in force.
     ReloadFailed => "RELOAD_FAILED",
+    /// ScheduleKeyDeletion without force, of a key used within the
+    /// deletion guard window.
+    KeyStillReferenced => "KEY_STILL_REFERENCED",
 }
 
 impl fmt::Display for ErrorReason {

@@ -214,8 +214,11 @@ impl Config {
         let listeners = limits::listener_limits(&raw.limits)?;
         let state_sealing = sections::state_sealing(&raw.server)?;
         let (admin, admin_rules) = AdminConfig::from_raw(raw.admin)?;
+        let cluster = ClusterSettings::from_raw(raw.cluster)?;
+        let usage = sections::usage(&raw.keys, &raw.usage, &cluster.node_name)?;
         let service = ServiceOptions {
             admin_rules,
+            usage,
             ..service
         };
         Ok(Self {
@@ -250,7 +253,7 @@ impl Config {
             deletion_sweep_interval: Duration::from_secs(interval),
             admin,
             metrics_listen: raw.metrics.listen,
-            cluster: ClusterSettings::from_raw(raw.cluster)?,
+            cluster,
             listeners,
         })
     }

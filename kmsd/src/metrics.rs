@@ -107,6 +107,8 @@ pub struct Metrics {
     vault_node_up: IntGaugeVec,
     vault_node_serving: IntGaugeVec,
     reloads: IntCounterVec,
+    /// Usage figures (issue 20).
+    pub usage: usage::UsageMetrics,
 }
 
 /// Creates metrics in one registry. Invariant: every name below is
@@ -297,6 +299,7 @@ impl Metrics {
                 "Reloads, by trigger (signal, api, file) and result (ok, refused).",
                 &["trigger", "result"],
             ),
+            usage: usage::UsageMetrics::new(define),
             registry,
         };
         metrics.set_state(ServiceState::NotConfigured);
@@ -433,3 +436,4 @@ impl Default for Metrics {
 
 #[cfg(test)]
 mod tests;
+mod usage;

@@ -75,6 +75,9 @@ pub struct KeyMetadata {
     pub backend: BackendKind,
     /// Free key-value labels.
     pub tags: BTreeMap<String, String>,
+    /// Usage figures (issue 20): filled in by the service from its
+    /// counters; a backend leaves them empty.
+    pub usage: crate::usage::KeyUsage,
 }
 
 impl KeyMetadata {
@@ -312,6 +315,9 @@ macro_rules! dispatch_async {
 
 // After the dispatch macros, which it uses.
 mod metadata_store;
+// Usage figures' persistence (issue 20); after the dispatch macros too.
+mod usage;
+pub use self::usage::UsageStore;
 
 impl Backend {
     /// Drops the backend's own caches (key metadata); returns how many

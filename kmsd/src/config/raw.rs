@@ -53,6 +53,18 @@ pub struct RawConfig {
     /// `[cluster]`.
     #[serde(default)]
     pub cluster: RawCluster,
+    /// `[usage]` (issue 20).
+    #[serde(default)]
+    pub usage: RawUsage,
+}
+
+/// `[usage]`: how usage figures are persisted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsage {
+    /// How often each node writes its figures to the key store, in
+    /// seconds (default 60; they are written at shutdown too).
+    pub flush_interval_secs: Option<u64>,
 }
 
 /// `[metrics]`.
@@ -217,6 +229,12 @@ pub struct RawKeys {
     /// How often to destroy keys whose deletion window has passed, in
     /// seconds (default 60).
     pub deletion_sweep_interval_secs: Option<u64>,
+    /// Wraps per key version after which kmsd rotates the key (default
+    /// 2^30; issue 20).
+    pub wrap_budget: Option<u64>,
+    /// ScheduleKeyDeletion refuses a key used within this many seconds
+    /// unless forced (default 7 days; 0 turns the guard off).
+    pub deletion_guard_window_secs: Option<u64>,
 }
 
 /// Log line format.

@@ -18,6 +18,8 @@ pub struct ServiceOptions {
     pub cache: CacheSettings,
     /// What a backend configuration given to the admin API may name.
     pub admin_rules: AdminPlaneRules,
+    /// Usage figures, the wrap budget and the deletion guard (issue 20).
+    pub usage: crate::usage::UsageSettings,
 }
 
 impl Default for ServiceOptions {
@@ -27,6 +29,7 @@ impl Default for ServiceOptions {
             backend_timeout: Duration::from_secs(10),
             cache: CacheSettings::default(),
             admin_rules: AdminPlaneRules::default(),
+            usage: crate::usage::UsageSettings::default(),
         }
     }
 }

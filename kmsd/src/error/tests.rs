@@ -82,6 +82,11 @@ fn every_kind() -> Vec<KmsError> {
         KmsError::AliasNotFound(crate::alias::AliasName::parse("a").unwrap()),
         KmsError::AliasAlreadyExists(crate::alias::AliasName::parse("a").unwrap()),
         KmsError::ReloadFailed("r".into()),
+        KmsError::KeyStillReferenced {
+            key_id: k(),
+            last_used_at: "t".into(),
+            window_secs: 1,
+        },
     ]
 }
 
@@ -119,13 +124,14 @@ fn kind_index(e: &KmsError) -> usize {
         KmsError::AliasNotFound(_) => 27,
         KmsError::AliasAlreadyExists(_) => 28,
         KmsError::ReloadFailed(_) => 29,
+        KmsError::KeyStillReferenced { .. } => 30,
     }
 }
 
 #[test]
 fn every_kind_lists_every_variant_once() {
     let indices: Vec<usize> = every_kind().iter().map(kind_index).collect();
-    assert_eq!(indices, (0..=29).collect::<Vec<_>>());
+    assert_eq!(indices, (0..=30).collect::<Vec<_>>());
 }
 
 /// One of every variant with the HTTP status docs/admin-api.md
@@ -136,7 +142,7 @@ fn http_statuses_follow_the_grpc_codes() {
         let status = match kind_index(&err) {
             0..=6 | 18 | 26 => 400,
             8 | 9 | 27 => 404,
-            7 | 10..=13 | 17 | 20 | 28 | 29 => 409,
+            7 | 10..=13 | 17 | 20 | 28..=30 => 409,
             16 => 502,
             15 | 19 | 21 | 23 | 24 => 503,
             22 => 403,

@@ -15,6 +15,7 @@ mod keys;
 mod metadata;
 mod observe;
 mod reload;
+mod usage;
 
 use std::{sync::Arc, time::Duration};
 
@@ -69,6 +70,8 @@ struct Inner {
     admin_rules: crate::config::AdminPlaneRules,
     /// What Admin Reload calls, registered by the daemon.
     reloader: std::sync::OnceLock<Arc<dyn Reload>>,
+    /// Usage figures, the wrap budget and the deletion guard (issue 20).
+    usage: usage::Usage,
 }
 
 impl Kms {
@@ -83,6 +86,8 @@ impl Kms {
     ) -> Self {
         let started_at = clock.now();
         let cache = DataKeyCache::new(options.cache, metrics.clone());
+        let budget = i64::try_from(options.usage.wrap_budget).unwrap_or(i64::MAX);
+        metrics.usage.wrap_budget.set(budget);
         Self {
             inner: Arc::new(Inner {
                 lifecycle,
@@ -98,6 +103,7 @@ impl Kms {
                 probe: std::sync::Mutex::new(health::Probe::NotYet),
                 admin_rules: options.admin_rules,
                 reloader: std::sync::OnceLock::new(),
+                usage: usage::Usage::new(options.usage),
             }),
         }
     }

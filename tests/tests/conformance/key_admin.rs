@@ -21,6 +21,7 @@ async fn describe(
         .key_admin()
         .describe_key(proto::DescribeKeyRequest {
             key_id: key_id.into(),
+            ..Default::default()
         })
         .await)
     .map(|r| r.key_metadata.expect("metadata"))
@@ -36,7 +37,10 @@ async fn admin_call(
     let meta = match op {
         "describe" => {
             rpc(admin
-                .describe_key(proto::DescribeKeyRequest { key_id })
+                .describe_key(proto::DescribeKeyRequest {
+                    key_id,
+                    ..Default::default()
+                })
                 .await)?
             .key_metadata
         }
@@ -50,6 +54,8 @@ async fn admin_call(
                 .schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
                     key_id,
                     pending_window_in_days: 0,
+                    // The deletion guard (issue 20) is not what this tests.
+                    force: true,
                 })
                 .await)?
             .key_metadata
@@ -300,6 +306,8 @@ pub(crate) async fn deletion_window_and_cancel(f: Fixture) {
                 .schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
                     key_id: key.clone(),
                     pending_window_in_days: days,
+                    // The deletion guard (issue 20) is not what this tests.
+                    force: true,
                 })
                 .await),
             Code::InvalidArgument,
@@ -316,6 +324,8 @@ pub(crate) async fn deletion_window_and_cancel(f: Fixture) {
         .schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
             key_id: key.clone(),
             pending_window_in_days: 7,
+            // The deletion guard (issue 20) is not what this tests.
+            force: true,
         })
         .await)
     .unwrap()

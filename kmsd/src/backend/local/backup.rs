@@ -230,6 +230,7 @@ impl LocalBackend {
                 versions: infos,
                 backend: BackendKind::Local,
                 tags: record.tags,
+                usage: Default::default(),
             },
             versions,
         })

@@ -94,6 +94,7 @@ pub(super) fn load_key(
             versions: infos,
             backend: BackendKind::Local,
             tags: file.tags,
+            usage: Default::default(),
         },
         versions,
     })

@@ -15,6 +15,7 @@ mod open;
 pub mod scale;
 mod sealing;
 mod update;
+mod usage;
 mod write;
 
 use std::{
@@ -224,6 +225,7 @@ impl KeyBackend for LocalBackend {
                 }],
                 backend: BackendKind::Local,
                 tags: new.tags,
+                usage: Default::default(),
             },
             versions: vec![version],
         };

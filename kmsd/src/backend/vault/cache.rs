@@ -181,6 +181,7 @@ mod tests {
             versions: Vec::new(),
             backend: BackendKind::Vault,
             tags: Default::default(),
+            usage: Default::default(),
         }
     }
 

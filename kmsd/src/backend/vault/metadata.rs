@@ -153,5 +153,6 @@ pub(super) fn compose(key_id: &KeyId, record: &KeyRecord, transit: &TransitKey) 
         versions: transit.versions.clone(),
         backend: BackendKind::Vault,
         tags: record.tags.clone(),
+        usage: Default::default(),
     }
 }
