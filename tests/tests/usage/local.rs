@@ -92,34 +92,65 @@ async fn figures_are_counted_shown_persisted_and_guard_deletion() {
         "KEY_STILL_REFERENCED",
     );
     let refused = admin
-        .delete("/kms/keys/delete", r#"{"key_id": "used", "pending_window_in_days": 7}"#)
+        .delete(
+            "/kms/keys/delete",
+            r#"{"key_id": "used", "pending_window_in_days": 7}"#,
+        )
         .await;
-    assert_eq!((refused.status, refused.code()), (409, "KEY_STILL_REFERENCED"), "{}", refused.text);
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "KEY_STILL_REFERENCED"),
+        "{}",
+        refused.text
+    );
     let (ok, _, stderr) = cli(&kmsd, &["key", "schedule-deletion", "used", "--days", "7"]);
     assert!(!ok && stderr.contains("KEY_STILL_REFERENCED"), "{stderr}");
-    assert_eq!(describe(&client, "used").await.state(), proto::KeyState::Enabled);
+    assert_eq!(
+        describe(&client, "used").await.state(),
+        proto::KeyState::Enabled
+    );
     let idle = schedule(&client, "idle", false).await.unwrap();
     assert!(!idle.impact.unwrap().used_within_window);
     let forced = schedule(&client, "used", true).await.unwrap();
-    assert_eq!(forced.key_metadata.unwrap().state(), proto::KeyState::PendingDeletion);
+    assert_eq!(
+        forced.key_metadata.unwrap().state(),
+        proto::KeyState::PendingDeletion
+    );
     assert_eq!(forced.impact.unwrap().total_wraps, 3);
     rpc(client
         .key_admin()
-        .cancel_key_deletion(proto::CancelKeyDeletionRequest { key_id: "used".into() })
+        .cancel_key_deletion(proto::CancelKeyDeletionRequest {
+            key_id: "used".into(),
+        })
         .await)
     .unwrap();
     rpc(client
         .key_admin()
-        .enable_key(proto::EnableKeyRequest { key_id: "used".into() })
+        .enable_key(proto::EnableKeyRequest {
+            key_id: "used".into(),
+        })
         .await)
     .unwrap();
 
     let text = metrics::scrape(metrics_port).await;
-    assert_eq!(metrics::series(&text, "kmsd_usage_wraps_total"), Some(3.0), "{text}");
-    assert_eq!(metrics::series(&text, "kmsd_deletion_guard_refusals_total"), Some(3.0));
-    assert_eq!(metrics::series(&text, "kmsd_wrap_budget"), Some(f64::from(1u32 << 30)));
+    assert_eq!(
+        metrics::series(&text, "kmsd_usage_wraps_total"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        metrics::series(&text, "kmsd_deletion_guard_refusals_total"),
+        Some(3.0)
+    );
+    assert_eq!(
+        metrics::series(&text, "kmsd_wrap_budget"),
+        Some(f64::from(1u32 << 30))
+    );
     let logs = kmsd.logs();
-    assert!(logs.contains("\"operation\":\"ScheduleKeyDeletion\""), "{logs}");
+    assert!(
+        logs.contains("\"operation\":\"ScheduleKeyDeletion\""),
+        "{logs}"
+    );
 
     // Persisted: a stop writes the figures, the next start continues.
     kmsd.signal("TERM");
@@ -149,17 +180,27 @@ async fn a_tiny_wrap_budget_rotates_the_key_once() {
     // Below the budget of version 2: no second rotation.
     let new = wrap(&client, "busy", 3).await;
     let meta = describe(&client, "busy").await;
-    assert_eq!((meta.current_version, meta.versions.len()), (2, 2), "{meta:?}");
+    assert_eq!(
+        (meta.current_version, meta.versions.len()),
+        (2, 2),
+        "{meta:?}"
+    );
     assert_eq!(wraps(&meta, 2), 3);
     // Every blob still opens: old ones under version 1.
     unwrap_all(&client, &old).await;
     unwrap_all(&client, &new).await;
     let text = metrics::scrape(metrics_port).await;
     assert_eq!(
-        metrics::series(&text, "kmsd_wrap_budget_rotations_total{result=\"rotated\"}"),
+        metrics::series(
+            &text,
+            "kmsd_wrap_budget_rotations_total{result=\"rotated\"}"
+        ),
         Some(1.0),
         "{text}"
     );
     let logs = kmsd.logs();
-    assert!(logs.contains("\"operation\":\"RotateKeyForBudget\""), "{logs}");
+    assert!(
+        logs.contains("\"operation\":\"RotateKeyForBudget\""),
+        "{logs}"
+    );
 }

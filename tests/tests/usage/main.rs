@@ -116,7 +116,10 @@ async fn until(
         if done(&meta) {
             return meta;
         }
-        assert!(Instant::now() < deadline, "{what}: never happened; last {meta:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never happened; last {meta:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -53,20 +53,36 @@ async fn two_nodes_merge_their_figures_share_the_budget_and_the_guard() {
         Code::FailedPrecondition,
         "KEY_STILL_REFERENCED",
     );
-    assert!(!schedule(&cb, "quiet", false).await.unwrap().impact.unwrap().used_within_window);
+    assert!(
+        !schedule(&cb, "quiet", false)
+            .await
+            .unwrap()
+            .impact
+            .unwrap()
+            .used_within_window
+    );
 
     // The sixth wrap, on node a, reaches the budget of 6 over both nodes.
     blobs.extend(wrap(&ca, "shared", 1).await);
-    let meta = until(&ca, "shared", "rotation at the budget", |m| m.current_version == 2).await;
+    let meta = until(&ca, "shared", "rotation at the budget", |m| {
+        m.current_version == 2
+    })
+    .await;
     assert_eq!(meta.versions.len(), 2, "{meta:?}");
     // Both nodes open every blob, the old ones under version 1.
     unwrap_all(&ca, &blobs).await;
     unwrap_all(&cb, &blobs).await;
     let logs = a.logs();
-    assert!(logs.contains("\"operation\":\"RotateKeyForBudget\""), "{logs}");
+    assert!(
+        logs.contains("\"operation\":\"RotateKeyForBudget\""),
+        "{logs}"
+    );
 
     // Forced, the deletion goes through and reports what was seen.
     let forced = schedule(&ca, "shared", true).await.unwrap();
-    assert_eq!(forced.key_metadata.unwrap().state(), proto::KeyState::PendingDeletion);
+    assert_eq!(
+        forced.key_metadata.unwrap().state(),
+        proto::KeyState::PendingDeletion
+    );
     assert!(forced.impact.unwrap().total_wraps >= 6);
 }
