@@ -68,3 +68,52 @@ impl UsageStore for LocalBackend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        backend::local::LocalConfig, clock::ManualClock, key_id::KeyId, usage::VersionFigures,
+    };
+
+    #[tokio::test]
+    async fn figures_survive_a_reopen_and_a_damaged_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+        let open = || {
+            LocalBackend::open(
+                LocalConfig {
+                    key_dir: keys.clone(),
+                    sealing: None,
+                },
+                clock.clone(),
+            )
+            .unwrap()
+        };
+        let backend = open();
+        assert!(backend.load_usage("n").await.unwrap().own.is_empty());
+        let mut own = Figures::new();
+        own.entry(KeyId::parse("k").unwrap()).or_default().insert(
+            2,
+            VersionFigures {
+                wraps: 7,
+                decrypts: 1,
+                last_wrap_at: 100,
+                last_decrypt_at: 0,
+            },
+        );
+        backend.store_usage("n", &own).await.unwrap();
+        drop(backend);
+        let stored = open().load_usage("n").await.unwrap();
+        assert_eq!(stored.own, own);
+        assert!(stored.others.is_empty());
+        std::fs::write(keys.join(USAGE_FILE), b"{not json").unwrap();
+        assert!(open().load_usage("n").await.is_err());
+    }
+}
