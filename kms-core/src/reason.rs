@@ -108,6 +108,9 @@ reasons! {
     ImportTokenNotFound => "IMPORT_TOKEN_NOT_FOUND",
     /// The import token's time to live has passed.
     ImportTokenExpired => "IMPORT_TOKEN_EXPIRED",
+    /// ScheduleKeyDeletion without force, of a key used within the
+    /// deletion guard window.
+    KeyStillReferenced => "KEY_STILL_REFERENCED",
 }
 
 impl fmt::Display for ErrorReason {

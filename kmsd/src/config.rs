@@ -217,9 +217,12 @@ impl Config {
         let state_sealing = sections::state_sealing(&raw.server)?;
         let (admin, admin_rules) = AdminConfig::from_raw(raw.admin)?;
         let (rotation_sweep_interval, min_rotation_period) = rotation_settings(&raw.keys)?;
+        let cluster = ClusterSettings::from_raw(raw.cluster)?;
+        let usage = sections::usage(&raw.keys, &raw.usage, &cluster.node_name)?;
         let service = ServiceOptions {
             admin_rules,
             min_rotation_period,
+            usage,
             ..service
         };
         Ok(Self {
@@ -255,7 +258,7 @@ impl Config {
             rotation_sweep_interval,
             admin,
             metrics_listen: raw.metrics.listen,
-            cluster: ClusterSettings::from_raw(raw.cluster)?,
+            cluster,
             listeners,
         })
     }

@@ -165,6 +165,19 @@ pub enum KmsError {
     /// A bug or an unexpected local failure; the detail is only logged.
     #[error("internal error: {0}")]
     Internal(String),
+    /// ScheduleKeyDeletion without `force` of a key kmsd saw used within
+    /// the deletion guard window (`[keys] deletion_guard_window_secs`).
+    #[error(
+        "key {key_id} was last used at {last_used_at}, within the deletion guard window of {window_secs} s; schedule its deletion with force to override"
+    )]
+    KeyStillReferenced {
+        /// The key.
+        key_id: KeyId,
+        /// Its last wrap or decrypt seen (RFC 3339).
+        last_used_at: String,
+        /// The guard window, in seconds.
+        window_secs: u64,
+    },
 }
 
 impl KmsError {
@@ -221,6 +234,9 @@ impl KmsError {
             KmsError::ImportTokenNotFound => (Code::NotFound, R::ImportTokenNotFound),
             KmsError::ImportTokenExpired => (Code::FailedPrecondition, R::ImportTokenExpired),
             KmsError::Internal(_) => (Code::Internal, R::Internal),
+            KmsError::KeyStillReferenced { .. } => {
+                (Code::FailedPrecondition, R::KeyStillReferenced)
+            }
         }
     }
 
@@ -253,7 +269,8 @@ impl KmsError {
             | KmsError::BackendNotConfigured(_)
             | KmsError::InvalidServiceState { .. }
             | KmsError::ReloadFailed(_)
-            | KmsError::ImportTokenExpired => StatusCode::CONFLICT,
+            | KmsError::ImportTokenExpired
+            | KmsError::KeyStillReferenced { .. } => StatusCode::CONFLICT,
             // The caller's own credentials are fine; the key store refused
             // kmsd's, so this is an upstream failure, not a 403.
             KmsError::BackendPermissionDenied { .. } => StatusCode::BAD_GATEWAY,

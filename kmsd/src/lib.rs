@@ -79,6 +79,8 @@ pub(crate) mod service;
 pub(crate) mod status;
 #[allow(unreachable_pub)]
 pub(crate) mod tls;
+#[allow(unreachable_pub)]
+pub(crate) mod usage;
 
 /// What `benches/audit.rs` measures directly: the audit log's writer.
 pub use crate::{audit::AuditWriter, metrics::Metrics};

@@ -110,6 +110,8 @@ pub struct Metrics {
     // Automatic rotation.
     key_rotations: IntCounterVec,
     key_imports: IntCounterVec,
+    /// Usage figures (issue 20).
+    pub usage: usage::UsageMetrics,
 }
 
 /// Creates metrics in one registry. Invariant: every name below is
@@ -310,6 +312,7 @@ impl Metrics {
                 "ImportKey calls, by result (ok, token_not_found, token_expired, invalid, denied, error).",
                 &["result"],
             ),
+            usage: usage::UsageMetrics::new(define),
             registry,
         };
         metrics.set_state(ServiceState::NotConfigured);
@@ -466,3 +469,4 @@ impl Default for Metrics {
 
 #[cfg(test)]
 mod tests;
+mod usage;

@@ -248,6 +248,7 @@ const VAULT_LAYERS: &[&str] = &[
     "cache",
     "kv",
     "aliases",
+    "usage",
     "transit",
     "byok",
     "intermediate",

@@ -47,6 +47,7 @@ async fn metrics_count_a_known_sequence_and_pass_promtool() {
         .key_admin()
         .describe_key(proto::DescribeKeyRequest {
             key_id: "missing".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -104,6 +104,7 @@ async fn random_field_values_get_precise_errors() {
                 .key_admin()
                 .describe_key(proto::DescribeKeyRequest {
                     key_id: rng.text(10),
+                    ..Default::default()
                 })
                 .await
                 .map(|_| ())

@@ -109,6 +109,9 @@ pub struct KeyMetadata {
     pub rotation: Option<RotationSchedule>,
     /// Where version 1's material came from.
     pub origin: KeyOrigin,
+    /// Usage figures (issue 20): filled in by the service from its
+    /// counters; a backend leaves them empty.
+    pub usage: crate::usage::KeyUsage,
 }
 
 impl KeyMetadata {
@@ -355,6 +358,9 @@ macro_rules! dispatch_async {
 // After the dispatch macros, which it uses.
 mod metadata_store;
 pub mod rotation;
+// Usage figures' persistence (issue 20); after the dispatch macros too.
+mod usage;
+pub use self::usage::UsageStore;
 
 impl Backend {
     /// Drops the backend's own caches (key metadata); returns how many

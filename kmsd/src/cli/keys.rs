@@ -29,10 +29,14 @@ enum KeyCommand {
     },
     /// List every key.
     List,
-    /// Show one key.
+    /// Show one key, with its usage figures.
     Describe {
         /// The key id.
         key_id: String,
+        /// Also show the deletion impact: what kmsd has seen of the key's
+        /// use (evidence, not proof). Prints {"key_metadata", "impact"}.
+        #[arg(long)]
+        impact: bool,
     },
     /// Add a new version; new blobs use it, old blobs keep decrypting.
     Rotate {
@@ -56,6 +60,10 @@ enum KeyCommand {
         /// The waiting period, 7-30 days.
         #[arg(long, default_value_t = 30)]
         days: u32,
+        /// Schedule even if kmsd saw the key used within the deletion
+        /// guard window (otherwise refused: KEY_STILL_REFERENCED).
+        #[arg(long)]
+        force: bool,
     },
     /// Cancel a scheduled deletion (the key becomes Disabled).
     CancelDeletion {
@@ -164,11 +172,22 @@ pub(crate) async fn run_key(client: ClientArgs, args: KeyArgs) -> anyhow::Result
             }
             return output::print_json(&all);
         }
-        KeyCommand::Describe { key_id } => {
-            rpc(admin
-                .describe_key(proto::DescribeKeyRequest { key_id })
-                .await)?
-            .key_metadata
+        KeyCommand::Describe { key_id, impact } => {
+            let answer = rpc(admin
+                .describe_key(proto::DescribeKeyRequest {
+                    key_id,
+                    include_impact: impact,
+                })
+                .await)?;
+            if let (true, Some(meta), Some(impact)) =
+                (impact, answer.key_metadata.clone(), answer.impact)
+            {
+                return output::print_json(&DescribeOut {
+                    key_metadata: output::key(meta),
+                    impact: output::impact(impact),
+                });
+            }
+            answer.key_metadata
         }
         KeyCommand::Rotate { key_id } => {
             rpc(admin.rotate_key(proto::RotateKeyRequest { key_id }).await)?.key_metadata
@@ -179,11 +198,16 @@ pub(crate) async fn run_key(client: ClientArgs, args: KeyArgs) -> anyhow::Result
         KeyCommand::Disable { key_id } => {
             rpc(admin.disable_key(proto::DisableKeyRequest { key_id }).await)?.key_metadata
         }
-        KeyCommand::ScheduleDeletion { key_id, days } => {
+        KeyCommand::ScheduleDeletion {
+            key_id,
+            days,
+            force,
+        } => {
             rpc(admin
                 .schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
                     key_id,
                     pending_window_in_days: days,
+                    force,
                 })
                 .await)?
             .key_metadata
@@ -226,6 +250,13 @@ pub(crate) async fn run_key(client: ClientArgs, args: KeyArgs) -> anyhow::Result
         bail!("kmsd returned no key metadata");
     };
     output::print_json(&output::key(meta))
+}
+
+/// `kmsd key describe --impact`: the key and its deletion impact.
+#[derive(Serialize)]
+struct DescribeOut {
+    key_metadata: crate::http::key_view::KeyView,
+    impact: crate::http::key_view::ImpactView,
 }
 
 #[derive(Debug, Args)]

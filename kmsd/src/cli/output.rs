@@ -12,7 +12,7 @@ use kms_client::proto;
 use serde::Serialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::http::key_view::{KEY_USAGE, KeyView, VersionView};
+use crate::http::key_view::{ImpactView, KEY_USAGE, KeyView, VersionUsageView, VersionView};
 
 /// Writes `text` and a newline to stdout.
 pub(crate) fn print_line(text: impl Display) -> std::io::Result<()> {
@@ -63,6 +63,8 @@ pub(crate) fn key(meta: proto::KeyMetadata) -> KeyView {
         proto::KeyState::Unspecified => "Unspecified",
     };
     KeyView {
+        last_used_at: time(meta.last_used_at),
+        total_wraps: meta.total_wraps,
         key_id: meta.key_id,
         key_state,
         key_usage: KEY_USAGE,
@@ -76,6 +78,10 @@ pub(crate) fn key(meta: proto::KeyMetadata) -> KeyView {
             .map(|v| VersionView {
                 version: v.version,
                 creation_date: time(v.created_at),
+                wraps: v.wraps,
+                decrypts: v.decrypts,
+                last_wrap_at: time(v.last_wrap_at),
+                last_decrypt_at: time(v.last_decrypt_at),
             })
             .collect(),
         backend: meta.backend,
@@ -91,6 +97,30 @@ pub(crate) fn key(meta: proto::KeyMetadata) -> KeyView {
         } else {
             meta.origin
         },
+    }
+}
+
+/// A deletion impact as `kmsd key describe --impact` and
+/// `kmsd key schedule-deletion` print it: the admin REST API's view.
+pub(crate) fn impact(i: proto::DeletionImpact) -> ImpactView {
+    ImpactView {
+        last_used_at: time(i.last_used_at),
+        total_wraps: i.total_wraps,
+        total_decrypts: i.total_decrypts,
+        versions: i
+            .versions
+            .into_iter()
+            .map(|v| VersionUsageView {
+                version: v.version,
+                wraps: v.wraps,
+                decrypts: v.decrypts,
+                last_wrap_at: time(v.last_wrap_at),
+                last_decrypt_at: time(v.last_decrypt_at),
+            })
+            .collect(),
+        versions_decrypted_within_window: i.versions_decrypted_within_window,
+        window_seconds: i.window_seconds,
+        used_within_window: i.used_within_window,
     }
 }
 

@@ -53,6 +53,18 @@ pub struct RawConfig {
     /// `[cluster]`.
     #[serde(default)]
     pub cluster: RawCluster,
+    /// `[usage]` (issue 20).
+    #[serde(default)]
+    pub usage: RawUsage,
+}
+
+/// `[usage]`: how usage figures are persisted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsage {
+    /// How often each node writes its figures to the key store, in
+    /// seconds (default 60; they are written at shutdown too).
+    pub flush_interval_secs: Option<u64>,
 }
 
 /// `[metrics]`.
@@ -228,6 +240,12 @@ pub struct RawKeys {
     /// The shortest rotation period EnableKeyRotation accepts, in seconds
     /// (default 90 days, AWS KMS's minimum; shorter only for tests).
     pub min_rotation_period_secs: Option<u64>,
+    /// Wraps per key version after which kmsd rotates the key (default
+    /// 2^30; issue 20).
+    pub wrap_budget: Option<u64>,
+    /// ScheduleKeyDeletion refuses a key used within this many seconds
+    /// unless forced (default 7 days; 0 turns the guard off).
+    pub deletion_guard_window_secs: Option<u64>,
 }
 
 /// Log line format.

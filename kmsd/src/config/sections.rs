@@ -173,6 +173,28 @@ fn import_limits(limits: &RawLimits) -> Result<crate::import::ImportLimits, Conf
     })
 }
 
+/// `[usage]` and the usage part of `[keys]` (issue 20); the node name is
+/// `[cluster] node_name`.
+pub(super) fn usage(
+    keys: &super::RawKeys,
+    usage: &super::RawUsage,
+    node_name: &str,
+) -> Result<crate::usage::UsageSettings, ConfigError> {
+    let defaults = crate::usage::UsageSettings::default();
+    Ok(crate::usage::UsageSettings {
+        wrap_budget: at_least_one(keys.wrap_budget, defaults.wrap_budget, "keys.wrap_budget")?,
+        deletion_guard_window: keys
+            .deletion_guard_window_secs
+            .map_or(defaults.deletion_guard_window, Duration::from_secs),
+        flush_interval: Duration::from_secs(at_least_one(
+            usage.flush_interval_secs,
+            defaults.flush_interval.as_secs(),
+            "usage.flush_interval_secs",
+        )?),
+        node_name: node_name.to_owned(),
+    })
+}
+
 /// `[breaker]`.
 pub(super) fn breaker(breaker: &RawBreaker) -> Result<BreakerSettings, ConfigError> {
     Ok(BreakerSettings {

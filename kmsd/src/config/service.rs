@@ -23,6 +23,8 @@ pub struct ServiceOptions {
     pub min_rotation_period: Duration,
     /// Import tokens: their TTL and how many may be pending.
     pub imports: crate::import::ImportLimits,
+    /// Usage figures, the wrap budget and the deletion guard (issue 20).
+    pub usage: crate::usage::UsageSettings,
 }
 
 impl Default for ServiceOptions {
@@ -37,6 +39,7 @@ impl Default for ServiceOptions {
                     * crate::backend::rotation::SECS_PER_DAY,
             ),
             imports: crate::import::ImportLimits::default(),
+            usage: crate::usage::UsageSettings::default(),
         }
     }
 }

@@ -24,8 +24,8 @@ use self::{
     listeners::Listeners,
     reload::Reloader,
     tasks::{
-        credential_gauges, deletion_sweeper, key_counts, readiness_loop, report_initial_readiness,
-        rotation_sweeper, watchdog,
+        credential_gauges, deletion_sweeper, flush_usage, key_counts, readiness_loop,
+        report_initial_readiness, rotation_sweeper, usage_flusher, watchdog,
     },
 };
 use crate::{
@@ -102,6 +102,8 @@ pub struct RunningDaemon {
     pub admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<Result<(), ServeError>>,
+    /// For the last flush of the usage figures, once every listener closed.
+    usage: Kms,
 }
 
 impl RunningDaemon {
@@ -135,6 +137,7 @@ impl RunningDaemon {
         if let Some(path) = &self.unix_path {
             let _ = std::fs::remove_file(path);
         }
+        flush_usage(&self.usage).await;
         result
     }
 }
@@ -167,6 +170,13 @@ pub async fn start_with(
         .transpose()?;
     let store = open_state(&config, reset_runtime_state).await?;
     let kms = build_kms(&config, clock, store).await?;
+    // Before any request: counting continues from the persisted figures.
+    match kms.load_usage().await {
+        Ok(()) | Err(crate::error::KmsError::NotRunning(_)) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "usage figures could not be read; they are read again at the next flush")
+        }
+    }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     report_initial_readiness(&kms, &health_reporter).await;
@@ -234,6 +244,7 @@ pub async fn start_with(
     spawn_background(&kms, &config, reloader, health_reporter, shutdown_rx);
 
     Ok(RunningDaemon {
+        usage: kms.clone(),
         #[cfg(test)]
         kms,
         tcp_addr,
@@ -392,6 +403,11 @@ fn spawn_background(
     tokio::spawn(rotation_sweeper(
         kms.clone(),
         config.rotation_sweep_interval,
+        shutdown_rx.clone(),
+    ));
+    tokio::spawn(usage_flusher(
+        kms.clone(),
+        config.service.usage.flush_interval,
         shutdown_rx.clone(),
     ));
     tokio::spawn(deletion_sweeper(

@@ -100,6 +100,32 @@ pub(crate) async fn rotation_sweeper(kms: Kms, every: Duration, stop: watch::Rec
     }
 }
 
+/// Persists this node's usage figures every `every` (and reads the other
+/// nodes'); the last flush happens when the daemon stops
+/// ([`super::RunningDaemon`]).
+pub(crate) async fn usage_flusher(kms: Kms, every: Duration, stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    // The first tick is immediate, and the start has just loaded them.
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = wait_for_shutdown(stop.clone()) => return,
+        }
+        flush_usage(&kms).await;
+    }
+}
+
+/// One flush of the usage figures, failures logged.
+pub(crate) async fn flush_usage(kms: &Kms) {
+    match kms.flush_usage().await {
+        Ok(()) | Err(KmsError::NotRunning(_)) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "usage figures could not be persisted; they stay in memory until the next flush")
+        }
+    }
+}
+
 /// Keeps the key-count gauges current.
 pub(crate) async fn key_counts(kms: Kms, every: Duration, stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);

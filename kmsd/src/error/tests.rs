@@ -84,6 +84,11 @@ fn every_kind() -> Vec<KmsError> {
         KmsError::ReloadFailed("r".into()),
         KmsError::ImportTokenNotFound,
         KmsError::ImportTokenExpired,
+        KmsError::KeyStillReferenced {
+            key_id: k(),
+            last_used_at: "t".into(),
+            window_secs: 1,
+        },
     ]
 }
 
@@ -123,13 +128,14 @@ fn kind_index(e: &KmsError) -> usize {
         KmsError::ReloadFailed(_) => 29,
         KmsError::ImportTokenNotFound => 30,
         KmsError::ImportTokenExpired => 31,
+        KmsError::KeyStillReferenced { .. } => 32,
     }
 }
 
 #[test]
 fn every_kind_lists_every_variant_once() {
     let indices: Vec<usize> = every_kind().iter().map(kind_index).collect();
-    assert_eq!(indices, (0..=31).collect::<Vec<_>>());
+    assert_eq!(indices, (0..=32).collect::<Vec<_>>());
 }
 
 /// One of every variant with the HTTP status docs/admin-api.md
@@ -140,7 +146,7 @@ fn http_statuses_follow_the_grpc_codes() {
         let status = match kind_index(&err) {
             0..=6 | 18 | 26 => 400,
             8 | 9 | 27 | 30 => 404,
-            7 | 10..=13 | 17 | 20 | 28 | 29 | 31 => 409,
+            7 | 10..=13 | 17 | 20 | 28 | 29 | 31 | 32 => 409,
             16 => 502,
             15 | 19 | 21 | 23 | 24 => 503,
             22 => 403,

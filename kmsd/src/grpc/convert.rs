@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use crate::{
     alias::AliasEntry,
     backend::{KeyMetadata, KeyState},
+    usage::DeletionImpact,
 };
 
 pub(crate) fn timestamp(t: OffsetDateTime) -> prost_types::Timestamp {
@@ -26,7 +27,10 @@ pub(crate) fn key_state(state: KeyState) -> pb::KeyState {
 
 pub(crate) fn key_metadata(meta: KeyMetadata) -> pb::KeyMetadata {
     let rotation = meta.rotation;
+    let usage = &meta.usage;
     pb::KeyMetadata {
+        last_used_at: usage.last_used_at().map(timestamp),
+        total_wraps: usage.total_wraps(),
         key_id: meta.key_id.to_string(),
         state: key_state(meta.state).into(),
         description: meta.description,
@@ -36,9 +40,16 @@ pub(crate) fn key_metadata(meta: KeyMetadata) -> pb::KeyMetadata {
         versions: meta
             .versions
             .into_iter()
-            .map(|v| pb::KeyVersion {
-                version: v.version,
-                created_at: Some(timestamp(v.created_at)),
+            .map(|v| {
+                let u = usage.version(v.version);
+                pb::KeyVersion {
+                    version: v.version,
+                    created_at: Some(timestamp(v.created_at)),
+                    wraps: u.wraps,
+                    decrypts: u.decrypts,
+                    last_wrap_at: u.last_wrap_at.map(timestamp),
+                    last_decrypt_at: u.last_decrypt_at.map(timestamp),
+                }
             })
             .collect(),
         backend: meta.backend.as_str().to_owned(),
@@ -74,6 +85,32 @@ pub(crate) fn import_parameters(
         wrapping_algorithm: crate::import::WRAPPING_ALGORITHM.to_owned(),
         expires_at: Some(timestamp(params.expires_at)),
         key_id: params.key_id.map(|k| k.to_string()).unwrap_or_default(),
+    }
+}
+
+/// A deletion impact (issue 20). Its versions carry no creation time:
+/// they are the versions kmsd saw used, which the key's metadata dates.
+pub(crate) fn deletion_impact(impact: DeletionImpact) -> pb::DeletionImpact {
+    let usage = &impact.usage;
+    pb::DeletionImpact {
+        last_used_at: usage.last_used_at().map(timestamp),
+        total_wraps: usage.total_wraps(),
+        total_decrypts: usage.total_decrypts(),
+        versions: usage
+            .versions
+            .iter()
+            .map(|v| pb::KeyVersion {
+                version: v.version,
+                created_at: None,
+                wraps: v.wraps,
+                decrypts: v.decrypts,
+                last_wrap_at: v.last_wrap_at.map(timestamp),
+                last_decrypt_at: v.last_decrypt_at.map(timestamp),
+            })
+            .collect(),
+        versions_decrypted_within_window: impact.versions_decrypted_within_window,
+        window_seconds: impact.window.as_secs(),
+        used_within_window: impact.used_within_window,
     }
 }
 

@@ -4,7 +4,7 @@ use kms_proto::v1::{self as pb, key_admin_server::KeyAdmin};
 use tonic::{Request, Response, Status};
 
 use super::{
-    convert::{alias, import_parameters, key_metadata, rotation_status},
+    convert::{alias, deletion_impact, import_parameters, key_metadata, rotation_status},
     identity::request_context,
 };
 use crate::{
@@ -88,10 +88,19 @@ impl KeyAdmin for KeyAdminService {
         request: Request<pb::DescribeKeyRequest>,
     ) -> Result<Response<pb::DescribeKeyResponse>, Status> {
         let cx = request_context(&request);
-        let key = KeyRef::parse(&request.into_inner().key_id)?;
+        let req = request.into_inner();
+        let key = KeyRef::parse(&req.key_id)?;
+        if req.include_impact {
+            let (meta, impact) = self.kms.describe_key_with_impact(&cx, key).await?;
+            return Ok(Response::new(pb::DescribeKeyResponse {
+                key_metadata: Some(key_metadata(meta)),
+                impact: Some(deletion_impact(impact)),
+            }));
+        }
         let meta = self.kms.describe_key_ref(&cx, key).await?;
         Ok(Response::new(pb::DescribeKeyResponse {
             key_metadata: Some(key_metadata(meta)),
+            impact: None,
         }))
     }
 
@@ -156,12 +165,13 @@ impl KeyAdmin for KeyAdminService {
         let cx = request_context(&request);
         let req = request.into_inner();
         let key_id = KeyId::parse(&req.key_id)?;
-        let meta = self
+        let (meta, impact) = self
             .kms
-            .schedule_key_deletion(&cx, &key_id, req.pending_window_in_days)
+            .schedule_key_deletion(&cx, &key_id, req.pending_window_in_days, req.force)
             .await?;
         Ok(Response::new(pb::ScheduleKeyDeletionResponse {
             key_metadata: Some(key_metadata(meta)),
+            impact: Some(deletion_impact(impact)),
         }))
     }
 

@@ -19,7 +19,7 @@ use super::{
     admin_path,
     auth::Caller,
     error::{ApiError, json_response, parse_body, parse_query},
-    key_view::{KEY_USAGE, KeyView},
+    key_view::{ImpactView, KEY_USAGE, KeyView},
 };
 use crate::{
     alias::KeyRef,
@@ -158,6 +158,8 @@ async fn list_keys(
 #[derive(Debug, Serialize)]
 struct DescribeJson {
     key_metadata: KeyView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    impact: Option<ImpactView>,
 }
 
 async fn describe(kms: &Kms, cx: &RequestContext, key_id: &str) -> Result<Response, ApiError> {
@@ -166,18 +168,45 @@ async fn describe(kms: &Kms, cx: &RequestContext, key_id: &str) -> Result<Respon
         StatusCode::OK,
         &DescribeJson {
             key_metadata: meta.into(),
+            impact: None,
         },
     ))
+}
+
+/// The query of `GET /kms/keys/{id}`: `?impact=true` adds the deletion
+/// impact (issue 20).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DescribeQuery {
+    #[serde(default)]
+    impact: bool,
 }
 
 async fn describe_key_path(
     State(kms): State<Kms>,
     Caller(cx): Caller,
     path: Result<Path<String>, PathRejection>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     let Path(key_id) = path
         .map_err(|e| KmsError::InvalidArgument(format!("key id in the path: {}", e.body_text())))?;
-    describe(&kms, &cx, &key_id).await
+    let query: DescribeQuery = match uri.query() {
+        Some(q) if !q.is_empty() => parse_query(&uri)?,
+        _ => DescribeQuery::default(),
+    };
+    if !query.impact {
+        return describe(&kms, &cx, &key_id).await;
+    }
+    let (meta, impact) = kms
+        .describe_key_with_impact(&cx, KeyRef::parse(&key_id)?)
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &DescribeJson {
+            key_metadata: meta.into(),
+            impact: Some(impact.into()),
+        },
+    ))
 }
 
 /// The query form of a key id: RustFS's `keyId`, or `key_id`.
@@ -259,6 +288,10 @@ struct DeleteRequest {
     /// When given, must repeat `key_id` (a guard against deleting the
     /// wrong key).
     confirm_key_id: Option<String>,
+    /// Schedule even a key used within the deletion guard window
+    /// (otherwise 409 KEY_STILL_REFERENCED).
+    #[serde(default)]
+    force: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -266,6 +299,7 @@ struct DeletionJson {
     key_id: String,
     deletion_date: Option<String>,
     key_metadata: KeyView,
+    impact: ImpactView,
 }
 
 /// The request from the body or else the query; giving both is an error
@@ -321,8 +355,8 @@ async fn schedule_deletion(
             .into());
         }
     };
-    let meta = kms
-        .schedule_key_deletion(&cx, &KeyId::parse(&key_id)?, days)
+    let (meta, impact) = kms
+        .schedule_key_deletion(&cx, &KeyId::parse(&key_id)?, days, request.force)
         .await?;
     Ok(json_response(
         StatusCode::OK,
@@ -330,6 +364,7 @@ async fn schedule_deletion(
             key_id: meta.key_id.to_string(),
             deletion_date: meta.deletion_date.map(rfc3339),
             key_metadata: meta.into(),
+            impact: impact.into(),
         },
     ))
 }

@@ -23,7 +23,7 @@ fn requests_are_counted_by_operation_and_code() {
 #[test]
 fn every_metric_is_documented() {
     let docs = include_str!("../../../docs/metrics.md");
-    let source = include_str!("../metrics.rs");
+    let source = [include_str!("../metrics.rs"), include_str!("usage.rs")].concat();
     let names: Vec<&str> = source
         .split('"')
         .filter(|s| {

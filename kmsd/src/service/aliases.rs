@@ -196,6 +196,7 @@ impl Kms {
         .await;
         self.finish(cx, Operation::DescribeKey, started, &audit, result)
             .await
+            .map(|meta| self.with_usage(meta))
     }
 
     /// CreateAlias (`write` Create) and UpdateAlias (`write` Update). The

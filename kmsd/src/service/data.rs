@@ -87,6 +87,7 @@ impl Kms {
             .backend_call(&active, backend_operation, call(&active, &key_id))
             .await?;
         let sealed = result.sealed();
+        self.record_wrap(&sealed.key_id, sealed.key_version);
         audit.key_version = Some(sealed.key_version);
         audit.intermediate_key = blob::sealed_intermediate_key_id(&sealed.blob);
         Ok(result)
@@ -176,8 +177,11 @@ impl Kms {
             let (runtime, parsed) = self
                 .running_parsed(cx, op, blob, expected_key_id, audit)
                 .await?;
-            self.open(&runtime, &parsed, blob, context, &mut audit.offline)
-                .await
+            let opened = self
+                .open(&runtime, &parsed, blob, context, &mut audit.offline)
+                .await?;
+            self.record_decrypt(&opened.key_id, opened.key_version);
+            Ok(opened)
         })
         .await
     }
@@ -208,6 +212,7 @@ impl Kms {
             let opened = self
                 .open(&runtime, &parsed, blob, source_context, &mut audit.offline)
                 .await?;
+            self.record_decrypt(&opened.key_id, opened.key_version);
             let context = destination_context.unwrap_or(source_context);
             let sealed = self
                 .backend_call(
@@ -218,6 +223,7 @@ impl Kms {
                         .encrypt(&destination, opened.plaintext.expose_secret(), context),
                 )
                 .await?;
+            self.record_wrap(&sealed.key_id, sealed.key_version);
             audit.destination_intermediate_key = blob::sealed_intermediate_key_id(&sealed.blob);
             Ok(ReEncrypted {
                 source_key_id: opened.key_id,

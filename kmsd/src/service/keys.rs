@@ -12,6 +12,7 @@ use crate::{
     error::KmsError,
     key_id::KeyId,
     request::{Operation, RequestContext},
+    usage::DeletionImpact,
 };
 
 /// The audit operation of a key destroyed by the deletion sweep.
@@ -111,6 +112,19 @@ impl Kms {
             async |active| active.backend.describe_key(key_id).await,
         )
         .await
+        .map(|meta| self.with_usage(meta))
+    }
+
+    /// DescribeKey with the deletion impact (`include_impact`, REST
+    /// `?impact=true`): what kmsd has seen of the key's use.
+    pub async fn describe_key_with_impact(
+        &self,
+        cx: &RequestContext,
+        key: crate::alias::KeyRef,
+    ) -> Result<(KeyMetadata, DeletionImpact), KmsError> {
+        let meta = self.describe_key_ref(cx, key).await?;
+        let impact = self.deletion_impact(&meta.key_id).await;
+        Ok((self.with_usage(meta), impact))
     }
 
     /// ListKeys. `page_size` 0 means the default. Only keys the caller's
@@ -155,6 +169,7 @@ impl Kms {
             // `rustfs-*` does not learn that `secret-hr` exists. A page may
             // therefore hold fewer keys than asked; the token still follows.
             keys.retain(|k| self.may_list(cx, &k.key_id));
+            let keys = keys.into_iter().map(|k| self.with_usage(k)).collect();
             Ok(KeyPage {
                 keys,
                 next_page_token,
@@ -180,7 +195,8 @@ impl Kms {
                 "rotate_key",
                 async |active| active.backend.rotate_key(key_id).await,
             )
-            .await;
+            .await
+            .map(|meta| self.with_usage(meta));
         self.inner.metrics.key_rotation("manual", result.is_ok());
         result
     }
@@ -203,6 +219,17 @@ impl Kms {
                 active.backend.change_state(key_id, change).await
             })
             .await;
+        self.after_state_change(key_id, change, &result);
+        result.map(|meta| self.with_usage(meta))
+    }
+
+    /// What a state change makes every cache forget.
+    fn after_state_change<T>(
+        &self,
+        key_id: &KeyId,
+        change: StateChange,
+        result: &Result<T, KmsError>,
+    ) {
         if result.is_ok() {
             // Cached data keys of a key that may no longer be used go at
             // once...
@@ -214,7 +241,6 @@ impl Kms {
             // key: from now on every path reads its new state.
             self.forget_key_everywhere(key_id);
         }
-        result
     }
 
     /// Makes every backend forget what it caches about `key_id`.
@@ -225,13 +251,17 @@ impl Kms {
         }
     }
 
-    /// ScheduleKeyDeletion. `days` 0 means the maximum window (30).
+    /// ScheduleKeyDeletion. `days` 0 means the maximum window (30). A key
+    /// used within the deletion guard window is refused
+    /// (`KeyStillReferenced`) unless `force`; the answer carries what kmsd
+    /// had seen of the key's use.
     pub async fn schedule_key_deletion(
         &self,
         cx: &RequestContext,
         key_id: &KeyId,
         days: u32,
-    ) -> Result<KeyMetadata, KmsError> {
+        force: bool,
+    ) -> Result<(KeyMetadata, DeletionImpact), KmsError> {
         let days = match days {
             0 => MAX_DELETION_WINDOW_DAYS,
             d if (MIN_DELETION_WINDOW_DAYS..=MAX_DELETION_WINDOW_DAYS).contains(&d) => d,
@@ -242,8 +272,26 @@ impl Kms {
             }
         };
         let deletion_date = self.inner.clock.now() + Duration::days(i64::from(days));
-        self.change_state(cx, key_id, StateChange::ScheduleDeletion { deletion_date })
-            .await
+        let change = StateChange::ScheduleDeletion { deletion_date };
+        // The guard runs after the policy check (inside `on_key`), so a
+        // caller who may not delete the key learns nothing of its use.
+        let result = self
+            .on_key(
+                cx,
+                Operation::ScheduleKeyDeletion,
+                key_id,
+                Ok(()),
+                "change_state",
+                async |active| {
+                    let impact = self.deletion_impact(key_id).await;
+                    self.guard_deletion(key_id, &impact, force)?;
+                    let meta = active.backend.change_state(key_id, change).await?;
+                    Ok((meta, impact))
+                },
+            )
+            .await;
+        self.after_state_change(key_id, change, &result);
+        result.map(|(meta, impact)| (self.with_usage(meta), impact))
     }
 
     /// Destroys the keys whose deletion window has passed (the sweeper),
@@ -265,6 +313,7 @@ impl Kms {
                 failed: Some(e),
             });
         for key_id in &sweep.destroyed {
+            self.forget_usage(key_id);
             self.inner.cache.invalidate_key(key_id);
             self.forget_key_everywhere(key_id);
             let audit = Audit {

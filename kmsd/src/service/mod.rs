@@ -17,6 +17,7 @@ mod metadata;
 mod observe;
 mod reload;
 mod rotation;
+mod usage;
 
 use std::{sync::Arc, time::Duration};
 
@@ -76,6 +77,8 @@ struct Inner {
     reloader: std::sync::OnceLock<Arc<dyn Reload>>,
     /// Pending import tokens (ImportKey).
     imports: crate::import::ImportTokens,
+    /// Usage figures, the wrap budget and the deletion guard (issue 20).
+    usage: usage::Usage,
 }
 
 impl Kms {
@@ -90,6 +93,8 @@ impl Kms {
     ) -> Self {
         let started_at = clock.now();
         let cache = DataKeyCache::new(options.cache, metrics.clone());
+        let budget = i64::try_from(options.usage.wrap_budget).unwrap_or(i64::MAX);
+        metrics.usage.wrap_budget.set(budget);
         Self {
             inner: Arc::new(Inner {
                 lifecycle,
@@ -107,6 +112,7 @@ impl Kms {
                 min_rotation_period: options.min_rotation_period,
                 reloader: std::sync::OnceLock::new(),
                 imports: crate::import::ImportTokens::new(options.imports),
+                usage: usage::Usage::new(options.usage),
             }),
         }
     }

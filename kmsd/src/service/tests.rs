@@ -234,7 +234,9 @@ async fn the_deletion_sweep_writes_an_audit_line_per_key_destroyed() {
     kms.create_key(&cx, Some(doomed.clone()), String::new(), BTreeMap::new())
         .await
         .unwrap();
-    kms.schedule_key_deletion(&cx, &doomed, 7).await.unwrap();
+    kms.schedule_key_deletion(&cx, &doomed, 7, false)
+        .await
+        .unwrap();
     assert!(kms.sweep_deletions().await.unwrap().is_empty());
     clock.advance(time::Duration::days(8));
     assert_eq!(kms.sweep_deletions().await.unwrap(), [doomed]);

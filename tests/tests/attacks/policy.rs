@@ -110,6 +110,7 @@ async fn list_and_describe_show_only_the_callers_keys() {
         .key_admin()
         .describe_key(proto::DescribeKeyRequest {
             key_id: "secret-hr".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -236,7 +237,10 @@ async fn reserved_key_ids_are_refused_by_every_route() {
     );
     reserved(
         map(keys
-            .describe_key(proto::DescribeKeyRequest { key_id: id() })
+            .describe_key(proto::DescribeKeyRequest {
+                key_id: id(),
+                ..Default::default()
+            })
             .await),
         "DescribeKey",
     );
@@ -245,6 +249,8 @@ async fn reserved_key_ids_are_refused_by_every_route() {
             .schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
                 key_id: id(),
                 pending_window_in_days: 7,
+                // The deletion guard (issue 20) is not what this tests.
+                force: true,
             })
             .await),
         "ScheduleKeyDeletion",

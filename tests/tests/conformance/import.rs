@@ -249,6 +249,7 @@ pub(crate) async fn imported_material_is_the_key(mut fx: Fixture) {
         .key_admin()
         .describe_key(proto::DescribeKeyRequest {
             key_id: key_id.clone(),
+            ..Default::default()
         })
         .await)
     .unwrap()
@@ -269,7 +270,10 @@ pub(crate) async fn imported_material_is_the_key(mut fx: Fixture) {
     let described = rpc(fx
         .client
         .key_admin()
-        .describe_key(proto::DescribeKeyRequest { key_id: plain })
+        .describe_key(proto::DescribeKeyRequest {
+            key_id: plain,
+            ..Default::default()
+        })
         .await)
     .unwrap()
     .key_metadata

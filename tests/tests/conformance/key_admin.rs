@@ -21,6 +21,7 @@ async fn describe(
         .key_admin()
         .describe_key(proto::DescribeKeyRequest {
             key_id: key_id.into(),
+            ..Default::default()
         })
         .await)
     .map(|r| r.key_metadata.expect("metadata"))
@@ -36,7 +37,10 @@ async fn admin_call(
     let meta = match op {
         "describe" => {
             rpc(admin
-                .describe_key(proto::DescribeKeyRequest { key_id })
+                .describe_key(proto::DescribeKeyRequest {
+                    key_id,
+                    ..Default::default()
+                })
                 .await)?
             .key_metadata
         }
@@ -50,6 +54,8 @@ async fn admin_call(
                 .schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
                     key_id,
                     pending_window_in_days: 0,
+                    // The deletion guard (issue 20) is not what this tests.
+                    force: true,
                 })
                 .await)?
             .key_metadata
@@ -300,6 +306,8 @@ pub(crate) async fn deletion_window_and_cancel(f: Fixture) {
                 .schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
                     key_id: key.clone(),
                     pending_window_in_days: days,
+                    // The deletion guard (issue 20) is not what this tests.
+                    force: true,
                 })
                 .await),
             Code::InvalidArgument,
@@ -316,6 +324,8 @@ pub(crate) async fn deletion_window_and_cancel(f: Fixture) {
         .schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
             key_id: key.clone(),
             pending_window_in_days: 7,
+            // The deletion guard (issue 20) is not what this tests.
+            force: true,
         })
         .await)
     .unwrap()
@@ -381,6 +391,16 @@ pub(crate) async fn admin_calls_validate_key_ids(f: Fixture) {
     }
 }
 
+/// `meta` without its usage figures (issue 20).
+fn without_usage(mut meta: proto::KeyMetadata) -> proto::KeyMetadata {
+    meta.last_used_at = None;
+    meta.total_wraps = 0;
+    for v in &mut meta.versions {
+        (v.wraps, v.decrypts, v.last_wrap_at, v.last_decrypt_at) = (0, 0, None, None);
+    }
+    meta
+}
+
 pub(crate) async fn keys_survive_a_restart(mut f: Fixture) {
     let key = f.new_key("persist").await;
     admin_call(&f.client, "rotate", &key).await.unwrap();
@@ -396,7 +416,12 @@ pub(crate) async fn keys_survive_a_restart(mut f: Fixture) {
 
     f.restart().await;
 
-    assert_eq!(describe(&f.client, &key).await.unwrap(), before);
+    // Usage figures are approximate: a kill -9 loses those not yet
+    // flushed (tests/tests/usage covers their persistence).
+    assert_eq!(
+        without_usage(describe(&f.client, &key).await.unwrap()),
+        without_usage(before)
+    );
     let opened = f.client.decrypt(&v2.blob, &context, None).await.unwrap();
     assert_eq!(opened.plaintext.expose_secret(), v2.key.expose_secret());
     assert_eq!(

@@ -44,6 +44,7 @@ pub(crate) async fn describe(client: &KmsClient, key_id: &str) -> proto::KeyMeta
         .key_admin()
         .describe_key(proto::DescribeKeyRequest {
             key_id: key_id.into(),
+            ..Default::default()
         })
         .await)
     .unwrap()
@@ -252,6 +253,8 @@ pub(crate) async fn metadata_updates(mut f: Fixture) {
         .schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
             key_id: key.clone(),
             pending_window_in_days: 7,
+            // The deletion guard (issue 20) is not what this tests.
+            force: true,
         })
         .await)
     .unwrap();

@@ -201,6 +201,7 @@ async fn dashboard_and_alerts_query_only_metrics_kmsd_exports() {
         .key_admin()
         .describe_key(proto::DescribeKeyRequest {
             key_id: "missing".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -90,6 +90,7 @@ async fn a_crash_loses_nothing_that_was_acknowledged() {
                 .key_admin()
                 .describe_key(proto::DescribeKeyRequest {
                     key_id: key_id.clone(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap_or_else(|e| panic!("round {round}: acknowledged key {key_id} is gone: {e}"))

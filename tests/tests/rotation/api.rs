@@ -169,6 +169,8 @@ pub(crate) async fn enable_disable_and_status(backend: Backend) {
         .schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
             key_id: "r1".into(),
             pending_window_in_days: 7,
+            // The guard is not under test here.
+            force: true,
         })
         .await
         .unwrap();

@@ -72,6 +72,7 @@ impl Node {
             .key_admin()
             .describe_key(proto::DescribeKeyRequest {
                 key_id: key_id.into(),
+                ..Default::default()
             })
             .await
             .unwrap()

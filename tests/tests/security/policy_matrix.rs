@@ -49,7 +49,10 @@ async fn call(
             })
             .await),
         "DescribeKey" => map(admin
-            .describe_key(proto::DescribeKeyRequest { key_id: key })
+            .describe_key(proto::DescribeKeyRequest {
+                key_id: key,
+                ..Default::default()
+            })
             .await),
         "ListKeys" => map(admin.list_keys(proto::ListKeysRequest::default()).await),
         "RotateKey" => map(admin
@@ -65,6 +68,8 @@ async fn call(
             .schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
                 key_id: key,
                 pending_window_in_days: 7,
+                // The deletion guard (issue 20) is not what this tests.
+                force: true,
             })
             .await),
         "CancelKeyDeletion" => map(admin

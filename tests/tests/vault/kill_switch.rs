@@ -25,6 +25,8 @@ async fn schedule_deletion(client: &KmsClient, key_id: &str) {
         .schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
             key_id: key_id.into(),
             pending_window_in_days: 7,
+            // The deletion guard (issue 20) is not what this tests.
+            force: true,
         })
         .await)
     .unwrap();

@@ -307,6 +307,7 @@ impl LocalBackend {
                 tags: record.tags,
                 rotation: record.rotation,
                 origin: record.origin,
+                usage: Default::default(),
             },
             versions,
         })

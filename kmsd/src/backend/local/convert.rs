@@ -98,6 +98,7 @@ pub(super) fn load_key(
             tags: file.tags,
             rotation: file.rotation,
             origin: file.origin,
+            usage: Default::default(),
         },
         versions,
     })

@@ -16,6 +16,7 @@ mod rotation;
 pub mod scale;
 mod sealing;
 mod update;
+mod usage;
 mod write;
 
 use std::{

@@ -58,6 +58,7 @@ impl LocalBackend {
                 tags: new.tags,
                 rotation: None,
                 origin,
+                usage: Default::default(),
             },
             versions: vec![version],
         }

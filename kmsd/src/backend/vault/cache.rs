@@ -183,6 +183,7 @@ mod tests {
             tags: Default::default(),
             rotation: None,
             origin: Default::default(),
+            usage: Default::default(),
         }
     }
 

@@ -114,6 +114,11 @@ impl VaultBackend {
             transit,
         };
         Ok(Self {
+            usage: super::usage::VaultUsage::new(
+                client.clone(),
+                settings.kv_mount.clone(),
+                &settings.key_path_prefix,
+            ),
             aliases: VaultAliases::new(
                 client.clone(),
                 settings.kv_mount.clone(),

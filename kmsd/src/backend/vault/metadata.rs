@@ -155,5 +155,6 @@ pub(super) fn compose(key_id: &KeyId, record: &KeyRecord, transit: &TransitKey) 
         tags: record.tags.clone(),
         rotation: record.rotation,
         origin: record.origin,
+        usage: Default::default(),
     }
 }

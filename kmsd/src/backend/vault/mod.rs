@@ -53,6 +53,7 @@ mod sweep;
 mod transit;
 mod transport;
 mod update;
+mod usage;
 mod wrap;
 
 #[cfg(test)]
@@ -96,6 +97,7 @@ pub struct VaultBackend {
     // Boxed: moka's caches make it the larger part of `Backend::Vault`.
     keys: Box<Keys>,
     aliases: aliases::VaultAliases,
+    usage: usage::VaultUsage,
     clock: Arc<dyn Clock>,
     summary: Vec<(&'static str, String)>,
     // Held for its Drop, which stops the renewal task.
@@ -370,5 +372,14 @@ impl KeyBackend for VaultBackend {
 
     async fn health(&self) -> Result<(), KmsError> {
         self.client.sender.health().await.map_err(KmsError::from)
+    }
+}
+
+impl super::UsageStore for VaultBackend {
+    async fn load_usage(&self, node: &str) -> Result<crate::usage::StoredUsage, KmsError> {
+        Ok(self.usage.load(node).await?)
+    }
+    async fn store_usage(&self, node: &str, own: &crate::usage::Figures) -> Result<(), KmsError> {
+        Ok(self.usage.store(node, own, self.clock.now()).await?)
     }
 }

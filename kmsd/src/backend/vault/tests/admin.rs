@@ -72,8 +72,8 @@ async fn key_admin_round_trip_through_the_daemon() {
         .await
         .unwrap();
     assert_eq!(enabled.state, KeyState::Enabled);
-    let pending = kms
-        .schedule_key_deletion(&cx(), &id("alpha"), 7)
+    let (pending, _) = kms
+        .schedule_key_deletion(&cx(), &id("alpha"), 7, false)
         .await
         .unwrap();
     assert_eq!(pending.state, KeyState::PendingDeletion);
