@@ -9,7 +9,7 @@ use std::{
 
 use super::{Kms, observe::Audit};
 use crate::{
-    backend::{Backend, KeyBackend, KeyMetadata, KeyState, UsageStore},
+    backend::{Backend, KeyBackend, KeyMetadata, KeyState, UsageStore, rotation::Rotation},
     clock::rfc3339,
     error::KmsError,
     key_id::KeyId,
@@ -94,9 +94,14 @@ impl Kms {
             if meta.current_version != version || meta.state != KeyState::Enabled {
                 return Ok(None);
             }
-            self.backend_call(&active, "rotate_key", active.backend.rotate_key(key_id))
-                .await
-                .map(Some)
+            // Several nodes can reach the budget together: the backend's
+            // compare-and-set rotates once for all of them.
+            self.backend_call(
+                &active,
+                "rotate_key",
+                active.backend.rotate_key_if_current(key_id, version),
+            )
+            .await
         }
         .await;
         let metrics = &self.inner.metrics.usage;
