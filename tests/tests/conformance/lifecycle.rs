@@ -222,25 +222,36 @@ pub(crate) async fn metadata_updates(mut f: Fixture) {
     }
 
     // Status reports the backend's capabilities, over gRPC and REST.
+    // RustFS's set in its order, then kmsd's own; only the local backend
+    // has kmsd's backup (Vault's is its snapshot).
     let status = rpc(f.client.admin().status(proto::StatusRequest {}).await).unwrap();
-    assert_eq!(
-        status.backend.unwrap().capabilities,
-        [
-            "encrypt",
-            "decrypt",
-            "generate_data_key",
-            "enable_disable",
-            "rotate",
-            "versioning",
-            "rewrap",
-            "schedule_deletion",
-            "physical_delete",
-            "update_key_metadata"
-        ]
-    );
+    let backend = status.backend.unwrap();
+    let is_local = backend.backend_type == "local";
+    let mut expected = vec![
+        "encrypt",
+        "decrypt",
+        "generate_data_key",
+        "enable_disable",
+        "rotate",
+        "versioning",
+        "rewrap",
+        "schedule_deletion",
+        "physical_delete",
+        "update_key_metadata",
+        "aliases",
+        "automatic_rotation",
+        "usage_figures",
+        "import_key_material",
+    ];
+    if is_local {
+        expected.push("backup");
+    }
+    assert_eq!(backend.capabilities, expected);
     let reply = f.rest().get("/kms/status").await;
     assert_eq!(reply.json["capabilities"]["update_key_metadata"], true);
     assert_eq!(reply.json["capabilities"]["rotate"], true);
+    assert_eq!(reply.json["capabilities"]["automatic_rotation"], true);
+    assert_eq!(reply.json["capabilities"]["backup"], is_local);
 
     // Changes survive a restart; a key pending deletion refuses them.
     f.restart().await;
