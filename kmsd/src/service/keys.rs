@@ -103,16 +103,23 @@ impl Kms {
         cx: &RequestContext,
         key_id: &KeyId,
     ) -> Result<KeyMetadata, KmsError> {
-        self.on_key(
-            cx,
-            Operation::DescribeKey,
-            key_id,
-            Ok(()),
-            "describe_key",
-            async |active| active.backend.describe_key(key_id).await,
-        )
+        self.describe_as(cx, Operation::DescribeKey, key_id)
+            .await
+            .map(|meta| self.with_usage(meta))
+    }
+
+    /// The key's metadata, as operation `op` (DescribeKey, or one that
+    /// reads a part of it under a policy grant of its own).
+    pub(super) async fn describe_as(
+        &self,
+        cx: &RequestContext,
+        op: Operation,
+        key_id: &KeyId,
+    ) -> Result<KeyMetadata, KmsError> {
+        self.on_key(cx, op, key_id, Ok(()), "describe_key", async |active| {
+            active.backend.describe_key(key_id).await
+        })
         .await
-        .map(|meta| self.with_usage(meta))
     }
 
     /// DescribeKey with the deletion impact (`include_impact`, REST

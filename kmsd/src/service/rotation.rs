@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::{Kms, observe::Audit};
 use crate::{
-    backend::{KeyBackend, KeyMetadata, Rotation, RotationSchedule, rotation::requested_period},
+    backend::{KeyMetadata, Rotation, RotationSchedule, rotation::requested_period},
     error::KmsError,
     key_id::KeyId,
     request::{Operation, RequestContext},
@@ -80,15 +80,8 @@ impl Kms {
         cx: &RequestContext,
         key_id: &KeyId,
     ) -> Result<KeyMetadata, KmsError> {
-        self.on_key(
-            cx,
-            Operation::GetKeyRotationStatus,
-            key_id,
-            Ok(()),
-            "describe_key",
-            async |active| active.backend.describe_key(key_id).await,
-        )
-        .await
+        self.describe_as(cx, Operation::GetKeyRotationStatus, key_id)
+            .await
     }
 
     /// Rotates every key whose rotation is due (the rotation sweep),
