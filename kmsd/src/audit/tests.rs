@@ -185,3 +185,17 @@ async fn a_failed_write_is_reported_to_the_request_and_counted() {
     assert_eq!(metrics.audit_errors.get(), 1);
     assert_eq!(log.on_failure(), OnFailure::Refuse);
 }
+
+/// The file writer reports a failed `write(2)` to the request and counts
+/// it (here a file opened read-only, so every write fails).
+#[tokio::test]
+async fn a_failed_file_write_is_reported_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    std::fs::write(&path, b"").unwrap();
+    let metrics = Metrics::new();
+    let writer = AuditWriter::append_only(std::fs::File::open(&path).unwrap(), metrics.clone());
+    assert!(writer.append(b"x\n".to_vec()).await.is_err());
+    assert_eq!(metrics.audit_errors.get(), 1);
+    assert_eq!(metrics.audit_events.get(), 0);
+}
