@@ -82,6 +82,9 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     backend_ops: IntCounterVec,
     backend_latency: HistogramVec,
+    /// The data plane's successful backend calls, found without
+    /// `with_label_values`.
+    hot_backend_calls: hot::HotBackendCalls,
     cache_lookups: IntCounterVec,
     cache_entries: IntGaugeVec,
     cache_evictions: IntCounterVec,
@@ -224,7 +227,7 @@ impl Metrics {
         let define = Define(&registry);
         let (requests, latency) = request_series(define);
         build_info(define);
-        let metrics = Self {
+        let mut metrics = Self {
             requests,
             latency,
             in_flight: define.gauge("kmsd_requests_in_flight", "Requests being served now."),
@@ -313,8 +316,11 @@ impl Metrics {
                 &["result"],
             ),
             usage: usage::UsageMetrics::new(define),
+            hot_backend_calls: hot::HotBackendCalls::default(),
             registry,
         };
+        metrics.hot_backend_calls =
+            hot::HotBackendCalls::new(&metrics.backend_ops, &metrics.backend_latency);
         metrics.set_state(ServiceState::NotConfigured);
         // Every series from the start, so a rate over them has a base.
         for trigger in ["manual", "schedule"] {
@@ -343,6 +349,9 @@ impl Metrics {
 
     /// Records one backend call.
     pub fn backend_call(&self, backend: &str, operation: &str, outcome: &str, seconds: f64) {
+        if outcome == "ok" && self.hot_backend_calls.record(backend, operation, seconds) {
+            return;
+        }
         self.backend_ops
             .with_label_values(&[backend, operation, outcome])
             .inc();
@@ -467,6 +476,7 @@ impl Default for Metrics {
     }
 }
 
+mod hot;
 #[cfg(test)]
 mod tests;
 mod usage;
