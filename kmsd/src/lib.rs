@@ -82,8 +82,12 @@ pub(crate) mod tls;
 #[allow(unreachable_pub)]
 pub(crate) mod usage;
 
-/// What `benches/audit.rs` measures directly: the audit log's writer.
-pub use crate::{audit::AuditWriter, metrics::Metrics};
+/// What `benches/audit.rs` and `benches/hotpath.rs` measure directly: the
+/// audit log's writer and line, and the metrics.
+pub use crate::{
+    audit::{AuditEvent, AuditWriter},
+    metrics::Metrics,
+};
 
 /// The one crypto module of the workspace, kms-core's: `crate::crypto`
 /// inside the daemon.
