@@ -49,11 +49,7 @@ impl LocalBackend {
     /// installed first if the key is unread or only listed: `Ready` or
     /// `Unreadable`.
     pub(super) fn load_cell(&self, key_id: &KeyId, cell: &Cell) -> Arc<Entry> {
-        let seen = cell.load_full();
-        if !matches!(*seen, Entry::Unloaded | Entry::Listed(_)) {
-            return seen;
-        }
-        install(cell, &seen, self.read_key(key_id))
+        load_with(cell, || self.read_key(key_id))
     }
 
     /// The state in `cell` with the key's metadata read if it was not yet;
@@ -170,6 +166,19 @@ impl LocalBackend {
     ) -> Result<&'v WrappingKey, KmsError> {
         of.wrapping(|stored| self.material(key_id, version, stored))
     }
+}
+
+/// `load_cell` with the file read by `read`.
+pub(super) fn load_with(cell: &Cell, mut read: impl FnMut() -> Entry) -> Arc<Entry> {
+    let mut seen = cell.load_full();
+    // At most twice round: a listing may install `Listed` over the
+    // `Unloaded` this read started from, and that is no use to a caller
+    // who needs the material; nothing replaces a `Listed` but `Ready` or
+    // `Unreadable`.
+    while matches!(*seen, Entry::Unloaded | Entry::Listed(_)) {
+        seen = install(cell, &seen, read());
+    }
+    seen
 }
 
 /// Installs `loaded` in `cell` if it still holds `seen` (the `Unloaded`

@@ -222,6 +222,66 @@ async fn first_reads_racing_rotations_and_creates_lose_nothing() {
     }
 }
 
+/// A listing that installs a key's metadata while a first use is reading
+/// it must not leave the use without the material.
+#[tokio::test]
+async fn a_listing_landing_during_a_first_read_does_not_fail_the_use() {
+    let dir = private_dir();
+    let clock = clock();
+    let backend = open(dir.path(), &clock);
+    create(&backend, "k").await;
+    drop(backend);
+
+    let backend = open(dir.path(), &clock);
+    let cell = backend.keys.cell(&id("k")).unwrap();
+    let mut first = true;
+    let now = load_with(cell.value(), || {
+        if std::mem::take(&mut first) {
+            backend.list_cell(&id("k"), cell.value());
+            assert_eq!(state(&backend, "k"), "listed");
+        }
+        backend.read_key(&id("k"))
+    });
+    assert!(matches!(*now, Entry::Ready(_)));
+    assert_eq!(state(&backend, "k"), "ready");
+}
+
+/// Listings (which install metadata only) race first uses (which need
+/// the material) of the same unread keys on several threads: every use
+/// succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listings_racing_first_uses_never_fail_a_use() {
+    let dir = private_dir();
+    let clock = clock();
+    let backend = open(dir.path(), &clock);
+    let keys: Vec<String> = (0..64).map(|n| format!("k{n:02}")).collect();
+    for key in &keys {
+        create(&backend, key).await;
+    }
+    drop(backend);
+    for _ in 0..5 {
+        let backend = Arc::new(open(dir.path(), &clock));
+        let mut tasks = Vec::new();
+        for _ in 0..2 {
+            let b = Arc::clone(&backend);
+            tasks.push(tokio::spawn(async move {
+                assert_eq!(b.list_keys(None, 100).await.unwrap().len(), 64);
+            }));
+        }
+        for half in [0, 1] {
+            let (b, keys) = (Arc::clone(&backend), keys.clone());
+            tasks.push(tokio::spawn(async move {
+                for key in keys.iter().skip(half).step_by(2) {
+                    round_trip(&b, key).await.unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    }
+}
+
 #[tokio::test]
 async fn list_keys_pages_across_unread_keys_in_id_order_reading_only_its_page() {
     let dir = private_dir();
