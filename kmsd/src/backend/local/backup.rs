@@ -89,17 +89,25 @@ impl LocalBackend {
         let contents = {
             let _writing = self.writer.lock().await;
             let mut records = Vec::with_capacity(self.keys.len());
-            for (key_id, entry) in self.keys.all() {
+            for cell in self.keys.cells_after(None) {
+                let key_id = cell.key().clone();
                 if key_id.is_reserved() {
                     // kmsd's own (the self-probe's): made again on start.
                     continue;
                 }
-                match &*entry {
-                    Entry::Ready(key) => records.push(self.plain_record(key)?),
+                // Keys not in use are read for the backup but not kept:
+                // a backup must not pin every key's material in memory.
+                let key = match &*cell.value().load_full() {
+                    Entry::Ready(key) => Arc::clone(key),
+                    Entry::Unloaded | Entry::Listed(_) => match self.read_key(&key_id) {
+                        Entry::Ready(key) => key,
+                        _ => return Err(KmsError::KeyUnreadable(key_id)),
+                    },
                     // A backup that silently lacked a key would be found
                     // out only when it is needed.
                     Entry::Unreadable => return Err(KmsError::KeyUnreadable(key_id)),
-                }
+                };
+                records.push(self.plain_record(&key)?);
             }
             let aliases: Vec<AliasRecord> = self.aliases.read(|map| {
                 aliases::to_records(map.values().filter(|a| !a.target.is_reserved()))
@@ -145,7 +153,7 @@ impl LocalBackend {
             let key = self.key_of_record(record)?;
             let key_id = key.meta.key_id.clone();
             in_bundle.insert(key_id.clone());
-            match self.keys.get(&key_id).as_deref() {
+            match self.entry(&key_id).as_deref() {
                 None => to_write.push(key),
                 Some(Entry::Ready(held)) if self.same_material(held, &key)? => {
                     report.identical.push(key_id);
@@ -228,24 +236,6 @@ impl LocalBackend {
         Ok((new, conflicts))
     }
 
-    /// A version's material, unsealed if need be.
-    fn material(
-        &self,
-        key_id: &KeyId,
-        version: u32,
-        stored: &Stored,
-    ) -> Result<Zeroizing<[u8; KEY_LEN]>, KmsError> {
-        match (stored, &self.sealer) {
-            (Stored::Plain(material), _) => Ok(material.clone()),
-            (Stored::Sealed(sealed), Some(sealer)) => {
-                sealer.open(key_id, version, sealed).map_err(internal)
-            }
-            (Stored::Sealed(_), None) => Err(KmsError::Internal(format!(
-                "key {key_id} holds sealed material without a sealer"
-            ))),
-        }
-    }
-
     /// `key`'s record with every version's material in the clear.
     fn plain_record(&self, key: &LocalKey) -> Result<KeyFile, KmsError> {
         let mut record = to_file(key);
@@ -281,14 +271,12 @@ impl LocalBackend {
                 Some(sealer) => Stored::Sealed(
                     sealer
                         .seal(&key_id, v.version, &material)
-                        .map_err(internal)?,
+                        .map_err(internal)?
+                        .into_boxed_slice(),
                 ),
-                None => Stored::Plain(material.clone()),
+                None => Stored::Plain(material),
             };
-            versions.push(Arc::new(LocalVersion {
-                wrapping: WrappingKey::new(&material, BLOB_DOMAIN),
-                stored,
-            }));
+            versions.push(Arc::new(LocalVersion::new(stored)));
             infos.push(VersionInfo {
                 version: v.version,
                 created_at: v.created_at,

@@ -28,7 +28,7 @@ pub(super) fn to_file(key: &LocalKey) -> KeyFile {
                 },
                 sealed_material: match &version.stored {
                     Stored::Plain(_) => None,
-                    Stored::Sealed(sealed) => Some(sealed.clone()),
+                    Stored::Sealed(sealed) => Some(sealed.to_vec()),
                 },
             })
             .collect(),
@@ -58,16 +58,18 @@ pub(super) fn load_key(
     let mut versions = Vec::with_capacity(file.versions.len());
     let mut infos = Vec::with_capacity(file.versions.len());
     for v in file.versions {
-        let (material, stored) = match (sealer, v.material, v.sealed_material) {
-            (None, Some(PlainMaterial(material)), None) => {
-                (material.clone(), Stored::Plain(material))
-            }
-            (Some(sealer), None, Some(sealed)) => (
+        let stored = match (sealer, v.material, v.sealed_material) {
+            (None, Some(PlainMaterial(material)), None) => Stored::Plain(material),
+            (Some(sealer), None, Some(sealed)) => {
+                // Unsealed once here only to check it, so a damaged version
+                // makes the key unreadable when it is read, as before keys
+                // were read lazily; the plaintext is dropped (wiped) at
+                // once and unsealed again when the version is first used.
                 sealer
                     .open(key_id, v.version, &sealed)
-                    .map_err(|_| format!("version {} does not unseal", v.version))?,
-                Stored::Sealed(sealed),
-            ),
+                    .map_err(|_| format!("version {} does not unseal", v.version))?;
+                Stored::Sealed(sealed.into_boxed_slice())
+            }
             (None, _, Some(_)) => {
                 return Err("holds sealed material but the directory is not sealed".into());
             }
@@ -76,10 +78,7 @@ pub(super) fn load_key(
             }
             (_, None, None) => return Err(format!("version {} has no material", v.version)),
         };
-        versions.push(Arc::new(LocalVersion {
-            wrapping: WrappingKey::new(&material, BLOB_DOMAIN),
-            stored,
-        }));
+        versions.push(Arc::new(LocalVersion::new(stored)));
         infos.push(VersionInfo {
             version: v.version,
             created_at: v.created_at,

@@ -1,7 +1,7 @@
 //! The local backend: master keys in files under `key_dir`, one per key.
 //!
-//! For development, CI and single nodes. Keys are held in memory after
-//! startup; every change is written to disk (atomically and durably) before
+//! For development, CI and single nodes. Keys are read on first use and
+//! then held in memory (`lazy.rs`); every change is written to disk (atomically and durably) before
 //! it becomes visible, so a client never sees a key that a crash could lose.
 
 mod aliases;
@@ -11,6 +11,7 @@ mod convert;
 mod error;
 mod file;
 mod key;
+mod lazy;
 mod open;
 mod rotation;
 pub mod scale;
@@ -104,9 +105,13 @@ impl LocalBackend {
     }
 
     fn key(&self, key_id: &KeyId) -> Result<Arc<LocalKey>, KmsError> {
-        match self.keys.get(key_id).as_deref() {
+        match self.entry(key_id).as_deref() {
             Some(Entry::Ready(key)) => Ok(Arc::clone(key)),
-            Some(Entry::Unreadable) => Err(KmsError::KeyUnreadable(key_id.clone())),
+            // `entry` reads an unread or listed key, so only `Ready` and
+            // `Unreadable` are seen here.
+            Some(Entry::Unreadable | Entry::Unloaded | Entry::Listed(_)) => {
+                Err(KmsError::KeyUnreadable(key_id.clone()))
+            }
             None => Err(KmsError::KeyNotFound(key_id.clone())),
         }
     }
@@ -128,8 +133,7 @@ impl LocalBackend {
         let mut out = header.encode(SEED_LEN + plaintext.len() + TAG_LEN);
         let aad = blob::aad(&out, context);
         out.extend_from_slice(seed);
-        key.current()?
-            .wrapping
+        self.wrapping(key_id, key_version, key.current()?)?
             .seal_append(seed, &aad, plaintext, &mut out)
             .map_err(internal)?;
         Ok(Sealed {
@@ -194,8 +198,8 @@ impl KeyBackend for LocalBackend {
                 })?;
         let payload = LocalPayload::parse(blob.payload)?;
         let aad = blob::aad(blob.header_bytes, context);
-        let plaintext = version
-            .wrapping
+        let plaintext = self
+            .wrapping(&header.key_id, header.key_version, version)?
             .open(payload.seed, &aad, payload.sealed)
             .map_err(|_| KmsError::InvalidCiphertext)?;
         Ok(Opened {
@@ -230,7 +234,7 @@ impl KeyBackend for LocalBackend {
     }
 
     async fn describe_key(&self, key_id: &KeyId) -> Result<KeyMetadata, KmsError> {
-        Ok(self.key(key_id)?.meta.clone())
+        self.metadata(key_id)
     }
 
     async fn list_keys(
@@ -238,12 +242,7 @@ impl KeyBackend for LocalBackend {
         after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyMetadata>, KmsError> {
-        Ok(self
-            .keys
-            .ready_after(after)
-            .take(limit)
-            .map(|key| key.meta.clone())
-            .collect())
+        Ok(self.listed_after(after).take(limit).collect())
     }
 
     async fn rotate_key(&self, key_id: &KeyId) -> Result<KeyMetadata, KmsError> {
@@ -283,7 +282,7 @@ impl KeyBackend for LocalBackend {
     }
 
     async fn key_usable(&self, key_id: &KeyId) -> Result<(), KmsError> {
-        self.key(key_id)?.meta.check_usable()
+        self.metadata(key_id)?.check_usable()
     }
 
     async fn health(&self) -> Result<(), KmsError> {

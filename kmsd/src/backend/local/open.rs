@@ -1,15 +1,16 @@
-//! Opening a key directory: its lock, its sealing, and every key file.
+//! Opening a key directory: its lock, its sealing, and the list of its
+//! key files (each is read on first use, see `lazy.rs`).
 
 use super::*;
 
-/// At most this many threads read key files while opening.
-const MAX_LOAD_THREADS: usize = 8;
-/// A directory with fewer files than this is read by one thread: a
-/// thread costs more than reading a few files.
+/// At most this many threads check key files while opening.
+const MAX_CHECK_THREADS: usize = 8;
+/// A directory with fewer files than this is checked by one thread: a
+/// thread costs more than a few `stat`s.
 const MIN_FILES_PER_THREAD: usize = 512;
 
 impl LocalBackend {
-    /// Opens (creating if needed) the key directory and loads every key.
+    /// Opens (creating if needed) the key directory and lists its keys.
     /// Blocks on file I/O; call it from a blocking context.
     pub fn open(config: LocalConfig, clock: Arc<dyn Clock>) -> Result<Self, LocalError> {
         let dir = config.key_dir;
@@ -60,7 +61,7 @@ impl LocalBackend {
                 continue;
             };
             match KeyId::parse(stem) {
-                Ok(id) => key_files.push((id, entry.path())),
+                Ok(id) => key_files.push(id),
                 Err(_) => {
                     tracing::warn!(path = %entry.path().display(), "ignoring a file whose name is not a valid key id");
                 }
@@ -74,25 +75,38 @@ impl LocalBackend {
         };
 
         let keys = KeyMap::default();
-        // Reading and parsing (and unsealing) the files is most of a
-        // start-up with many keys; the map takes inserts from several
-        // threads, so the files are shared out between them.
+        // Nothing is read here (see `lazy.rs`): each key gets an unread
+        // cell, all sharing one `Unloaded` (the loader's compare-and-swap
+        // compares pointers, and nothing stores `Unloaded` after open, so
+        // sharing it is safe and saves an allocation per key). The
+        // permission check of every file stays: a loose key file must
+        // still stop the start. A `stat` is a few microseconds, so the
+        // files are shared out between threads only when there are many.
+        let unloaded = Arc::new(Entry::Unloaded);
         let threads = std::thread::available_parallelism()
             .map_or(1, std::num::NonZero::get)
-            .min(MAX_LOAD_THREADS);
+            .min(MAX_CHECK_THREADS);
         let per_thread = key_files.len().div_ceil(threads).max(MIN_FILES_PER_THREAD);
+        // The ids move into the map rather than being copied: copies would
+        // leave 100,000 freed strings scattered through the heap.
+        let mut ids = key_files.into_iter().peekable();
+        let mut chunks: Vec<Vec<KeyId>> = Vec::new();
+        while ids.peek().is_some() {
+            chunks.push(ids.by_ref().take(per_thread).collect());
+        }
+        let (dir_ref, unloaded, keys_ref) = (&dir, &unloaded, &keys);
         std::thread::scope(|scope| {
-            let loaders: Vec<_> = key_files
-                .chunks(per_thread)
-                .map(|chunk| scope.spawn(|| load_files(chunk, sealer.as_ref(), &keys)))
+            let checkers: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| scope.spawn(move || list_files(dir_ref, chunk, unloaded, keys_ref)))
                 .collect();
-            loaders.into_iter().try_for_each(|loader| {
-                loader
+            checkers.into_iter().try_for_each(|checker| {
+                checker
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
         })?;
-        tracing::info!(dir = %dir.display(), keys = keys.len(), sealed = sealer.is_some(), "local key directory loaded");
+        tracing::info!(dir = %dir.display(), keys = keys.len(), sealed = sealer.is_some(), "local key directory listed; keys are read on first use");
         let aliases = aliases::LocalAliases::load(&dir);
         Ok(Self {
             dir,
@@ -106,30 +120,25 @@ impl LocalBackend {
     }
 }
 
-/// Reads `files` into `keys`. A file that cannot be parsed or unsealed
-/// makes its key unavailable (logged); loose permissions or a failed
-/// `stat` stop the whole open, as a misconfigured directory should.
-fn load_files(
-    files: &[(KeyId, PathBuf)],
-    sealer: Option<&Sealer>,
+/// Checks the permissions of `files` and gives each an unread cell in
+/// `keys`. Loose permissions or a failed `stat` stop the whole open, as a
+/// misconfigured directory should.
+fn list_files(
+    dir: &Path,
+    files: Vec<KeyId>,
+    unloaded: &Arc<Entry>,
     keys: &KeyMap,
 ) -> Result<(), LocalError> {
-    for (key_id, path) in files {
-        let mode = file::loose_mode_bits(path).map_err(|source| LocalError::Io {
+    for key_id in files {
+        let path = file::key_path(dir, &key_id);
+        let mode = file::loose_mode_bits(&path).map_err(|source| LocalError::Io {
             path: path.clone(),
             source,
         })?;
         if mode != 0 {
-            return Err(LocalError::LoosePermissions { path: path.clone() });
+            return Err(LocalError::LoosePermissions { path });
         }
-        let entry = match load_key(path, key_id, sealer) {
-            Ok(key) => Entry::Ready(Arc::new(key)),
-            Err(reason) => {
-                tracing::error!(path = %path.display(), %reason, "key file is unreadable; this key is unavailable, the others are served");
-                Entry::Unreadable
-            }
-        };
-        keys.put(key_id.clone(), entry);
+        keys.put(key_id, Arc::clone(unloaded));
     }
     Ok(())
 }
@@ -151,9 +160,9 @@ mod tests {
         )
     }
 
-    /// Enough files for several loader threads, one of them damaged.
+    /// Enough files for several checker threads, one of them damaged.
     #[tokio::test]
-    async fn many_files_load_in_parallel_and_a_damaged_one_stays_unavailable() {
+    async fn many_files_are_listed_in_parallel_and_a_damaged_one_stays_unavailable() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let backend = open(dir.path()).unwrap();

@@ -93,12 +93,10 @@ impl Rotation for LocalBackend {
     }
 
     async fn keys_due_for_rotation(&self, now: OffsetDateTime) -> Result<Vec<KeyId>, KmsError> {
+        // Reads unread keys' metadata only: see `lazy.rs`.
         Ok(self
-            .keys
-            .ready_after(None)
-            .filter(|key| rotation::due(key.meta.state, key.meta.rotation.as_ref(), now))
-            .map(|key| key.meta.key_id.clone())
-            .collect())
+            .select_keys(|meta| rotation::due(meta.state, meta.rotation.as_ref(), now))
+            .await)
     }
 }
 

@@ -23,15 +23,16 @@ impl LocalBackend {
         material: Zeroizing<[u8; KEY_LEN]>,
     ) -> Result<Arc<LocalVersion>, KmsError> {
         let stored = match &self.sealer {
-            Some(sealer) => {
-                Stored::Sealed(sealer.seal(key_id, version, &material).map_err(internal)?)
-            }
-            None => Stored::Plain(material.clone()),
+            Some(sealer) => Stored::Sealed(
+                sealer
+                    .seal(key_id, version, &material)
+                    .map_err(internal)?
+                    .into_boxed_slice(),
+            ),
+            None => Stored::Plain(material),
         };
-        Ok(Arc::new(LocalVersion {
-            wrapping: WrappingKey::new(&material, BLOB_DOMAIN),
-            stored,
-        }))
+        // The wrapping key is derived on the version's first use.
+        Ok(Arc::new(LocalVersion::new(stored)))
     }
 
     /// A new key whose only version is `version`.
@@ -84,7 +85,7 @@ impl LocalBackend {
         })?;
         let meta = key.meta.clone();
         self.keys
-            .put(meta.key_id.clone(), Entry::Ready(Arc::new(key)));
+            .put(meta.key_id.clone(), Arc::new(Entry::Ready(Arc::new(key))));
         Ok(meta)
     }
 
@@ -94,16 +95,17 @@ impl LocalBackend {
         now: OffsetDateTime,
         destroyed: &mut Vec<KeyId>,
     ) -> Result<(), KmsError> {
+        let pending = |meta: &KeyMetadata| {
+            meta.state == KeyState::PendingDeletion && meta.deletion_date.is_some_and(|d| d <= now)
+        };
+        // Chosen before taking the writer lock: the first sweep may read
+        // every key file, which must not hold up CreateKey meanwhile. Each
+        // choice is checked again under the lock.
+        let candidates = self.select_keys(pending).await;
         let _writing = self.writer.lock().await;
-        let due: Vec<KeyId> = self
-            .keys
-            .ready_after(None)
-            .filter(|key| {
-                key.meta.state == KeyState::PendingDeletion
-                    && key.meta.deletion_date.is_some_and(|d| d <= now)
-            })
-            .map(|key| key.meta.key_id.clone())
-            .collect();
+        let due = candidates
+            .into_iter()
+            .filter(|key_id| self.metadata(key_id).is_ok_and(|meta| pending(&meta)));
         for key_id in due {
             let dir = self.dir.clone();
             let path = file::key_path(&self.dir, &key_id);
