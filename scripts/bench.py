@@ -35,6 +35,7 @@ from benchlib.measure import (  # noqa: E402
     start_to_ready, stream_ratios)
 from benchlib.procs import on_signal, stop_all  # noqa: E402
 from benchlib.report import build_report  # noqa: E402
+from benchlib.scale import scale_figures  # noqa: E402
 from benchlib.servers import DIRECT_KEY, Floor, Kmsd, OpenBao, local_backend_toml, vault_backend_toml  # noqa: E402
 
 
@@ -59,6 +60,8 @@ def main():
     parser.add_argument("--no-streams", action="store_true", help="skip the stream benchmark")
     parser.add_argument("--no-cluster", action="store_true",
                         help="skip the 3-node OpenBao cluster benchmark (about 2 minutes; 1 with --quick)")
+    parser.add_argument("--scale-keys", type=int, metavar="N",
+                        help="keys for the growth cells (issue 21; default 100000, 10000 with --quick; 0 skips them)")
     parser.add_argument("--cells", metavar="REGEX", help="run only the load cells whose name matches")
     parser.add_argument("--json", metavar="FILE", help="also save the raw results here")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temporary directory (logs)")
@@ -66,6 +69,8 @@ def main():
     args.duration = args.duration or (2.0 if args.quick else 5.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
     args.rounds = args.rounds or (1 if args.quick else 3)
+    if args.scale_keys is None:
+        args.scale_keys = 10_000 if args.quick else 100_000
 
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, on_signal)
@@ -208,6 +213,11 @@ def run(args, tmp):
 
     log(f"==> start → ready, {args.starts} × (first start, restart)")
     results["start_ready"] = start_to_ready(args.kmsd, tmp, args.starts)
+
+    results["scale"] = {}
+    if args.scale_keys > 0:
+        results["scale"] = scale_figures(runner, tmp, args.scale_keys, args.quick)
+        stop_all()
 
     results["streams"] = {}
     if not args.no_streams:

@@ -23,10 +23,10 @@ done
 
 step() { printf '==> %s\n' "$*" >&2; }
 
-step "cargo build --release -p kmsd --bin kmsd --example grpc_floor"
+step "cargo build --release -p kmsd --bin kmsd --example grpc_floor --example local_scale"
 # grpc_floor: the bare tonic baseline the server-CPU and tail figures are
 # compared with (kmsd/examples/grpc_floor.rs).
-cargo build --release -p kmsd --bin kmsd --example grpc_floor --manifest-path "$root/Cargo.toml"
+cargo build --release -p kmsd --bin kmsd --example grpc_floor --example local_scale --manifest-path "$root/Cargo.toml"
 # Built now, so that no compiler runs while load is measured.
 step "cargo bench -p kms-client --bench stream --no-run"
 cargo bench -p kms-client --bench stream --no-run --quiet --manifest-path "$root/Cargo.toml"

@@ -5,6 +5,8 @@ text tables, and the issue's targets with a PASS/MISS verdict each
 
 import statistics
 
+from .scale import scale_report
+
 # The issue's targets, checked in the summary.
 TARGET_LOCAL_RATIO = 6.0  # GDK, local backend, UDS, 64 in flight, / OpenBao direct
 TARGET_P99_C16_US = 1000.0  # p99 at 16 in flight, local UDS
@@ -337,6 +339,10 @@ def build_report(results):
         ("stream reader ratios, CPU time (lowest of 4)", stream_min, f"≥ {TARGET_STREAM_RATIO:g}×",
          verdict(stream_min, TARGET_STREAM_RATIO, True), fmt(stream_min, ".3f", "×")),
     ]
+    scale_text, scale_targets = scale_report(results.get("scale"), fmt, table, verdict)
+    if scale_text:
+        out.append(scale_text)
+    targets += scale_targets
     out.append(table([[t[0], t[4], t[2], t[3]] for t in targets], ["target", "measured", "issue", "verdict"]))
     summary = [{"target": t[0], "value": t[1], "goal": t[2], "verdict": t[3]} for t in targets]
     return "\n".join(out), med, summary
