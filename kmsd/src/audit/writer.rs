@@ -177,15 +177,20 @@ impl Inline {
             let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
             sink.write_all(line).and_then(|()| sink.flush())
         };
-        match written {
-            Ok(()) => {
-                self.metrics.audit_events.inc();
-                Ok(())
-            }
-            Err(e) => {
-                self.metrics.audit_errors.inc();
-                Err(WriteFailed::new(e.to_string()))
-            }
+        counted(&self.metrics, 1, written.map_err(|e| e.to_string()))
+    }
+}
+
+/// Counts `lines` lines as written or failed, as `written` says.
+fn counted(metrics: &Metrics, lines: u64, written: Result<(), String>) -> Result<(), WriteFailed> {
+    match written {
+        Ok(()) => {
+            metrics.audit_events.inc_by(lines);
+            Ok(())
+        }
+        Err(e) => {
+            metrics.audit_errors.inc_by(lines);
+            Err(WriteFailed::new(e))
         }
     }
 }
@@ -210,16 +215,7 @@ impl AppendFile {
             )),
             Err(e) => Err(e.to_string()),
         };
-        match written {
-            Ok(()) => {
-                self.metrics.audit_events.inc();
-                Ok(())
-            }
-            Err(e) => {
-                self.metrics.audit_errors.inc();
-                Err(WriteFailed::new(e))
-            }
-        }
+        counted(&self.metrics, 1, written)
     }
 }
 
@@ -253,16 +249,7 @@ fn run(shared: &Shared, mut sink: Box<dyn Write + Send>, metrics: &Metrics) {
         }
         let written = sink.write_all(&batch).and_then(|()| sink.flush());
         let lines = u64::try_from(waiters.len()).unwrap_or(u64::MAX);
-        let outcome = match written {
-            Ok(()) => {
-                metrics.audit_events.inc_by(lines);
-                Ok(())
-            }
-            Err(e) => {
-                metrics.audit_errors.inc_by(lines);
-                Err(WriteFailed::new(e.to_string()))
-            }
-        };
+        let outcome = counted(metrics, lines, written.map_err(|e| e.to_string()));
         for waiter in waiters.drain(..) {
             // A request that gave up waiting (its caller went away) needs
             // no answer.
