@@ -8,13 +8,11 @@ use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use kms_core::SecretBytes;
 
 use super::*;
-use crate::{blob, clock::SystemClock};
-
-fn private_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    dir
-}
+use crate::{
+    backend::local::tests::{id, private_dir},
+    blob,
+    clock::SystemClock,
+};
 
 fn open(dir: &Path, sealing: Option<SealingSecret>) -> LocalBackend {
     LocalBackend::open(
@@ -29,10 +27,6 @@ fn open(dir: &Path, sealing: Option<SealingSecret>) -> LocalBackend {
 
 fn key(byte: u8) -> SealingSecret {
     SealingSecret::KeyFile(SecretBytes::new(vec![byte; 32]))
-}
-
-fn id(s: &str) -> KeyId {
-    KeyId::parse(s).unwrap()
 }
 
 async fn create(backend: &LocalBackend, key: &str) {

@@ -1,48 +1,21 @@
 //! Keys read on first use: what a reopened directory serves, and that a
 //! first read never loses a write that raced it.
 
-use std::{collections::BTreeMap, os::unix::fs::PermissionsExt, time::Instant};
+use std::{collections::BTreeMap, time::Instant};
 
 use kms_core::SecretBytes;
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
 use super::*;
-use crate::{backend::local::LocalConfig, blob, clock::ManualClock};
+use crate::{
+    backend::local::tests::{clock, create, id, private_dir},
+    blob,
+    clock::ManualClock,
+};
 
-fn id(s: &str) -> KeyId {
-    KeyId::parse(s).unwrap()
-}
-
-fn private_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
-    dir
-}
-
-fn clock() -> ManualClock {
-    ManualClock::new(OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap())
-}
-
+/// Opens `dir`, which must open.
 fn open(dir: &Path, clock: &ManualClock) -> LocalBackend {
-    LocalBackend::open(
-        LocalConfig {
-            key_dir: dir.to_owned(),
-            sealing: None,
-        },
-        Arc::new(clock.clone()),
-    )
-    .unwrap()
-}
-
-async fn create(backend: &LocalBackend, key: &str) {
-    backend
-        .create_key(NewKey {
-            key_id: id(key),
-            description: format!("key {key}"),
-            tags: BTreeMap::new(),
-        })
-        .await
-        .unwrap();
+    crate::backend::local::tests::open(dir, clock).unwrap()
 }
 
 /// The state of `key`'s cell without reading it.

@@ -7,11 +7,11 @@ use time::{Duration, OffsetDateTime};
 use super::*;
 use crate::{blob, clock::ManualClock};
 
-fn id(s: &str) -> KeyId {
+pub(super) fn id(s: &str) -> KeyId {
     KeyId::parse(s).unwrap()
 }
 
-fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
+pub(super) fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
     EncryptionContext::new(
         pairs
             .iter()
@@ -22,17 +22,17 @@ fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
 }
 
 /// A temporary directory with the mode kmsd insists on.
-fn private_dir() -> tempfile::TempDir {
+pub(super) fn private_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     dir
 }
 
-fn clock() -> ManualClock {
+pub(super) fn clock() -> ManualClock {
     ManualClock::new(OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap())
 }
 
-fn open(dir: &Path, clock: &ManualClock) -> Result<LocalBackend, LocalError> {
+pub(super) fn open(dir: &Path, clock: &ManualClock) -> Result<LocalBackend, LocalError> {
     LocalBackend::open(
         LocalConfig {
             key_dir: dir.to_owned(),
@@ -54,11 +54,11 @@ fn open_sealed(dir: &Path, passphrase: &str) -> Result<LocalBackend, LocalError>
     )
 }
 
-async fn create(backend: &LocalBackend, key: &str) -> KeyMetadata {
+pub(super) async fn create(backend: &LocalBackend, key: &str) -> KeyMetadata {
     backend
         .create_key(NewKey {
             key_id: id(key),
-            description: String::new(),
+            description: format!("key {key}"),
             tags: BTreeMap::new(),
         })
         .await
