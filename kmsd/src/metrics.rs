@@ -227,20 +227,23 @@ impl Metrics {
         let define = Define(&registry);
         let (requests, latency) = request_series(define);
         build_info(define);
-        let mut metrics = Self {
+        let backend_ops = define.counter_vec(
+            "kmsd_backend_operations_total",
+            "Calls from kmsd to its backend, by backend, operation and outcome (ok, or the error reason).",
+            &["backend", "operation", "outcome"],
+        );
+        let backend_latency = define.histogram_vec(
+            "kmsd_backend_operation_duration_seconds",
+            "Time a backend call takes, by backend and operation.",
+            &["backend", "operation"],
+        );
+        let metrics = Self {
             requests,
             latency,
             in_flight: define.gauge("kmsd_requests_in_flight", "Requests being served now."),
-            backend_ops: define.counter_vec(
-                "kmsd_backend_operations_total",
-                "Calls from kmsd to its backend, by backend, operation and outcome (ok, or the error reason).",
-                &["backend", "operation", "outcome"],
-            ),
-            backend_latency: define.histogram_vec(
-                "kmsd_backend_operation_duration_seconds",
-                "Time a backend call takes, by backend and operation.",
-                &["backend", "operation"],
-            ),
+            hot_backend_calls: hot::HotBackendCalls::new(&backend_ops, &backend_latency),
+            backend_ops,
+            backend_latency,
             cache_lookups: define.counter_vec(
                 "kmsd_cache_lookups_total",
                 "Cache lookups, by cache and result (hit, miss, stale).",
@@ -316,11 +319,8 @@ impl Metrics {
                 &["result"],
             ),
             usage: usage::UsageMetrics::new(define),
-            hot_backend_calls: hot::HotBackendCalls::default(),
             registry,
         };
-        metrics.hot_backend_calls =
-            hot::HotBackendCalls::new(&metrics.backend_ops, &metrics.backend_latency);
         metrics.set_state(ServiceState::NotConfigured);
         // Every series from the start, so a rate over them has a base.
         for trigger in ["manual", "schedule"] {

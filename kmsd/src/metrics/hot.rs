@@ -23,7 +23,7 @@ struct HotBackendCall {
 
 /// `kmsd_backend_operations_total{outcome="ok"}` and the latency series of
 /// the data plane's backend calls.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct HotBackendCalls(Arc<[HotBackendCall]>);
 
 impl HotBackendCalls {
